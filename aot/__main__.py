@@ -1,0 +1,43 @@
+"""python -m aot --out BUILD_DIR [--archs 80,90,100] [--jobs N]
+
+Compiles every declared variant for every target (cached) and writes the generated C++ sources.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import sys
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m aot", description=__doc__)
+    parser.add_argument("--out", required=True, type=pathlib.Path, help="folder for generated sources")
+    parser.add_argument("--archs", default=os.environ.get("GEMS_AOT_ARCHS", "80,90,100"))
+    parser.add_argument("--jobs", type=int, default=int(os.environ.get("GEMS_AOT_JOBS", os.cpu_count() or 1)))
+    args = parser.parse_args(argv)
+
+    import triton
+
+    from aot import codegen, compiler, ops
+
+    archs = compiler.parse_archs(args.archs)
+    families = ops.families()
+    jobs = codegen.jobs_for(families, archs)
+    sys.stderr.write(
+        f"[gems-aot] triton {triton.__version__}, targets {', '.join(f'sm_{a}' for a in archs)}, "
+        f"{len(jobs)} images, {args.jobs} workers, cache {compiler.cache_dir()}\n"
+    )
+    results, compiled = compiler.compile_all(jobs, args.jobs)
+    manifest = codegen.emit(args.out, families, archs, results, triton.__version__)
+    sys.stderr.write(
+        f"[gems-aot] {manifest['kernels']} kernels, images per target "
+        + ", ".join(f"sm_{a}: {n}" for a, n in manifest["images_per_arch"].items())
+        + f", {manifest['cubin_bytes'] / 1e6:.1f} MB of cubins, {compiled} compiled\n"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

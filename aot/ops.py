@@ -1,0 +1,71 @@
+"""Op declarations: the gems:: schemas and the aten overloads each family overrides.
+
+Each family module (aot/family_*.py) declares GRIDS (its kernel variants), GEMS_OPS (schemas of
+torch.ops.gems.*), ATEN_OVERRIDES (aten overloads whose CUDA kernel `enable()` replaces) and
+CPP_HEADER (the csrc header that declares the C++ functions). The codegen derives the C++
+function names from the op names, so a declaration without its C++ function fails to link.
+
+C++ naming: op "add.Tensor" -> function `add_Tensor`; gems ops live in `gems::cuda::` (CUDA
+kernel) and `gems::meta::` (Meta kernel); aten overrides in `gems::aten_impl::`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+
+FAMILIES = (
+    "aot.family_pointwise",
+    "aot.family_reduce",
+    "aot.family_gemm",
+)
+
+
+def cpp_name(op_name: str) -> str:
+    return op_name.replace(".", "_")
+
+
+@dataclasses.dataclass(frozen=True)
+class GemsOp:
+    schema: str  # "add.Tensor(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor"
+
+    @property
+    def name(self) -> str:
+        return self.schema.split("(", 1)[0]
+
+    @property
+    def cpp(self) -> str:
+        return cpp_name(self.name)
+
+
+@dataclasses.dataclass(frozen=True)
+class AtenOverride:
+    name: str  # "add.Tensor", "add_.Tensor", "add.out", "relu"
+
+    @property
+    def cpp(self) -> str:
+        return cpp_name(self.name)
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    module: str
+    grids: tuple
+    gems_ops: tuple
+    aten_overrides: tuple
+    cpp_header: str
+
+
+def families(modules=FAMILIES) -> list:
+    out = []
+    for m in modules:
+        mod = importlib.import_module(m)
+        out.append(Family(m, tuple(mod.GRIDS), tuple(mod.GEMS_OPS), tuple(mod.ATEN_OVERRIDES), mod.CPP_HEADER))
+    grids = [g.name for f in out for g in f.grids]
+    ops = [o.name for f in out for o in f.gems_ops]
+    overrides = [o.name for f in out for o in f.aten_overrides]
+    for what, names in (("grid", grids), ("gems op", ops), ("aten override", overrides)):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"duplicate {what} names: {dup}")
+    return out

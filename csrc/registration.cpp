@@ -1,0 +1,48 @@
+// The control ops the Python package calls: the override switch, fallback counts, build info.
+// The op schemas and kernels themselves are registered by the generated gems_registration.cpp.
+#include <torch/library.h>
+
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "gems_kernels.h"
+#include "runtime/fallback.h"
+#include "runtime/kernels.h"
+#include "runtime/overrides.h"
+
+namespace gems {
+namespace {
+
+std::vector<std::string> available_overrides() {
+  std::vector<std::string> names;
+  for (int i = 0; i < kNumAtenOverrides; ++i) {
+    names.push_back(std::string(kAtenOverrides[i].name) + "\t" + kAtenOverrides[i].family);
+  }
+  return names;
+}
+
+std::string build_info() {
+  std::ostringstream s;
+  s << "triton_version\t" << gen::kTritonVersion << "\n";
+  s << "kernels\t" << kernel_count() << "\n";
+  for (int arch : gen::kArchs) s << "images_sm_" << arch << "\t" << image_count_for_arch(arch) << "\n";
+  return s.str();
+}
+
+std::vector<int64_t> device_info(int64_t device) {
+  return {device_capability(static_cast<c10::DeviceIndex>(device)), device_target(static_cast<c10::DeviceIndex>(device))};
+}
+
+}  // namespace
+}  // namespace gems
+
+TORCH_LIBRARY_FRAGMENT(gems, m) {
+  m.def("_set_overrides(str[] names) -> str[]", &gems::set_overrides);
+  m.def("_installed_overrides() -> str[]", &gems::installed_overrides);
+  m.def("_available_overrides() -> str[]", &gems::available_overrides);
+  m.def("_fallback_report() -> str", &gems::fallback_report);
+  m.def("_reset_fallback_counts() -> ()", &gems::reset_fallback_counts);
+  m.def("_build_info() -> str", &gems::build_info);
+  m.def("_device_info(int device) -> int[]", &gems::device_info);
+}

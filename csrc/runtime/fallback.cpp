@@ -1,0 +1,61 @@
+#include "runtime/fallback.h"
+
+#include <c10/util/Exception.h>
+
+#include <deque>
+#include <mutex>
+#include <sstream>
+
+namespace gems {
+namespace {
+std::mutex g_mutex;
+std::deque<FallbackCounter> g_counters;  // stable addresses; guarded by g_mutex
+}  // namespace
+
+const char* fallback_name(Fallback reason) {
+  switch (reason) {
+    case Fallback::kNone: return "none";
+    case Fallback::kDtype: return "dtype";
+    case Fallback::kMixedDtype: return "mixed_dtype";
+    case Fallback::kRank: return "rank";
+    case Fallback::kIndex64: return "index64";
+    case Fallback::kArch: return "arch";
+    case Fallback::kDevice: return "device";
+    case Fallback::kLayout: return "layout";
+    case Fallback::kArgs: return "args";
+    case Fallback::kCount: break;
+  }
+  return "unknown";
+}
+
+FallbackCounter& fallback_counter(const char* op) {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  for (auto& c : g_counters) {
+    if (std::string(c.op()) == op) return c;
+  }
+  return g_counters.emplace_back(op);
+}
+
+std::string fallback_report() {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  std::ostringstream out;
+  for (const auto& c : g_counters) {
+    for (int r = 1; r < static_cast<int>(Fallback::kCount); ++r) {
+      const uint64_t n = c.count(static_cast<Fallback>(r));
+      if (n) out << c.op() << '\t' << fallback_name(static_cast<Fallback>(r)) << '\t' << n << '\n';
+    }
+  }
+  return out.str();
+}
+
+void reset_fallback_counts() {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  for (auto& c : g_counters) c.reset();
+}
+
+void unsupported(const char* op, Fallback reason, const std::string& detail) {
+  TORCH_CHECK(false, op, ": no gems kernel covers this input (", fallback_name(reason), ": ", detail,
+              "); call the torch op instead, or use gems_aot.enable(), which falls back to ATen");
+}
+
+}  // namespace gems

@@ -1,0 +1,55 @@
+// Why an input was not run by a gems kernel, and the per-op counters of ATen fallbacks.
+//
+// Op drivers return a `Fallback`: kNone when a gems kernel ran, otherwise the reason. An aten
+// override then calls ATen's own CUDA kernel and counts the reason; a torch.ops.gems.* call
+// raises `unsupported(...)` instead (ARCHITECTURE.md decision 3).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+namespace gems {
+
+enum class Fallback : uint8_t {
+  kNone = 0,  // a gems kernel ran
+  kDtype,  // no variant for this dtype
+  kMixedDtype,  // operands of different dtypes (casts inside the kernel are not built)
+  kRank,  // more dims than the strided variants take
+  kIndex64,  // needs 64-bit indexing where only 32-bit variants exist
+  kArch,  // no image for this device's architecture
+  kDevice,  // operands on different devices or not on CUDA
+  kLayout,  // a memory layout the variants do not cover
+  kArgs,  // an argument value the variants do not cover
+  kCount
+};
+
+const char* fallback_name(Fallback reason);
+
+class FallbackCounter {
+ public:
+  explicit FallbackCounter(const char* op) : op_(op) {}
+  void hit(Fallback reason) { counts_[static_cast<int>(reason)].fetch_add(1, std::memory_order_relaxed); }
+  const char* op() const { return op_; }
+  uint64_t count(Fallback reason) const { return counts_[static_cast<int>(reason)].load(std::memory_order_relaxed); }
+  void reset() {
+    for (auto& c : counts_) c.store(0, std::memory_order_relaxed);
+  }
+
+ private:
+  const char* op_;
+  std::atomic<uint64_t> counts_[static_cast<int>(Fallback::kCount)] = {};
+};
+
+// The counter of an aten override, created on first use; keep the reference in a
+// function-local static so the lookup happens once.
+FallbackCounter& fallback_counter(const char* op);
+
+// "op\treason\tcount\n" for every non-zero count.
+std::string fallback_report();
+void reset_fallback_counts();
+
+// Raises the error a torch.ops.gems.* call gives for input no variant covers.
+[[noreturn]] void unsupported(const char* op, Fallback reason, const std::string& detail);
+
+}  // namespace gems

@@ -1,0 +1,101 @@
+// The kernel registry and launcher: what every op driver uses to run an AOT-compiled kernel.
+//
+// The build generates the kernel table (gems_kernels.h in the build folder): every compiled
+// variant with its cubin per target and the metadata of Triton's launch ABI. A driver looks up
+// a kernel id in its grid's table, asks `kernel_for` for the function on the tensor's device
+// (loaded once per device, lazily, thread-safe) and launches it on the current stream.
+#pragma once
+
+#include <c10/core/Device.h>
+#include <c10/util/Exception.h>
+
+#include <cstdint>
+
+namespace gems {
+
+// One compiled image of a kernel for one target; fields mirror Triton's KernelMetadata.
+struct KernelImage {
+  int arch;  // 80, 90, 100: the cuda target it was compiled for (sm_80, sm_90a, sm_100a)
+  uint64_t offset;  // into the embedded cubin blob
+  uint64_t size;
+  int num_warps;
+  int num_ctas;
+  int shared;
+  int global_scratch_size;
+  int global_scratch_align;
+  int profile_scratch_size;
+  int profile_scratch_align;
+  bool launch_pdl;
+  bool launch_cooperative_grid;
+  int params[4];  // the variant's launch_params (constexprs the driver needs), in order
+};
+
+struct KernelSpec {
+  const char* name;  // the variant's symbol, e.g. binary_add_fp32_tt_contig_i32
+  const char* entry;  // the cubin's entry point (the @triton.jit function's name)
+  const char* signature;  // runtime argument types, e.g. "*fp32,*fp32,*fp32,i32,fp32"
+  int num_args;  // runtime arguments, not counting Triton's hidden scratch pointers
+  const char* triton_version;
+  int first_image;  // into kImages
+  int num_images;
+};
+
+// A kernel ready to launch on one device.
+struct LoadedKernel {
+  void* function;  // CUfunction
+  const KernelImage* image;
+  int id;
+};
+
+// The kernel `id` on `device`, loading its module the first time; nullptr when this build has
+// no image that runs on the device's architecture (or it needs more shared memory than the
+// device has): the caller then falls back to ATen. Driver errors raise c10::Error.
+const LoadedKernel* kernel_for(int id, c10::DeviceIndex device);
+
+// Argument storage for one launch: runtime arguments in signature order, each in its own
+// 8-byte slot, followed by the two hidden scratch pointers the launcher appends.
+class KernelArgs {
+ public:
+  static constexpr int kMaxArgs = 40;
+
+  void ptr(const void* p) { push(reinterpret_cast<uint64_t>(p)); }
+  void i32(int32_t v) { push(static_cast<uint64_t>(static_cast<uint32_t>(v))); }
+  void i64(int64_t v) { push(static_cast<uint64_t>(v)); }
+  void f32(float v) {
+    uint32_t bits;
+    static_assert(sizeof(bits) == sizeof(v));
+    __builtin_memcpy(&bits, &v, sizeof(bits));
+    push(bits);
+  }
+  int size() const { return n_; }
+  void** slots() {
+    for (int i = 0; i < n_; ++i) pointers_[i] = &storage_[i];
+    return pointers_;
+  }
+  void push(uint64_t bits) {
+    TORCH_CHECK(n_ < kMaxArgs, "gems: too many kernel arguments");
+    storage_[n_++] = bits;
+  }
+
+ private:
+  uint64_t storage_[kMaxArgs];
+  void* pointers_[kMaxArgs];
+  int n_ = 0;
+};
+
+// Launches `k` with a grid of (gx, gy, gz) programs on the current CUDA stream of `device`.
+// Appends the hidden scratch pointers, allocates global scratch from the caching allocator
+// when the kernel needs it, and uses cuLaunchKernelEx for clusters, PDL and cooperative grids.
+void launch(const LoadedKernel& k, c10::DeviceIndex device, uint32_t gx, uint32_t gy, uint32_t gz,
+            KernelArgs& args);
+
+// Number of kernels and targets in this build, for info().
+int kernel_count();
+int image_count_for_arch(int arch);
+
+// The device's compute capability as major*10+minor, and the build target whose cubins run on
+// it (0 when none does: every op then falls back to ATen).
+int device_capability(c10::DeviceIndex device);
+int device_target(c10::DeviceIndex device);
+
+}  // namespace gems

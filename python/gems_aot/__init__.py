@@ -1,0 +1,36 @@
+"""gems-aot: ahead-of-time compiled Triton operators for PyTorch.
+
+    import gems_aot
+    gems_aot.enable()            # aten CUDA ops now run gems kernels, falling back to ATen
+    with gems_aot.use_gems(include=["add", "mm"]):
+        ...
+    torch.ops.gems.add(a, b)     # the gems ops themselves (with Meta functions)
+"""
+
+from gems_aot._library import load as _load
+from gems_aot._override import (
+    disable,
+    enable,
+    enabled_ops,
+    fallback_counts,
+    is_enabled,
+    registered_ops,
+    reset_fallback_counts,
+    use_gems,
+)
+from gems_aot._info import __version__, info
+
+_load()
+
+__all__ = [
+    "__version__",
+    "disable",
+    "enable",
+    "enabled_ops",
+    "fallback_counts",
+    "info",
+    "is_enabled",
+    "registered_ops",
+    "reset_fallback_counts",
+    "use_gems",
+]

@@ -1,0 +1,65 @@
+"""What was built and whether this machine's GPU can run it."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+
+import torch
+
+from gems_aot._library import MANIFEST
+
+try:
+    __version__ = importlib.metadata.version("gems-aot")
+except importlib.metadata.PackageNotFoundError:
+    __version__ = "0+unknown"
+
+# cuda target -> the cubin flavour triton builds for it
+_TARGET_NAMES = {80: "sm_80", 90: "sm_90a", 100: "sm_100a"}
+
+
+def info() -> dict:
+    """Package and torch versions, the triton version used at build, targets and kernel
+    counts per target, and the current device with whether gems kernels run on it."""
+    build = dict(line.split("\t") for line in torch.ops.gems._build_info().splitlines())
+    manifest = json.loads(MANIFEST.read_text()) if MANIFEST.exists() else {}
+    images = {
+        _TARGET_NAMES.get(int(k[len("images_sm_") :]), k): int(v) for k, v in build.items() if k.startswith("images_")
+    }
+    result = {
+        "gems_aot": __version__,
+        "torch": torch.__version__,
+        "triton_at_build": build["triton_version"],
+        "kernels": int(build["kernels"]),
+        "images_per_target": images,
+        "cubin_bytes": manifest.get("cubin_bytes"),
+        "aten_overrides": len(torch.ops.gems._available_overrides()),
+        "device": None,
+    }
+    if torch.cuda.is_available():
+        index = torch.cuda.current_device()
+        capability, target = torch.ops.gems._device_info(index)
+        result["device"] = {
+            "index": index,
+            "name": torch.cuda.get_device_name(index),
+            "capability": f"{capability // 10}.{capability % 10}",
+            "target": _TARGET_NAMES.get(target),
+            "supported": target != 0,
+        }
+    return result
+
+
+def format_info(data: dict) -> str:
+    lines = [
+        f"gems_aot {data['gems_aot']}  torch {data['torch']}  triton at build {data['triton_at_build']}",
+        f"kernels: {data['kernels']}  images per target: "
+        + ", ".join(f"{t}: {n}" for t, n in data["images_per_target"].items()),
+        f"aten overloads gems can override: {data['aten_overrides']}",
+    ]
+    dev = data["device"]
+    if dev is None:
+        lines.append("device: no CUDA device visible (every gems op needs one; aten ops run as usual)")
+    else:
+        status = f"supported, runs {dev['target']} cubins" if dev["supported"] else "NOT supported: ATen fallback"
+        lines.append(f"device: cuda:{dev['index']} {dev['name']} (compute capability {dev['capability']}), {status}")
+    return "\n".join(lines)

@@ -1,0 +1,108 @@
+"""enable / disable / use_gems: route aten CUDA ops to gems kernels in eager mode.
+
+The switch lives in the extension: each aten overload in `registered_ops()` gets gems' kernel
+registered at the CUDA dispatch key, and removing it restores ATen's own. Inputs a gems kernel
+does not cover run ATen's CUDA kernel directly and are counted (`fallback_counts()`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import warnings
+from typing import Iterable, Iterator, Optional
+
+import torch
+
+_lock = threading.Lock()
+
+
+def registered_ops() -> list[str]:
+    """The aten overloads `enable()` overrides, e.g. 'add.Tensor', 'add_.Tensor', 'add.out'."""
+    return [entry.split("\t")[0] for entry in torch.ops.gems._available_overrides()]
+
+
+def _base(overload: str) -> str:
+    """'add_.Tensor' -> 'add', 'sum.IntList_out' -> 'sum', 'relu_' -> 'relu'."""
+    name = overload.split(".", 1)[0]
+    return name[:-1] if name.endswith("_") else name
+
+
+def _select(names: Optional[Iterable[str]], available: list[str], what: str) -> set[str]:
+    if names is None:
+        return set(available)
+    if isinstance(names, str):
+        names = [names]
+    chosen: set[str] = set()
+    for name in names:
+        # A bare name ("add") means every overload of the op; "add.Tensor" means just that one.
+        matched = [o for o in available if o == name or _base(o) == name]
+        if not matched:
+            raise ValueError(
+                f"gems_aot: {what} names unknown op {name!r}; known: {sorted({_base(o) for o in available})} "
+                "or one of their overloads in gems_aot.registered_ops()"
+            )
+        chosen.update(matched)
+    return chosen
+
+
+def _install(names: Iterable[str]) -> list[str]:
+    with warnings.catch_warnings():
+        # The dispatcher warns when a kernel replaces ATen's at the same key: that is the point.
+        warnings.filterwarnings("ignore", message=".*Overriding a previously registered kernel.*")
+        return list(torch.ops.gems._set_overrides(sorted(names)))
+
+
+def enable(include: Optional[Iterable[str]] = None, exclude: Optional[Iterable[str]] = None) -> list[str]:
+    """Routes the selected aten ops (all of `registered_ops()` by default) to gems kernels.
+
+    include / exclude take op names ("add": all its overloads) or overloads ("add.out").
+    Replaces the current selection; returns the overloads now overridden.
+    """
+    available = registered_ops()
+    selected = _select(include, available, "include") - (
+        _select(exclude, available, "exclude") if exclude is not None else set()
+    )
+    with _lock:
+        _install(selected)
+    return sorted(selected)
+
+
+def disable() -> None:
+    """Restores ATen's kernels for every op gems overrode."""
+    with _lock:
+        _install([])
+
+
+def enabled_ops() -> list[str]:
+    return sorted(torch.ops.gems._installed_overrides())
+
+
+def is_enabled() -> bool:
+    return bool(enabled_ops())
+
+
+@contextlib.contextmanager
+def use_gems(include: Optional[Iterable[str]] = None, exclude: Optional[Iterable[str]] = None) -> Iterator[list[str]]:
+    """`enable(include, exclude)` for the block, then the previous selection again (also when the
+    block raises, and when blocks nest)."""
+    with _lock:
+        previous = list(torch.ops.gems._installed_overrides())
+    try:
+        yield enable(include, exclude)
+    finally:
+        with _lock:
+            _install(previous)
+
+
+def fallback_counts() -> dict[tuple[str, str], int]:
+    """{(aten overload, reason): calls that went to ATen} since load or the last reset."""
+    counts = {}
+    for line in torch.ops.gems._fallback_report().splitlines():
+        op, reason, n = line.split("\t")
+        counts[(op, reason)] = int(n)
+    return counts
+
+
+def reset_fallback_counts() -> None:
+    torch.ops.gems._reset_fallback_counts()

@@ -1,0 +1,85 @@
+"""Builds gems-aot: the AOT step (python -m aot) compiles every kernel variant into cubins and
+generates C++ sources; CMake + ninja then build the extension (a Python-free shared library that
+gems_aot loads with torch.ops.load_library).
+
+Environment: GEMS_AOT_ARCHS (default 80,90,100), GEMS_AOT_JOBS (default: all cores),
+GEMS_AOT_CACHE_DIR (default ~/.cache/gems_aot), GEMS_AOT_BUILD_DIR (default ./build).
+"""
+
+import importlib.util
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+ROOT = pathlib.Path(__file__).parent.resolve()
+LIBRARY = "libgems_aot.so"
+
+
+def cuda_include_dirs() -> list:
+    """The CUDA headers c10/cuda includes: a CUDA toolkit's, else those of torch's nvidia wheels
+    completed by the crt/ headers that triton bundles."""
+    for home in (os.environ.get("CUDA_HOME"), "/usr/local/cuda"):
+        include = pathlib.Path(home or "/nonexistent") / "include"
+        if (include / "cuda.h").exists() and (include / "crt" / "host_config.h").exists():
+            return [str(include)]
+    dirs = []
+    spec = importlib.util.find_spec("nvidia")
+    for root in list(spec.submodule_search_locations) if spec else []:
+        dirs += [str(h.parent) for h in sorted(pathlib.Path(root).glob("*/include/cuda.h"))][:1]
+    triton = importlib.util.find_spec("triton")
+    if triton and triton.submodule_search_locations:
+        dirs.append(str(pathlib.Path(list(triton.submodule_search_locations)[0]) / "backends" / "nvidia" / "include"))
+    if not dirs:
+        raise RuntimeError("CUDA headers not found: install torch with CUDA (its nvidia wheels) or set CUDA_HOME")
+    return dirs
+
+
+class BuildGems(build_ext):
+    def get_ext_filename(self, ext_name):
+        # One Python-free library per torch build, not per Python version.
+        return os.path.join(*ext_name.split(".")[:-1], LIBRARY)
+
+    def build_extension(self, ext):
+        import torch
+
+        jobs = os.environ.get("GEMS_AOT_JOBS") or str(os.cpu_count() or 1)
+        build = pathlib.Path(os.environ.get("GEMS_AOT_BUILD_DIR") or ROOT / "build").resolve()
+        gen, cmake_dir = build / "aot", build / "cmake"
+        subprocess.check_call([sys.executable, "-m", "aot", "--out", str(gen), "--jobs", jobs], cwd=ROOT)
+
+        torch_dir = pathlib.Path(torch.__file__).parent
+        includes = [torch_dir / "include", torch_dir / "include" / "torch" / "csrc" / "api" / "include"]
+        configure = [
+            "cmake",
+            "-S",
+            str(ROOT),
+            "-B",
+            str(cmake_dir),
+            f"-DGEMS_GEN_DIR={gen}",
+            "-DTORCH_INCLUDE_DIRS=" + ";".join(map(str, includes)),
+            f"-DTORCH_LIBRARY_DIR={torch_dir / 'lib'}",
+            "-DCUDA_INCLUDE_DIR=" + ";".join(cuda_include_dirs()),
+            f"-DGLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}",
+            f"-DGEMS_OUTPUT={pathlib.Path(LIBRARY).stem}",
+            f"-DCMAKE_LIBRARY_OUTPUT_DIRECTORY={cmake_dir / 'lib'}",
+        ]
+        if shutil.which("ninja"):
+            configure += ["-G", "Ninja"]
+        subprocess.check_call(configure)
+        subprocess.check_call(["cmake", "--build", str(cmake_dir), "-j", jobs])
+
+        target = pathlib.Path(self.get_ext_fullpath(ext.name))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(cmake_dir / "lib" / LIBRARY, target)
+        shutil.copy2(gen / "gems_manifest.json", target.parent / "gems_manifest.json")
+
+
+setup(
+    ext_modules=[Extension("gems_aot.libgems_aot", sources=[])],
+    cmdclass={"build_ext": BuildGems},
+)

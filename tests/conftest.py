@@ -1,0 +1,47 @@
+"""Shared test helpers.
+
+`interpreted(module)` loads a fresh copy of a kernels/ module with TRITON_INTERPRET=1, so its
+@triton.jit kernels run on CPU tensors, while the normal import (used by the AOT compiler
+tests) stays a JITFunction. Kernel modules are self-contained for this reason.
+"""
+
+import functools
+import importlib.util
+import os
+import pathlib
+import sys
+
+import pytest
+import torch
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+requires_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@functools.lru_cache(maxsize=None)
+def interpreted(module: str):
+    path = ROOT / (module.replace(".", "/") + ".py")
+    # Triton imports gluon lazily on the first launch; while the interpreter has patched
+    # triton.language, that import fails. Import it beforehand.
+    importlib.import_module("triton.experimental.gluon")
+    previous = os.environ.get("TRITON_INTERPRET")
+    os.environ["TRITON_INTERPRET"] = "1"
+    try:
+        spec = importlib.util.spec_from_file_location(f"_interpreted_{module.replace('.', '_')}", path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+    finally:
+        if previous is None:
+            del os.environ["TRITON_INTERPRET"]
+        else:
+            os.environ["TRITON_INTERPRET"] = previous
+    return mod
+
+
+@pytest.fixture
+def seeded():
+    torch.manual_seed(0)
+    return torch.Generator().manual_seed(0)

@@ -1,0 +1,137 @@
+"""The AOT compiler: declarations, compile for every target, the cache, the generated C++."""
+
+import json
+import pathlib
+
+import pytest
+import triton
+
+from aot import codegen, compiler, ops
+from aot.variants import KernelGrid, Variant
+
+TARGETS = (80, 90, 100)
+
+
+@pytest.fixture(scope="module")
+def families():
+    return ops.families()
+
+
+def test_declarations_are_consistent(families):
+    assert [f.module for f in families] == list(ops.FAMILIES)
+    for fam in families:
+        assert fam.grids and fam.cpp_header.startswith("ops/")
+        for grid in fam.grids:
+            covered = 0
+            for point in grid.points():
+                per_arch = [grid.make(point, arch) for arch in TARGETS]
+                built = [v for v in per_arch if v is not None]
+                covered += bool(built)
+                for v in built:
+                    # Every parameter of the jit function is declared, in order.
+                    assert [n for n, _ in v.signature] == v.jit_function().arg_names, grid.symbol(point)
+                assert len({v.runtime_args for v in built}) <= 1, grid.symbol(point)
+            assert covered, grid.name
+
+
+def test_variant_rejects_bad_declarations():
+    with pytest.raises(ValueError, match="constexprs"):
+        Variant(kernel="k:f", signature=(("x", "*fp32"), ("B", "constexpr")), constexprs=())
+    with pytest.raises(ValueError, match="divisibility"):
+        Variant(kernel="k:f", signature=(("x", "*fp32"),), divisible16=("y",))
+    with pytest.raises(ValueError, match="launch param"):
+        Variant(kernel="k:f", signature=(("x", "*fp32"),), launch_params=("x",))
+
+
+def test_parse_archs():
+    assert compiler.parse_archs("90") == (90,)
+    assert compiler.parse_archs("100, 80,90,90") == (80, 90, 100)
+    for bad in ("", "75", "90,foo"):
+        with pytest.raises(ValueError):
+            compiler.parse_archs(bad)
+
+
+def _pointwise_variant(point, arch=90):
+    grid = next(g for f in ops.families() for g in f.grids if g.name == "binary")
+    return grid.make(point, arch)
+
+
+@pytest.mark.parametrize("arch", TARGETS)
+def test_compile_sample_for_every_target(arch):
+    point = {"op": "add", "dtype": "bf16", "form": "tt", "layout": "aligned", "index": "i64"}
+    cubin, meta = compiler.compile_variant(_pointwise_variant(point, arch), arch)
+    assert cubin[:4] == b"\x7fELF"
+    assert meta["name"] == "binary_contig"
+    assert meta["num_warps"] == 8 and meta["num_ctas"] == 1
+    assert meta["shared"] >= 0 and meta["global_scratch_size"] == 0
+    assert meta["launch_pdl"] is False and meta["launch_cooperative_grid"] is False
+    assert meta["triton_version"] == triton.__version__
+    # The cubin is for the requested target (sm_90a / sm_100a are the arch-specific flavours).
+    assert f"sm_{arch}".encode() in cubin
+
+
+def test_cache_skips_unchanged_variants(tmp_path):
+    points = [
+        {"op": "mul", "dtype": "fp32", "form": "tt", "layout": "contig", "index": "i32"},
+        {"op": "sub", "dtype": "i64", "form": "st", "layout": "strided", "index": "i32"},
+    ]
+    jobs = [compiler.Job(f"j{i}", _pointwise_variant(p), 90) for i, p in enumerate(points)]
+    first, compiled = compiler.compile_all(jobs, workers=2, cache=tmp_path)
+    assert compiled == 2 and len(list(tmp_path.glob("*.cubin"))) == 2
+    second, compiled = compiler.compile_all(jobs, workers=2, cache=tmp_path)
+    assert compiled == 0
+    assert second == first
+    # A changed option is a different cache entry.
+    v = jobs[0].variant
+    changed = Variant(v.kernel, v.signature, v.constexprs, v.divisible16, num_warps=4, launch_params=v.launch_params)
+    _, compiled = compiler.compile_all([compiler.Job("j0", changed, 90)], workers=1, cache=tmp_path)
+    assert compiled == 1
+
+
+def test_compile_errors_name_the_variant(tmp_path):
+    bad = Variant(
+        kernel="kernels.pointwise:unary_contig",
+        signature=(("x", "*fp32"), ("out", "*fp32"), ("n", "i32"), ("OP", "constexpr"), ("INDEX64", "constexpr"),
+                   ("BLOCK", "constexpr")),
+        constexprs=(("OP", "relu"), ("INDEX64", False), ("BLOCK", 1000)),  # not a power of two
+    )
+    with pytest.raises(RuntimeError, match="sm_90 broken_variant"):
+        compiler.compile_all([compiler.Job("broken_variant", bad, 90), compiler.Job("broken_variant", bad, 90)],
+                             workers=2, cache=tmp_path)
+
+
+def test_codegen_tables(tmp_path):
+    def make(point, arch):
+        if point["dtype"] == "i32" or (point["op"] == "mul" and arch == 80):
+            return None
+        return _pointwise_variant({"op": point["op"], "dtype": point["dtype"], "form": "tt", "layout": "contig",
+                                   "index": "i32"}, arch)
+
+    grid = KernelGrid("demo", (("op", ("add", "mul")), ("dtype", ("fp32", "i32"))), make)
+    fam = ops.Family("aot.family_demo", (grid,), (ops.GemsOp("demo(Tensor a) -> Tensor"),),
+                     (ops.AtenOverride("add.Tensor"),), "ops/demo.h")
+    jobs = codegen.jobs_for([fam], (80, 90))
+    assert sorted((j.symbol, j.arch) for j in jobs) == [("demo_add_fp32", 80), ("demo_add_fp32", 90),
+                                                         ("demo_mul_fp32", 90)]
+    results, _ = compiler.compile_all(jobs, workers=1, cache=tmp_path / "cache")
+    manifest = codegen.emit(tmp_path / "gen", [fam], (80, 90), results, triton.__version__)
+    assert manifest["kernels"] == 2 and manifest["images_per_arch"] == {"80": 1, "90": 2}
+    header = (tmp_path / "gen" / "gems_kernels.h").read_text()
+    assert "namespace demo {" in header
+    assert "enum : int { op_add = 0, op_mul = 1 };" in header
+    assert "case c10::ScalarType::Int: return 1;" in header
+    assert "kTable[4] = {0, -1, 1, -1}" in header
+    assert "constexpr int kParam_BLOCK = 0;" in header
+    table = (tmp_path / "gen" / "gems_kernels.cpp").read_text()
+    assert '"demo_mul_fp32", "binary_contig"' in table
+    reg = (tmp_path / "gen" / "gems_registration.cpp").read_text()
+    assert 'm.def("demo(Tensor a) -> Tensor");' in reg
+    assert 'TORCH_FN(gems::meta::demo)' in reg and 'TORCH_FN(aten_impl::add_Tensor)' in reg
+    blob = (tmp_path / "gen" / "gems_cubins.bin").read_bytes()
+    assert blob.count(b"\x7fELF") == 3 and manifest["cubin_bytes"] == len(blob)
+    assert json.loads((tmp_path / "gen" / "gems_manifest.json").read_text())["aten_overrides"] == {
+        "add.Tensor": "demo"}
+    # Unchanged inputs leave the files untouched (ninja then rebuilds nothing).
+    stamp = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "gen").iterdir()}
+    codegen.emit(tmp_path / "gen", [fam], (80, 90), results, triton.__version__)
+    assert stamp == {p.name: p.stat().st_mtime_ns for p in (tmp_path / "gen").iterdir()}

@@ -1,0 +1,162 @@
+"""The built extension on the CPU: schemas, Meta functions, the override switch, info, errors."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import gems_aot
+from aot import ops
+
+FAMILIES = ops.families()
+DECLARED_OPS = [o for f in FAMILIES for o in f.gems_ops]
+DECLARED_OVERRIDES = [o.name for f in FAMILIES for o in f.aten_overrides]
+
+
+@pytest.fixture(autouse=True)
+def restore_overrides():
+    before = gems_aot.enabled_ops()
+    yield
+    gems_aot.enable(include=before) if before else gems_aot.disable()
+
+
+@pytest.mark.parametrize("op", DECLARED_OPS, ids=lambda o: o.name)
+def test_schema_registered(op):
+    base, _, overload = op.name.partition(".")
+    packet = getattr(torch.ops.gems, base)
+    schema = getattr(packet, overload or "default")._schema
+    assert str(schema) == "gems::" + op.schema
+
+
+def test_registered_ops_match_declarations():
+    assert sorted(gems_aot.registered_ops()) == sorted(DECLARED_OVERRIDES)
+    for name in DECLARED_OVERRIDES:
+        base, _, overload = name.partition(".")
+        assert getattr(getattr(torch.ops.aten, base), overload or "default") is not None
+        # Only ops with a CUDA kernel of their own may be overridden (decision 4).
+        assert torch._C._dispatch_has_kernel_for_dispatch_key(f"aten::{name}", "CUDA"), name
+
+
+def _has_gems_kernel(name):
+    return "csrc/runtime/overrides.cpp" in torch._C._dispatch_dump(f"aten::{name}")
+
+
+def test_enable_disable_state():
+    gems_aot.disable()
+    assert not gems_aot.is_enabled()
+    assert not _has_gems_kernel("add.Tensor")
+    enabled = gems_aot.enable()
+    assert enabled == sorted(DECLARED_OVERRIDES) == gems_aot.enabled_ops()
+    assert _has_gems_kernel("add.Tensor") and _has_gems_kernel("mm")
+    gems_aot.disable()
+    assert gems_aot.enabled_ops() == [] and not _has_gems_kernel("add.Tensor")
+
+
+def test_include_exclude():
+    assert gems_aot.enable(include=["add"]) == ["add.Tensor", "add.out", "add_.Tensor"]
+    assert gems_aot.enable(include="mm.out") == ["mm.out"]
+    assert gems_aot.enabled_ops() == ["mm.out"]  # enable replaces the selection
+    everything_but_add = gems_aot.enable(exclude=["add", "relu_"])
+    assert "add.Tensor" not in everything_but_add and "relu_" not in everything_but_add
+    assert "relu" in everything_but_add and "sub.Tensor" in everything_but_add
+    with pytest.raises(ValueError, match="unknown op 'addd'"):
+        gems_aot.enable(include=["addd"])
+    with pytest.raises(ValueError, match="exclude"):
+        gems_aot.enable(exclude=["nope"])
+
+
+def test_use_gems_restores_on_exit_error_and_nesting():
+    gems_aot.disable()
+    with gems_aot.use_gems(include=["add"]) as selected:
+        assert selected == gems_aot.enabled_ops()
+        with gems_aot.use_gems(include=["mm"]):
+            assert gems_aot.enabled_ops() == ["mm", "mm.out"]
+        assert gems_aot.enabled_ops() == selected
+        with pytest.raises(KeyError):
+            with gems_aot.use_gems():
+                raise KeyError("boom")
+        assert gems_aot.enabled_ops() == selected
+    assert gems_aot.enabled_ops() == []
+
+
+def test_cpu_ops_unaffected_by_enable():
+    x, y = torch.randn(5, 3), torch.randn(5, 3)
+    with gems_aot.use_gems():
+        assert torch.equal(torch.add(x, y, alpha=2), x + 2 * y)
+        assert torch.equal(torch.relu(x), x.clamp_min(0))
+        assert torch.equal(torch.mm(x, y.t()), x @ y.t())
+
+
+META_CASES = [
+    ("add.Tensor", lambda m: (torch.empty(4, 1, 3, device=m), torch.empty(5, 1, device=m)), {"alpha": 2}),
+    ("add.Tensor", lambda m: (torch.empty(2, 3, device=m, dtype=torch.float16), torch.empty((), device=m)), {}),
+    ("add.Scalar", lambda m: (torch.empty(2, 3, device=m, dtype=torch.int32), 2.5), {}),
+    ("sub.Tensor", lambda m: (torch.empty(2, 3, 4, device=m).permute(2, 0, 1), torch.empty(4, 2, 3, device=m)), {}),
+    ("mul.Tensor", lambda m: (torch.empty(2, 3, device=m, dtype=torch.bfloat16),
+                              torch.empty(2, 3, device=m, dtype=torch.float32)), {}),
+    ("mul.Scalar", lambda m: (torch.empty(7, device=m, dtype=torch.int64), 3), {}),
+    ("div.Tensor", lambda m: (torch.empty(2, 3, device=m, dtype=torch.int32), torch.empty(3, device=m,
+                                                                                           dtype=torch.int64)), {}),
+    ("div.Scalar", lambda m: (torch.empty(0, 7, device=m, dtype=torch.float16), 2), {}),
+    ("relu", lambda m: (torch.empty(3, 4, 5, 6, device=m).to(memory_format=torch.channels_last),), {}),
+]
+
+
+@pytest.mark.parametrize("name,make,kwargs", META_CASES, ids=[c[0] for c in META_CASES])
+def test_meta_matches_torch(name, make, kwargs):
+    base, _, overload = name.partition(".")
+    gems_op = getattr(getattr(torch.ops.gems, base), overload or "default")
+    aten_op = getattr(getattr(torch.ops.aten, base), overload or "default")
+    out = gems_op(*make("meta"), **kwargs)
+    ref = aten_op(*make("cpu"), **kwargs)
+    assert out.device.type == "meta"
+    assert (out.shape, out.dtype, out.stride()) == (ref.shape, ref.dtype, ref.stride())
+
+
+def test_meta_errors_like_torch():
+    with pytest.raises(RuntimeError, match="must match the size|broadcast"):
+        torch.ops.gems.add(torch.empty(3, device="meta"), torch.empty(4, device="meta"))
+    with pytest.raises(RuntimeError, match="alpha must not be a floating point"):
+        torch.ops.gems.add(torch.empty(3, device="meta", dtype=torch.int32),
+                           torch.empty(3, device="meta", dtype=torch.int32), alpha=0.5)
+    with pytest.raises(RuntimeError, match="Subtraction, the `-` operator, with two bool"):
+        torch.ops.gems.sub(torch.empty(3, device="meta", dtype=torch.bool), torch.empty(3, device="meta",
+                                                                                         dtype=torch.bool))
+
+
+def test_gems_op_works_under_fake_tensors_and_compile_tracing():
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode():
+        a = torch.empty(8, 16)
+        b = torch.empty(16)
+        out = torch.ops.gems.add(a, b)
+    assert out.shape == (8, 16)
+
+
+def test_gems_op_rejects_cpu_tensors():
+    # No CPU kernel is registered: the dispatcher says so instead of computing something.
+    with pytest.raises(NotImplementedError, match="CPU"):
+        torch.ops.gems.add(torch.ones(3), torch.ones(3))
+
+
+def test_fallback_counts_api():
+    gems_aot.reset_fallback_counts()
+    assert gems_aot.fallback_counts() == {}
+
+
+def test_info_without_gpu():
+    data = gems_aot.info()
+    assert data["torch"] == torch.__version__
+    assert data["kernels"] > 0 and data["aten_overrides"] == len(DECLARED_OVERRIDES)
+    assert all(n > 0 for n in data["images_per_target"].values())
+    if not torch.cuda.is_available():
+        assert data["device"] is None
+    out = subprocess.run([sys.executable, "-m", "gems_aot", "info", "--json"], capture_output=True, text=True,
+                         check=True)
+    assert json.loads(out.stdout)["kernels"] == data["kernels"]
+    text = subprocess.run([sys.executable, "-m", "gems_aot", "info"], capture_output=True, text=True, check=True)
+    assert "images per target" in text.stdout
+
