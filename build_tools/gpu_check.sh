@@ -8,17 +8,21 @@ mkdir -p "$OUT_DIR"
 PY=${PYTHON:-python3}
 export GEMS_AOT_JOBS=${GEMS_AOT_JOBS:-$(nproc)}
 export PYTHONUNBUFFERED=1
+# The GPU box's CXX is a wrapper (/opt/gcc/bin/g++) whose header search order produced an
+# extension that crashed on returning strings to torch (seen 2026-11-25); the system g++ of the
+# same version works.
+if [ -x /usr/bin/g++ ]; then export CXX=/usr/bin/g++ CC=/usr/bin/gcc; fi
 cd "$(dirname "$0")/.."
 
 t0=$(date +%s)
 echo "== build (jobs: $GEMS_AOT_JOBS)"
-if ! $PY -m pip install --no-build-isolation --no-deps -e . >"$OUT_DIR/build.log" 2>&1; then
+if ! $PY -m pip install -v --no-build-isolation --no-deps -e . >"$OUT_DIR/build.log" 2>&1; then
   tail -60 "$OUT_DIR/build.log"; echo "BUILD FAILED"; exit 1
 fi
 grep "\[gems-aot\]" "$OUT_DIR/build.log" | tail -3
 t1=$(date +%s)
 echo "== second build (nothing changed: no kernel may recompile)"
-$PY -m pip install --no-build-isolation --no-deps -e . >"$OUT_DIR/rebuild.log" 2>&1
+$PY -m pip install -v --no-build-isolation --no-deps -e . >"$OUT_DIR/rebuild.log" 2>&1
 grep "\[gems-aot\].*compiled" "$OUT_DIR/rebuild.log" | tail -1
 t2=$(date +%s)
 

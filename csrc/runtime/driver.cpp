@@ -30,6 +30,7 @@ LoadedDriver load() {
     return d;
   }
   auto& a = d.api;
+  resolve(lib, "cuInit", a.cuInit, d.error);
   resolve(lib, "cuGetErrorName", a.cuGetErrorName, d.error);
   resolve(lib, "cuGetErrorString", a.cuGetErrorString, d.error);
   resolve(lib, "cuDeviceGetAttribute", a.cuDeviceGetAttribute, d.error);
@@ -42,6 +43,8 @@ LoadedDriver load() {
   resolve(lib, "cuFuncSetAttribute", a.cuFuncSetAttribute, d.error);
   resolve(lib, "cuLaunchKernel", a.cuLaunchKernel, d.error);
   resolve(lib, "cuLaunchKernelEx", a.cuLaunchKernelEx, d.error);
+  // Idempotent; lets device queries work before PyTorch has initialised CUDA.
+  if (d.error.empty() && a.cuInit(0) != CUDA_SUCCESS) d.error = "cuInit failed: no usable CUDA device or driver";
   return d;
 }
 

@@ -7,6 +7,7 @@
 namespace gems {
 
 struct DriverApi {
+  decltype(&::cuInit) cuInit;
   decltype(&::cuGetErrorName) cuGetErrorName;
   decltype(&::cuGetErrorString) cuGetErrorString;
   decltype(&::cuDeviceGetAttribute) cuDeviceGetAttribute;

@@ -1,5 +1,7 @@
 #include "runtime/overrides.h"
 
+#include <c10/util/Exception.h>
+
 #include <map>
 #include <memory>
 #include <mutex>
@@ -18,6 +20,12 @@ const AtenOverride* find_override(const std::string& name) {
   }
   return nullptr;
 }
+
+// Replacing ATen's kernel is the point of an override: drop the dispatcher's warning about it.
+class SilentWarnings : public c10::WarningHandler {
+ public:
+  void process(const c10::Warning&) override {}
+};
 
 std::vector<std::string> installed_locked() {
   std::vector<std::string> names;
@@ -46,6 +54,8 @@ std::vector<std::string> set_overrides(const std::vector<std::string>& names) {
     for (const auto* o : wanted) keep |= it->first == o->name;
     it = keep ? std::next(it) : g_installed.erase(it);
   }
+  SilentWarnings silent;
+  c10::WarningUtils::WarningHandlerGuard silence(&silent);
   for (const auto* o : wanted) {
     if (g_installed.count(o->name)) continue;
     auto lib = std::make_unique<torch::Library>(torch::Library::IMPL, "aten", c10::DispatchKey::CUDA, __FILE__,

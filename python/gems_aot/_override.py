@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import warnings
 from typing import Iterable, Iterator, Optional
 
 import torch
@@ -47,10 +46,7 @@ def _select(names: Optional[Iterable[str]], available: list[str], what: str) -> 
 
 
 def _install(names: Iterable[str]) -> list[str]:
-    with warnings.catch_warnings():
-        # The dispatcher warns when a kernel replaces ATen's at the same key: that is the point.
-        warnings.filterwarnings("ignore", message=".*Overriding a previously registered kernel.*")
-        return list(torch.ops.gems._set_overrides(sorted(names)))
+    return list(torch.ops.gems._set_overrides(sorted(names)))
 
 
 def enable(include: Optional[Iterable[str]] = None, exclude: Optional[Iterable[str]] = None) -> list[str]:
