@@ -1,0 +1,269 @@
+"""GPU accuracy suite for mm (../shared/TESTING.md), against torch on float64 inputs."""
+
+import zlib
+
+import pytest
+import torch
+
+import gems_aot
+from conftest import requires_gpu
+
+pytestmark = [requires_gpu, pytest.mark.gpu]
+
+FLOATS = [torch.float32, torch.float16, torch.bfloat16]
+RTOL = {torch.float32: 1.3e-6, torch.float16: 1e-3, torch.bfloat16: 1.6e-2}
+# tf32 keeps 10 mantissa bits: each product is off by up to ~2**-10 relative, so the error of a
+# K-long dot grows like 1e-3 * sqrt(K) * |a||b|. rtol 2e-3 (4 tf32 ulps) and atol 1e-3 * K hold
+# that with margin (torch's own tf32 tests use a precision of 5e-3).
+TF32_RTOL, TF32_ATOL_PER_K = 2e-3, 1e-3
+SHAPES = [(1, 1, 1), (0, 5, 7), (5, 0, 7), (5, 7, 0), (33, 17, 45), (128, 256, 64), (1024, 1024, 1024)]
+# Operand layouts: n = as allocated (row-major), t = the transpose of a row-major tensor.
+LAYOUTS = ["nn", "nt", "tn", "tt"]
+
+
+@pytest.fixture(autouse=True)
+def clean_state():
+    gems_aot.reset_fallback_counts()
+    tf32, precision = torch.backends.cuda.matmul.allow_tf32, torch.get_float32_matmul_precision()
+    torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.set_float32_matmul_precision(precision)
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+
+
+def rand(rows, cols, dtype, transposed=False):
+    if transposed:
+        return torch.randn(cols, rows, device="cuda").to(dtype).t()
+    return torch.randn(rows, cols, device="cuda").to(dtype)
+
+
+def operands(shape, dtype, layout):
+    M, N, K = shape
+    return rand(M, K, dtype, layout[0] == "t"), rand(K, N, dtype, layout[1] == "t")
+
+
+def poison_next_alloc(shape, dtype):
+    """Frees a NaN-filled block of the output's size: the caching allocator hands it out next, so
+    an element the kernel does not write fails the comparison."""
+    torch.full(shape, float("nan"), device="cuda", dtype=dtype)
+
+
+def check(res, a, b, tf32=False):
+    """Values against the float64 reference; dtype, shape, strides and device as torch.mm's."""
+    M, K = a.shape
+    N = b.shape[1]
+    assert res.dtype == a.dtype and res.shape == (M, N) and res.device == a.device
+    assert res.is_contiguous()
+    ref = (a.double() @ b.double()).to(res.dtype)
+    rtol = TF32_RTOL if tf32 else RTOL[res.dtype]
+    atol = (TF32_ATOL_PER_K if tf32 else 1e-4) * max(K, 1)
+    torch.testing.assert_close(res, ref, rtol=rtol, atol=atol, equal_nan=True)
+
+
+def aten_error(fn):
+    try:
+        fn()
+    except Exception as e:  # noqa: BLE001 - any error type torch raises is the expected one
+        return type(e), str(e)
+    return None
+
+
+def no_fallbacks():
+    assert gems_aot.fallback_counts() == {}
+
+
+def gems_and_torch_mm(a, b):
+    """torch.mm through the override and torch.ops.gems.mm: the same kernel, bitwise equal."""
+    M, N = a.shape[0], b.shape[1]
+    poison_next_alloc((M, N), a.dtype)
+    with gems_aot.use_gems(include=["mm"]):
+        res = torch.mm(a, b)
+    poison_next_alloc((M, N), a.dtype)
+    direct = torch.ops.gems.mm(a, b)
+    assert torch.equal(res, direct)
+    return res
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("dtype", FLOATS, ids=str)
+def test_mm(dtype, shape, layout):
+    torch.manual_seed(zlib.crc32(f"{dtype}{shape}{layout}".encode()))
+    a, b = operands(shape, dtype, layout)
+    check(gems_and_torch_mm(a, b), a, b)
+    no_fallbacks()
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_mm_bf16_4096(layout):
+    torch.manual_seed(0)
+    a, b = operands((4096, 4096, 4096), torch.bfloat16, layout)
+    check(gems_and_torch_mm(a, b), a, b)
+    no_fallbacks()
+
+
+@pytest.mark.parametrize("setting", ["allow_tf32", "precision_high"])
+@pytest.mark.parametrize("shape", [(33, 17, 45), (1024, 1024, 1024)], ids=lambda s: "x".join(map(str, s)))
+def test_mm_fp32_tf32(shape, setting):
+    torch.manual_seed(1)
+    a, b = operands(shape, torch.float32, "nt")
+    ieee = gems_and_torch_mm(a, b)
+    check(ieee, a, b)
+    if setting == "allow_tf32":
+        torch.backends.cuda.matmul.allow_tf32 = True
+    else:
+        torch.set_float32_matmul_precision("high")
+    tf32 = gems_and_torch_mm(a, b)
+    check(tf32, a, b, tf32=True)
+    if shape[2] >= 1024:
+        assert not torch.equal(tf32, ieee)  # the flag reached the kernel
+    no_fallbacks()
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=str)
+def test_mm_sliced_and_expanded(dtype):
+    torch.manual_seed(2)
+    big_a, big_b = rand(70, 60, dtype), rand(50, 40, dtype)
+    cases = {
+        # storage offsets and leading strides that are not multiples of 16: the general variant
+        "storage_offset": (big_a[1:34, 3:48], big_b[2:47, 1:18]),
+        "storage_offset_t": (big_a[1:34, 3:48], big_a.t()[5:50, 7:24]),
+        # aligned pointers, leading stride 64 != K: the aligned variant
+        "padded": (rand(48, 64, dtype)[:, :32], rand(32, 80, dtype)[:, :48]),
+        # stride 0 (an expanded operand) as leading stride
+        "expanded": (rand(1, 64, dtype).expand(48, 64), rand(64, 1, dtype).expand(64, 32)),
+        "one_row": (rand(1, 64, dtype), rand(32, 64, dtype).t()),
+    }
+    for name, (a, b) in cases.items():
+        check(gems_and_torch_mm(a, b), a, b)
+    no_fallbacks()
+
+
+def test_mm_needs_64bit_offsets():
+    """A has more than 2**31 elements (int32 offsets would wrap); both layouts of A."""
+    M, N, K = 140_000, 64, 16_384
+    if torch.cuda.get_device_properties(0).total_memory < 3 * M * K * 2:
+        pytest.skip("needs ~14 GB of GPU memory")
+    torch.manual_seed(3)
+    b = rand(K, N, torch.bfloat16, transposed=True)
+    for transposed in (False, True):
+        a = rand(M, K, torch.bfloat16, transposed)
+        res = torch.ops.gems.mm(a, b)
+        tail = slice(M - 512, M)
+        torch.testing.assert_close(res[tail], (a[tail].double() @ b.double()).to(torch.bfloat16), rtol=1.6e-2,
+                                   atol=1e-4 * K)
+        del a, res
+        torch.cuda.empty_cache()
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=str)
+def test_mm_out(dtype):
+    torch.manual_seed(4)
+    a, b = rand(33, 45, dtype), rand(45, 17, dtype)
+    with gems_aot.use_gems(include=["mm"]):
+        out = torch.empty(0, device="cuda", dtype=dtype)
+        assert torch.mm(a, b, out=out) is out
+        check(out, a, b)
+        out = torch.full((2, 2), float("nan"), device="cuda", dtype=dtype)
+        with pytest.warns(UserWarning, match="resized"):
+            torch.mm(a, b, out=out)
+        check(out, a, b)
+        # Outputs of the right size keep their strides, as torch keeps them.
+        col_major = torch.full((17, 33), float("nan"), device="cuda", dtype=dtype).t()
+        torch.mm(a, b, out=col_major)
+        assert col_major.stride() == (1, 33)
+        check(col_major.contiguous(), a, b)
+        padded = torch.full((33, 32), float("nan"), device="cuda", dtype=dtype)[:, :17]
+        torch.mm(a, b, out=padded)
+        assert padded.stride() == (32, 1)
+        check(padded.contiguous(), a, b)
+        zeros = torch.full((33, 17), float("nan"), device="cuda", dtype=dtype)
+        torch.mm(a[:, :0], b[:0], out=zeros)
+        assert torch.equal(zeros, torch.zeros_like(zeros))
+    no_fallbacks()
+
+
+def test_mm_out_uncovered_layouts_fall_back():
+    torch.manual_seed(5)
+    a, b = rand(32, 32, torch.float32), rand(32, 32, torch.float32)
+    expected = torch.mm(a, b)
+    with gems_aot.use_gems(include=["mm"]):
+        strided = torch.full((64, 64), float("nan"), device="cuda")[::2, ::2]
+        torch.mm(a, b, out=strided)
+    torch.testing.assert_close(strided, expected)
+    # An out= aliasing an input gets ATen's own semantics, error or not.
+    alias = a.clone()
+    aten = aten_error(lambda: torch.mm(alias, b, out=alias))
+    alias = a.clone()
+    with gems_aot.use_gems(include=["mm"]):
+        assert aten_error(lambda: torch.mm(alias, b, out=alias)) == aten
+    assert gems_aot.fallback_counts() == {("mm.out", "layout"): 2}
+
+
+def test_mm_fallbacks_and_direct_errors():
+    torch.manual_seed(6)
+    cases = {
+        "dtype": (rand(33, 45, torch.float64), rand(45, 17, torch.float64)),
+        "layout": (rand(66, 90, torch.float32)[::2, ::2], rand(45, 17, torch.float32)),
+    }
+    for reason, (a, b) in cases.items():
+        gems_aot.reset_fallback_counts()
+        expected = torch.mm(a, b)
+        with gems_aot.use_gems(include=["mm"]):
+            res = torch.mm(a, b)
+        assert torch.equal(res, expected), reason  # ATen's own kernel ran
+        assert gems_aot.fallback_counts() == {("mm", reason): 1}
+        with pytest.raises(RuntimeError, match=rf"gems::mm: no gems kernel covers this input \({reason}: "):
+            torch.ops.gems.mm(a, b)
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["shapes", "dtypes", "rank_self", "rank_mat2", "int32", "cpu_operand", "out_dtype"],
+)
+def test_bad_input_gives_torchs_error(case):
+    f32 = torch.float32
+    a, b, out = rand(3, 4, f32), rand(4, 6, f32), None
+    if case == "shapes":
+        b = rand(5, 6, f32)
+    elif case == "dtypes":
+        b = rand(4, 6, torch.float16)
+    elif case == "rank_self":
+        a = a[..., None]
+    elif case == "rank_mat2":
+        b = b[0]
+    elif case == "int32":
+        a, b = a.to(torch.int32), b.to(torch.int32)
+    elif case == "cpu_operand":
+        b = b.cpu()
+    elif case == "out_dtype":
+        out = torch.empty(3, 6, device="cuda", dtype=torch.float16)
+    call = (lambda: torch.mm(a, b)) if out is None else (lambda: torch.mm(a, b, out=out))
+    expected = aten_error(call)
+    with gems_aot.use_gems(include=["mm"]):
+        got = aten_error(call)
+    assert got == expected
+    if case in ("shapes", "dtypes", "rank_self", "rank_mat2"):
+        assert expected is not None
+        with pytest.raises(expected[0]) as e:
+            torch.ops.gems.mm(a, b)
+        assert str(e.value) == expected[1]
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=str)
+def test_autograd(dtype):
+    torch.manual_seed(7)
+    a = rand(33, 45, dtype).requires_grad_()
+    b = rand(45, 64, dtype).requires_grad_()
+    grad = rand(33, 64, dtype)
+    torch.mm(a, b).backward(grad)
+    expected = a.grad, b.grad
+    a.grad = b.grad = None
+    with gems_aot.use_gems(include=["mm"]):
+        out = torch.mm(a, b)
+        out.backward(grad)  # grad @ b.t() and a.t() @ grad: the transposed layouts
+    check(out.detach(), a.detach(), b.detach())
+    rtol, atol = RTOL[dtype], 1e-4 * 64
+    torch.testing.assert_close(a.grad, expected[0], rtol=max(rtol, 1e-5), atol=atol)
+    torch.testing.assert_close(b.grad, expected[1], rtol=max(rtol, 1e-5), atol=atol)
+    no_fallbacks()
