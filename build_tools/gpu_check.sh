@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The one GPU script: on the GPU box, build with every core, run the CPU and GPU tests, the
-# benchmark and the demo, write logs and JSON to OUT_DIR, and print a summary table last.
+# The one GPU script: on the GPU box, build with every core, run the benchmark, the CPU and GPU
+# tests and the demo, write logs and JSON to OUT_DIR, and print a summary table last.
 #   bash build_tools/gpu_check.sh OUT_DIR
 set -uo pipefail
 OUT_DIR=$(realpath -m "${1:-gpu_check_out}")
@@ -26,16 +26,16 @@ $PY -m pip install -v --no-build-isolation --no-deps -e . >"$OUT_DIR/rebuild.log
 grep "\[gems-aot\].*compiled" "$OUT_DIR/rebuild.log" | tail -1
 t2=$(date +%s)
 
+echo "== benchmark"
+$PY build_tools/bench.py --out "$OUT_DIR" >"$OUT_DIR/bench.log" 2>&1 || tail -30 "$OUT_DIR/bench.log"
+t3=$(date +%s)
 echo "== tests"
-$PY -m pytest tests -q -p no:cacheprovider -rfEs --junitxml="$OUT_DIR/tests.xml" >"$OUT_DIR/tests.log" 2>&1
+$PY -m pytest tests -q -p no:cacheprovider -rfE --maxfail=40 --junitxml="$OUT_DIR/tests.xml" >"$OUT_DIR/tests.log" 2>&1
 tests_rc=$?
 grep -E "^(FAILED|ERROR)" "$OUT_DIR/tests.log" | head -40
 tail -1 "$OUT_DIR/tests.log"
-t3=$(date +%s)
-
-echo "== benchmark"
-$PY build_tools/bench.py --out "$OUT_DIR" >"$OUT_DIR/bench.log" 2>&1 || tail -30 "$OUT_DIR/bench.log"
 t4=$(date +%s)
+
 echo "== demo"
 $PY -m gems_aot demo >"$OUT_DIR/demo.log" 2>&1 || tail -30 "$OUT_DIR/demo.log"
 tail -12 "$OUT_DIR/demo.log"
@@ -43,7 +43,7 @@ tail -12 "$OUT_DIR/demo.log"
 echo
 echo "== summary"
 $PY -m gems_aot info
-echo "build $((t1 - t0)) s, rebuild $((t2 - t1)) s, tests $((t3 - t2)) s, bench $((t4 - t3)) s"
+echo "build $((t1 - t0)) s, rebuild $((t2 - t1)) s, bench $((t3 - t2)) s, tests $((t4 - t3)) s"
 grep "\[gems-aot\].*compiled" "$OUT_DIR/rebuild.log" | tail -1
 tail -1 "$OUT_DIR/tests.log"
 cat "$OUT_DIR/bench.md" 2>/dev/null || echo "no benchmark results"

@@ -1,0 +1,167 @@
+"""Sum reductions.
+
+The driver views the input, with no copy, as kept dims x reduced dims in memory order and runs
+one of two kernels:
+
+- `sum_inner`: the innermost dims (memory order) are reduced, a contiguous run of R elements
+  per output. Each program owns BLOCK_OUT outputs ("rows") and walks the run in BLOCK_R chunks.
+- `sum_outer`: the innermost dims are kept, a contiguous run of B outputs. Each program owns
+  BLOCK_OUT adjacent outputs and walks the innermost reduced dim (stride in_r) in BLOCK_R steps.
+
+Both take up to three kept dims k0, k1, k2 (sum_outer: k0, k1 and B), outermost first, and
+besides the innermost reduced dim up to two outer reduced dims, walked one index at a time
+(ro in [0, RO) is (ro0, ro1), RO1 the size of the inner one).
+
+Split reduction: a launch may cut the reduction into splits (program_id(1)); split s covers
+outer reduced indices [s*ro_step, s*ro_step + ro_len) and innermost reduced indices
+[s*r_step, s*r_step + r_len), clipped to RO and R, and writes its partial at out + s*out_split.
+The driver sends partials to an accumulator-typed workspace and reduces them with a second
+launch. A plain launch has one split covering everything.
+
+Input strides (and B) arrive in units of VEC elements: aligned variants set VEC to the elements
+in 16 bytes and hint the input pointer, so the compiler knows every contiguous run starts on a
+16-byte boundary and loads it in 16-byte vectors. Output strides are in elements.
+
+Accumulation is in fp32 when the output is floating point and in int64 otherwise (ATen's
+accumulator types for sum); the result is cast to the output's type once. Sizes, strides and
+offsets are 64-bit. No atomics: every output is written by one program, so results are
+deterministic.
+"""
+
+import triton
+import triton.language as tl
+
+
+# Kernels here use triton.language builtins only, not its @jit library (tl.sum, tl.zeros,
+# tl.cdiv): those stay compiled-only in the CPU tests' interpreted copy of this module.
+@triton.jit
+def _add(a, b):
+    return a + b
+
+
+@triton.jit
+def _next_outer_index(ro0, ro1, RO1):
+    # (ro0, ro1) of the next outer reduced index, without a 64-bit division per step.
+    ro1 += 1
+    wrap = ro1 == RO1
+    return tl.where(wrap, ro0 + 1, ro0), tl.where(wrap, 0, ro1)
+
+
+@triton.jit
+def sum_inner(
+    in_ptr,
+    out_ptr,
+    KEPT1,
+    KEPT2,
+    in_k0,
+    in_k1,
+    in_k2,
+    out_k0,
+    out_k1,
+    out_k2,
+    R,
+    RO,
+    RO1,
+    in_ro0,
+    in_ro1,
+    r_step,
+    r_len,
+    ro_step,
+    ro_len,
+    out_split,
+    VEC: tl.constexpr,
+    BLOCK_OUT: tl.constexpr,
+    BLOCK_R: tl.constexpr,
+):
+    acc_ty: tl.constexpr = tl.float32 if out_ptr.dtype.element_ty.is_floating() else tl.int64
+    split = tl.program_id(1)
+    # program_id(0) enumerates (k0, k1, block of BLOCK_OUT rows along k2); the grid is below
+    # 2**31, so these divisions are 32-bit.
+    pid = tl.program_id(0)
+    blocks = ((KEPT2 + BLOCK_OUT - 1) // BLOCK_OUT).to(tl.int32)
+    k1 = ((pid // blocks) % KEPT1.to(tl.int32)).to(tl.int64)
+    k0 = (pid // blocks // KEPT1.to(tl.int32)).to(tl.int64)
+    k2 = (pid % blocks).to(tl.int64) * BLOCK_OUT + tl.arange(0, BLOCK_OUT)
+    # Rows past KEPT2 re-read the last row, so whole chunks load with no mask; the store drops them.
+    k2_in = tl.minimum(k2, KEPT2 - 1)
+    rows = in_ptr + (k0 * in_k0 + k1 * in_k1) * VEC + (k2_in * in_k2 * VEC)[:, None]
+    cols = tl.arange(0, BLOCK_R)[None, :]
+
+    r_begin = split * r_step
+    r_end = tl.minimum(R, r_begin + r_len)
+    # Whole chunks first, unmasked, so aligned variants get wide loads; then the ragged tail.
+    r_full_end = r_begin + tl.maximum(r_end - r_begin, 0) // BLOCK_R * BLOCK_R
+    ro_begin = split * ro_step
+    ro_end = tl.minimum(RO, ro_begin + ro_len)
+    ro0 = ro_begin // RO1
+    ro1 = ro_begin % RO1
+    acc = tl.full([BLOCK_OUT, BLOCK_R], 0, acc_ty)
+    for _ in range(ro_begin, ro_end):
+        run = rows + (ro0 * in_ro0 + ro1 * in_ro1) * VEC
+        for r0 in range(r_begin, r_full_end, BLOCK_R):
+            acc += tl.load(run + r0 + cols).to(acc_ty)
+        for r0 in range(r_full_end, r_end, BLOCK_R):
+            acc += tl.load(run + r0 + cols, mask=cols < r_end - r0, other=0).to(acc_ty)
+        ro0, ro1 = _next_outer_index(ro0, ro1, RO1)
+    total = tl.reduce(acc, 1, _add)
+
+    out_off = k0 * out_k0 + k1 * out_k1 + k2 * out_k2 + split * out_split
+    tl.store(out_ptr + out_off, total.to(out_ptr.dtype.element_ty), mask=k2 < KEPT2)
+
+
+@triton.jit
+def sum_outer(
+    in_ptr,
+    out_ptr,
+    B,
+    KEPT1,
+    in_k0,
+    in_k1,
+    out_k0,
+    out_k1,
+    out_b,
+    R,
+    in_r,
+    RO,
+    RO1,
+    in_ro0,
+    in_ro1,
+    r_step,
+    r_len,
+    ro_step,
+    ro_len,
+    out_split,
+    VEC: tl.constexpr,
+    BLOCK_OUT: tl.constexpr,
+    BLOCK_R: tl.constexpr,
+):
+    acc_ty: tl.constexpr = tl.float32 if out_ptr.dtype.element_ty.is_floating() else tl.int64
+    split = tl.program_id(1)
+    # program_id(0) enumerates (k0, k1, block of BLOCK_OUT along B), in 32-bit as above.
+    pid = tl.program_id(0)
+    blocks = ((B * VEC + BLOCK_OUT - 1) // BLOCK_OUT).to(tl.int32)
+    k1 = ((pid // blocks) % KEPT1.to(tl.int32)).to(tl.int64)
+    k0 = (pid // blocks // KEPT1.to(tl.int32)).to(tl.int64)
+    b = (pid % blocks).to(tl.int64) * BLOCK_OUT + tl.arange(0, BLOCK_OUT)
+    b_mask = b < B * VEC
+    base = in_ptr + (k0 * in_k0 + k1 * in_k1) * VEC + b[None, :]
+    rows = tl.arange(0, BLOCK_R)
+
+    r_begin = split * r_step
+    r_end = tl.minimum(R, r_begin + r_len)
+    ro_begin = split * ro_step
+    ro_end = tl.minimum(RO, ro_begin + ro_len)
+    ro0 = ro_begin // RO1
+    ro1 = ro_begin % RO1
+    acc = tl.full([BLOCK_R, BLOCK_OUT], 0, acc_ty)
+    for _ in range(ro_begin, ro_end):
+        plane = base + (ro0 * in_ro0 + ro1 * in_ro1) * VEC
+        for r0 in range(r_begin, r_end, BLOCK_R):
+            r = r0 + rows
+            mask = (r < r_end)[:, None] & b_mask[None, :]
+            acc += tl.load(plane + (r * in_r * VEC)[:, None], mask=mask, other=0).to(acc_ty)
+        ro0, ro1 = _next_outer_index(ro0, ro1, RO1)
+    total = tl.reduce(acc, 0, _add)
+
+    out_off = k0 * out_k0 + k1 * out_k1 + b * out_b + split * out_split
+    tl.store(out_ptr + out_off, total.to(out_ptr.dtype.element_ty), mask=b_mask)
