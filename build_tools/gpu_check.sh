@@ -30,7 +30,7 @@ echo "== benchmark"
 $PY build_tools/bench.py --out "$OUT_DIR" >"$OUT_DIR/bench.log" 2>&1 || tail -30 "$OUT_DIR/bench.log"
 t3=$(date +%s)
 echo "== tests"
-$PY -m pytest tests -q -p no:cacheprovider -rfE --maxfail=40 --junitxml="$OUT_DIR/tests.xml" >"$OUT_DIR/tests.log" 2>&1
+$PY -m pytest tests -q -p no:cacheprovider -rfE --junitxml="$OUT_DIR/tests.xml" >"$OUT_DIR/tests.log" 2>&1
 tests_rc=$?
 grep -E "^(FAILED|ERROR)" "$OUT_DIR/tests.log" | head -40
 tail -1 "$OUT_DIR/tests.log"

@@ -47,7 +47,7 @@ void check_inputs(const at::Tensor& a, const at::Tensor& b) {
   TORCH_CHECK(b.dim() == 2, "mat2 must be a matrix");
   TORCH_CHECK(a.size(1) == b.size(0), "mat1 and mat2 shapes cannot be multiplied (", a.size(0), "x", a.size(1),
               " and ", b.size(0), "x", b.size(1), ")");
-  TORCH_CHECK(a.dtype() == b.dtype(), "expected m1 and m2 to have the same dtype, but got: ", a.dtype(), " != ",
+  TORCH_CHECK(a.dtype() == b.dtype(), "expected mat1 and mat2 to have the same dtype, but got: ", a.dtype(), " != ",
               b.dtype());
 }
 
@@ -144,9 +144,10 @@ Fallback run_mm(const at::Tensor& a, const at::Tensor& b, at::Tensor& out) {
     out.zero_();
     return Fallback::kNone;
   }
-  if (given_out && (at::has_internal_overlap(out) == at::MemOverlap::Yes ||
-                    at::get_overlap_status(out, a) != at::MemOverlapStatus::No ||
-                    at::get_overlap_status(out, b) != at::MemOverlapStatus::No)) {
+  // An out= sharing storage with an input gets ATen's semantics; get_overlap_status would also
+  // answer "too hard" for any strided out=, so compare storages.
+  if (given_out && (at::has_internal_overlap(out) == at::MemOverlap::Yes || out.storage().is_alias_of(a.storage()) ||
+                    out.storage().is_alias_of(b.storage()))) {
     return Fallback::kLayout;
   }
   const Matrix ma = matrix(a, a.const_data_ptr()), mb = matrix(b, b.const_data_ptr());

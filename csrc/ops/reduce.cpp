@@ -284,9 +284,12 @@ Fallback run_sum(const at::Tensor& in, const Dim* dims, int ndim, const at::Tens
     for (int64_t j = 0; j < out.dim(); ++j) {
       ws_dims[j + 1] = Dim{out.size(j), ws.stride(j + 1), out.stride(j), out.stride(j), false};
     }
+    // The first pass stores accumulator-typed partials: its variant's output dtype is `acc`.
+    Prepared first = prep;
     Prepared second;
-    if (prepare(ws, ws_dims, static_cast<int>(out.dim()) + 1, out.scalar_type(), second) == Fallback::kNone) {
-      launch_prepared(prep, split, in.const_data_ptr(), ws.mutable_data_ptr(), true, ws.stride(0), device);
+    if ((acc == out.scalar_type() || prepare(in, dims, ndim, acc, first) == Fallback::kNone) &&
+        prepare(ws, ws_dims, static_cast<int>(out.dim()) + 1, out.scalar_type(), second) == Fallback::kNone) {
+      launch_prepared(first, split, in.const_data_ptr(), ws.mutable_data_ptr(), true, ws.stride(0), device);
       launch_prepared(second, choose_split(second, false), ws.const_data_ptr(), out.mutable_data_ptr(), false, 0,
                       device);
       return Fallback::kNone;
