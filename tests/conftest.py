@@ -11,14 +11,27 @@ import os
 import pathlib
 import sys
 
+import numpy
 import pytest
 import torch
+import triton
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 requires_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+# Triton 3.6's interpreter turns a runtime loop bound into an int with int() of a 1-element
+# array, which NumPy 2.5 rejects (seen on the GPU box); CI runs triton 3.8 with NumPy 2.4.
+_INTERPRETER_LOOPS_BROKEN = tuple(int(v) for v in triton.__version__.split(".")[:2]) < (3, 7) and tuple(
+    int(v) for v in numpy.__version__.split(".")[:2]) >= (2, 5)
+runtime_loop_bounds = pytest.mark.skipif(_INTERPRETER_LOOPS_BROKEN, reason="triton<3.7 interpreter with numpy>=2.5")
+
+
+def skip_without_interpreter_loops():
+    if _INTERPRETER_LOOPS_BROKEN:
+        pytest.skip("triton<3.7 interpreter with numpy>=2.5 cannot run runtime-bounded loops")
 
 
 @functools.lru_cache(maxsize=None)

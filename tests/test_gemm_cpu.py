@@ -1,20 +1,13 @@
 """The mm kernel in interpreter mode against torch on the CPU, its declarations, the AOT compile
 of sample variants per target, and the Meta function."""
 
-import numpy
 import pytest
 import torch
-import triton
 
 from aot import compiler
 from aot import family_gemm as fam
-from conftest import interpreted
+from conftest import interpreted, runtime_loop_bounds
 
-# Triton 3.6's interpreter takes a runtime loop bound with int() of a 1-element array, which
-# NumPy 2.5 rejects (seen on the GPU box); CI runs them with triton 3.8 and numpy 2.4.
-_old_interpreter = tuple(int(v) for v in triton.__version__.split(".")[:2]) < (3, 7) and tuple(
-    int(v) for v in numpy.__version__.split(".")[:2]) >= (2, 5)
-runtime_loop_bounds = pytest.mark.skipif(_old_interpreter, reason="triton<3.7 interpreter with numpy>=2.5")
 
 GRID = fam.GRIDS[0]
 ARCHS = (80, 90, 100)

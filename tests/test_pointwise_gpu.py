@@ -43,7 +43,13 @@ def ref_op(op, a, b, **kw):
 
 
 def check(res, expected_like, ref):
-    """Values against the float64 reference; dtype, shape, strides and device against torch."""
+    """Values against the float64 reference; dtype, shape, strides and device against torch.
+    Runs on ATen (assert_close computes too), whatever gems' state."""
+    with gems_aot.use_gems(include=[]):
+        _check(res, expected_like, ref)
+
+
+def _check(res, expected_like, ref):
     assert res.dtype == expected_like.dtype and res.shape == expected_like.shape
     assert res.device == expected_like.device
     if res.numel() > 1:

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 import torch
-from conftest import interpreted
+from conftest import interpreted, skip_without_interpreter_loops
 
 from aot import family_reduce as fam
 from aot.variants import DTYPES
@@ -208,6 +208,7 @@ def run_sum(x, reduced, out, keepdim, launch_kernel, allow_split=True, log=None)
 
 
 def interpreter_launcher(launch, x, out):
+    skip_without_interpreter_loops()
     kernels = interpreted("kernels.reduce")
     _, block_out, block_r, _ = fam.KINDS[launch.kind]
     kernel = getattr(kernels, launch.kernel)
