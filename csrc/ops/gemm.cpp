@@ -39,7 +39,6 @@ constexpr int64_t kMaxI32 = std::numeric_limits<int32_t>::max();
 // past them: leave room for the largest tile.
 constexpr int64_t kMaxDim = kMaxI32 - 1024;
 
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
 
 // The checks and messages of torch's mm (its structured meta function), in its order.
 void check_inputs(const at::Tensor& a, const at::Tensor& b) {

@@ -30,7 +30,6 @@ namespace un = gen::unary;
 constexpr int64_t kMaxI32 = std::numeric_limits<int32_t>::max();
 constexpr int kStridedDims = 4;
 
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
 
 // A scalar in the kernel's opmath type (fp32 for floating dtypes, the int type otherwise).
 struct OpmathScalar {

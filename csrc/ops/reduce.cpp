@@ -40,7 +40,6 @@ constexpr int kMaxDims = 64;  // DimMask's width: torch reduces at most 64 dims
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
 
 // A dim, or a coalesced group of dims. Strides in elements: of the input, of the output (0 for
 // reduced dims) and of the contiguous split workspace.

@@ -52,6 +52,9 @@ struct LoadedKernel {
 // device has): the caller then falls back to ATen. Driver errors raise c10::Error.
 const LoadedKernel* kernel_for(int id, c10::DeviceIndex device);
 
+// Whether a pointer meets the divisibility-16 hint aligned variants are compiled with.
+inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
+
 // Argument storage for one launch: runtime arguments in signature order, each in its own
 // 8-byte slot, followed by the two hidden scratch pointers the launcher appends.
 class KernelArgs {
