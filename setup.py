@@ -76,7 +76,6 @@ class BuildGems(build_ext):
         target = pathlib.Path(self.get_ext_fullpath(ext.name))
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(cmake_dir / "lib" / LIBRARY, target)
-        shutil.copy2(gen / "gems_manifest.json", target.parent / "gems_manifest.json")
 
 
 setup(

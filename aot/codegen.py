@@ -166,6 +166,7 @@ def emit(out_dir: pathlib.Path, families, archs, results, triton_version: str):
         f"constexpr int kArchs[] = {{{', '.join(map(str, archs))}}};",
         f"constexpr int kNumArchs = {len(archs)};",
         f"constexpr const char* kTritonVersion = {_cpp_str(triton_version)};",
+        f"constexpr uint64_t kCubinBytes = {len(blob)};",
         "extern const KernelSpec kKernels[kNumKernels > 0 ? kNumKernels : 1];",
         "extern const KernelImage kImages[kNumImages > 0 ? kNumImages : 1];",
         "",

@@ -26,6 +26,7 @@ std::string build_info() {
   std::ostringstream s;
   s << "triton_version\t" << gen::kTritonVersion << "\n";
   s << "kernels\t" << kernel_count() << "\n";
+  s << "cubin_bytes\t" << gen::kCubinBytes << "\n";
   for (int arch : gen::kArchs) s << "images_sm_" << arch << "\t" << image_count_for_arch(arch) << "\n";
   return s.str();
 }

@@ -151,6 +151,7 @@ def test_info_without_gpu():
     data = gems_aot.info()
     assert data["torch"] == torch.__version__
     assert data["kernels"] > 0 and data["aten_overrides"] == len(DECLARED_OVERRIDES)
+    assert data["cubin_bytes"] > 1000 * data["kernels"]
     assert all(n > 0 for n in data["images_per_target"].values())
     if not torch.cuda.is_available():
         assert data["device"] is None

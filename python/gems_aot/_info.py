@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import importlib.metadata
-import json
 
 import torch
-
-from gems_aot._library import MANIFEST
 
 try:
     __version__ = importlib.metadata.version("gems-aot")
@@ -22,7 +19,6 @@ def info() -> dict:
     """Package and torch versions, the triton version used at build, targets and kernel
     counts per target, and the current device with whether gems kernels run on it."""
     build = dict(line.split("\t") for line in torch.ops.gems._build_info().splitlines())
-    manifest = json.loads(MANIFEST.read_text()) if MANIFEST.exists() else {}
     images = {
         _TARGET_NAMES.get(int(k[len("images_sm_") :]), k): int(v) for k, v in build.items() if k.startswith("images_")
     }
@@ -32,7 +28,7 @@ def info() -> dict:
         "triton_at_build": build["triton_version"],
         "kernels": int(build["kernels"]),
         "images_per_target": images,
-        "cubin_bytes": manifest.get("cubin_bytes"),
+        "cubin_bytes": int(build["cubin_bytes"]),
         "aten_overrides": len(torch.ops.gems._available_overrides()),
         "device": None,
     }
@@ -53,7 +49,8 @@ def format_info(data: dict) -> str:
     lines = [
         f"gems_aot {data['gems_aot']}  torch {data['torch']}  triton at build {data['triton_at_build']}",
         f"kernels: {data['kernels']}  images per target: "
-        + ", ".join(f"{t}: {n}" for t, n in data["images_per_target"].items()),
+        + ", ".join(f"{t}: {n}" for t, n in data["images_per_target"].items())
+        + f"  ({data['cubin_bytes'] / 1e6:.1f} MB of cubins)",
         f"aten overloads gems can override: {data['aten_overrides']}",
     ]
     dev = data["device"]

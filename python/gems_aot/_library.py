@@ -5,7 +5,6 @@ import pathlib
 import torch
 
 LIBRARY = pathlib.Path(__file__).with_name("libgems_aot.so")
-MANIFEST = pathlib.Path(__file__).with_name("gems_manifest.json")
 
 _loaded = False
 
