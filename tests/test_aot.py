@@ -1,7 +1,6 @@
 """The AOT compiler: declarations, compile for every target, the cache, the generated C++."""
 
 import json
-import pathlib
 
 import pytest
 import triton
