@@ -1,7 +1,7 @@
 """Codegen of the C++ side of the declarations, into the build folder.
 
-gems_kernels.h / .cpp  the kernel table (per kernel: name, entry, signature, images per target
-                       with Triton's launch metadata) and one lookup namespace per grid
+gems_kernels.h / .cpp  the kernel table (per kernel: name, signature, images per target with
+                       their entry point and Triton's launch metadata) and one lookup namespace per grid
 gems_cubins.S / .bin   every cubin, embedded with .incbin (fast to build, no giant C arrays)
 gems_registration.cpp  TORCH_LIBRARY(gems) schemas, CUDA and Meta impls, the aten override table
 gems_manifest.json     what was built, for `gems_aot.info()` and the tests
@@ -32,7 +32,7 @@ def _cpp_str(s: str) -> str:
 def build_table(families, archs, results):
     """Assigns kernel ids. Returns (kernels, grid_tables).
 
-    kernels: [{symbol, entry, signature, num_args, images: [(arch, cubin, meta, params)]}]
+    kernels: [{symbol, signature, num_args, images: [(arch, cubin, meta, params)]}]
     grid_tables: [(grid, [kernel id or -1 per point], launch param names)]
     """
     kernels, grid_tables = [], []
@@ -45,11 +45,12 @@ def build_table(families, archs, results):
                 if not built:
                     ids.append(-1)
                     continue
-                sigs = {v.runtime_args for v in built.values()}
-                kern = {v.kernel for v in built.values()}
+                # A point may compile another kernel per target (its entry point is per image),
+                # but the driver passes one argument list: the runtime types must agree.
+                sigs = {tuple(t for _, t in v.runtime_args) for v in built.values()}
                 symbol = grid.symbol(point)
-                if len(sigs) != 1 or len(kern) != 1:
-                    raise ValueError(f"{symbol}: kernel and runtime signature must be the same on every target")
+                if len(sigs) != 1:
+                    raise ValueError(f"{symbol}: the runtime argument types must be the same on every target")
                 for v in built.values():
                     params.extend(p for p in v.launch_params if p not in params)
                 images = []
@@ -61,8 +62,7 @@ def build_table(families, archs, results):
                 kernels.append(
                     {
                         "symbol": symbol,
-                        "entry": images[0][2]["name"],
-                        "signature": ",".join(t for _, t in runtime_args),
+                        "signature": ",".join(runtime_args),
                         "num_args": len(runtime_args),
                         "images": images,
                     }
@@ -185,7 +185,7 @@ def emit(out_dir: pathlib.Path, families, archs, results, triton_version: str):
     ]
     for k in kernels:
         src.append(
-            f"  {{{_cpp_str(k['symbol'])}, {_cpp_str(k['entry'])}, {_cpp_str(k['signature'])}, {k['num_args']}, "
+            f"  {{{_cpp_str(k['symbol'])}, {_cpp_str(k['signature'])}, {k['num_args']}, "
             f"{_cpp_str(k['images'][0][2]['triton_version'])}, {k['first_image']}, {len(k['images'])}}},"
         )
     if not kernels:
@@ -193,7 +193,7 @@ def emit(out_dir: pathlib.Path, families, archs, results, triton_version: str):
     src += ["};", "const KernelImage kImages[kNumImages > 0 ? kNumImages : 1] = {"]
     for arch, offset, size, m, params in images:
         src.append(
-            f"  {{{arch}, {offset}, {size}, {m['num_warps']}, {m['num_ctas']}, {m['shared']}, "
+            f"  {{{arch}, {_cpp_str(m['name'])}, {offset}, {size}, {m['num_warps']}, {m['num_ctas']}, {m['shared']}, "
             f"{m['global_scratch_size']}, {m['global_scratch_align']}, {m['profile_scratch_size']}, "
             f"{m['profile_scratch_align']}, {str(bool(m['launch_pdl'])).lower()}, "
             f"{str(bool(m['launch_cooperative_grid'])).lower()}, {{{', '.join(map(str, params))}}}}},"

@@ -70,6 +70,7 @@ class Job:
                 "divisible16": v.divisible16,
                 "num_warps": v.num_warps,
                 "num_stages": v.num_stages,
+                "launch_pdl": v.launch_pdl,
                 "triton": triton.__version__,
                 "arch": self.arch,
             },
@@ -91,7 +92,7 @@ def compile_variant(variant, arch: int):
     compiled = triton.compile(
         src,
         target=GPUTarget("cuda", arch, 32),
-        options={"num_warps": variant.num_warps, "num_stages": variant.num_stages},
+        options={"num_warps": variant.num_warps, "num_stages": variant.num_stages, "launch_pdl": variant.launch_pdl},
     )
     md = compiled.metadata
     meta = {f: getattr(md, f, None) for f in METADATA_FIELDS}

@@ -13,6 +13,13 @@ Variants of kernels/gemm.py:mm_kernel, per point of the grid "mm":
 C is always written row-major (stride_cn is the constexpr 1); the driver computes a col-major
 `out=` as C^T = B^T @ A^T.
 
+On sm_90a the aligned fp16/bf16 points compile kernels/gemm.py:mm_tma_kernel instead: same
+runtime arguments (pointers, M, N, K, the three leading strides), tiles through TMA descriptors
+the kernel builds in global scratch, launched with PDL (cuLaunchKernelEx) so its launch overlaps
+the tail of the previous kernel. The aligned hints are exactly TMA's requirements (16-byte
+aligned bases and leading strides); TMA clips the edges, so the N, K and M hints are not needed
+there but are kept, so that one driver rule picks "aligned" on every target.
+
 Why these hints: a dimension is loaded with wide vectors only if Triton knows it is contiguous
 (the constexpr unit stride), that every row starts 16-byte aligned (pointer and leading stride)
 and that the bounds mask is constant over 16 elements (the size of the contiguous dimension:
@@ -26,6 +33,7 @@ from aot.ops import AtenOverride, GemsOp
 from aot.variants import KernelGrid, Variant, ptr
 
 KERNEL = "kernels.gemm:mm_kernel"
+TMA_KERNEL = "kernels.gemm:mm_tma_kernel"
 
 # Tile configs per (arch, dtype class): (BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, num_warps, num_stages),
 # until the offline tuner commits per-shape tables. The sm_90a ones were checked against a sweep
@@ -48,6 +56,8 @@ CONFIGS = {
     (100, "16bit"): (128, 256, 64, 8, 8, 4),
     (100, "tf32"): (128, 256, 32, 8, 8, 4),
 }
+# sm_90a, fp16/bf16 through TMA (mm_tma_kernel).
+TMA_CONFIG = (128, 256, 64, 8, 8, 3)
 # fp32 in ieee precision runs on the FMA units, not the tensor cores. Best of the sweep for the
 # common row-major A / col-major B layout (25 TFLOP/s at 2048^3 on H100, cuBLAS 50; 40 for
 # row-major B); used on every target.
@@ -60,10 +70,40 @@ def config(dtype: str, precision: str, arch: int) -> tuple:
     return CONFIGS[(arch, "tf32" if dtype == "fp32" else "16bit")]
 
 
+def make_mm_tma(point, arch):
+    a_row, b_row = point["a_layout"] == "row", point["b_layout"] == "row"
+    block_m, block_n, block_k, group_m, num_warps, num_stages = TMA_CONFIG
+    signature = (
+        *((name, ptr(point["dtype"])) for name in ("a", "b", "c")),
+        *((name, "i32") for name in ("M", "N", "K", "lead_a", "lead_b", "lead_c")),
+    )
+    constexprs = (
+        ("A_ROW", a_row),
+        ("B_ROW", b_row),
+        ("BLOCK_M", block_m),
+        ("BLOCK_N", block_n),
+        ("BLOCK_K", block_k),
+        ("GROUP_M", group_m),
+        ("PDL", True),
+    )
+    return Variant(
+        kernel=TMA_KERNEL,
+        signature=signature + tuple((name, "constexpr") for name, _ in constexprs),
+        constexprs=constexprs,
+        divisible16=("a", "b", "c", "lead_a", "lead_b", "lead_c"),
+        num_warps=num_warps,
+        num_stages=num_stages,
+        launch_params=("BLOCK_M", "BLOCK_N"),
+        launch_pdl=True,
+    )
+
+
 def make_mm(point, arch):
     dtype, precision = point["dtype"], point["precision"]
     if precision == "tf32" and dtype != "fp32":
         return None
+    if arch == 90 and dtype in ("fp16", "bf16") and point["align"] == "aligned":
+        return make_mm_tma(point, arch)
     a_row = point["a_layout"] == "row"
     b_row = point["b_layout"] == "row"
     # The unit stride of each operand is the constexpr 1; the other one is the leading stride.

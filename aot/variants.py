@@ -47,6 +47,9 @@ class Variant:
     divisible16: parameters that get the tt.divisibility=16 hint (the caller guarantees it).
     launch_params: constexpr names whose values the C++ driver needs to compute the grid; they
       are exported per compiled image, in this order.
+    launch_pdl: launch with programmatic stream serialization (PDL), so the kernel may start
+      while the previous one on the stream drains; such a kernel must call
+      `tl.extra.cuda.gdc_wait()` before it touches global memory.
     """
 
     kernel: str
@@ -56,6 +59,7 @@ class Variant:
     num_warps: int = 4
     num_stages: int = 3
     launch_params: tuple = ()
+    launch_pdl: bool = False
 
     def __post_init__(self):
         names = [n for n, _ in self.signature]

@@ -149,6 +149,16 @@ def main(argv=None):
         tg = device_ms(lambda s: (lambda: torch.ops.gems.mm(*s)), s)
         res[f"mm_{str(dtype)[6:]}_4096"] = {"cublas_tflops": flops / ta / 1e9, "gems_tflops": flops / tg / 1e9}
 
+    # bf16 shapes beyond the square: small (launch-bound, where PDL overlap shows) and an LLM MLP.
+    res["mm_bf16_shapes"] = {}
+    for M, N, K in ((512, 512, 512), (16, 4096, 4096), (4096, 11008, 4096)):
+        s = [(torch.randn(M, K, device="cuda", dtype=torch.bfloat16),
+              torch.randn(K, N, device="cuda", dtype=torch.bfloat16)) for _ in range(3)]
+        ta = device_ms(lambda s: (lambda: torch.mm(*s)), s)
+        tg = device_ms(lambda s: (lambda: torch.ops.gems.mm(*s)), s)
+        res["mm_bf16_shapes"][f"{M}x{N}x{K}"] = {"cublas_tflops": 2 * M * N * K / ta / 1e9,
+                                                 "gems_tflops": 2 * M * N * K / tg / 1e9}
+
     fc = first_calls()
     res["first_calls"] = fc
     res["first_call_ms_max"] = max(v for key, v in fc.items() if key.startswith("first_"))
@@ -176,6 +186,9 @@ def main(argv=None):
     for key in ("mm_float16_4096", "mm_float32_4096"):
         rows.append((f"{key} TFLOP/s", f"{res[key]['gems_tflops']:.1f}", f"{res[key]['cublas_tflops']:.1f}",
                      f"{res[key]['gems_tflops'] / res[key]['cublas_tflops']:.3f}", "", ""))
+    for shape, v in res["mm_bf16_shapes"].items():
+        rows.append((f"mm bf16 {shape} TFLOP/s", f"{v['gems_tflops']:.1f}", f"{v['cublas_tflops']:.1f}",
+                     f"{v['gems_tflops'] / v['cublas_tflops']:.3f}", "", ""))
     rows.append(("device-to-device copy GB/s", "", f"{res['copy_64M_gbps']:.0f}", "", "", ""))
     md = [f"Device: {res['device']}, torch {res['torch']}, triton at build {res['info']['triton_at_build']}", "",
           "| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]

@@ -51,6 +51,32 @@ def test_mm_kernel_math(dtype_name, a_layout, b_layout, seeded):
         torch.testing.assert_close(c, ref, rtol=rtol, atol=1e-4 * K, msg=f"{M}x{N}x{K}")
 
 
+def run_tma_interpreted(a, b):
+    k = interpreted("kernels.gemm")
+    M, K = a.shape
+    N = b.shape[1]
+    lead_c = -(-N // 8) * 8 + 8  # a padded leading stride of whole 16 bytes
+    c = torch.full((M, lead_c), float("nan"), dtype=a.dtype)[:, :N]  # poisoned
+    a_row, b_row = a.stride(1) == 1, b.stride(1) == 1
+    lead = lambda t, row: t.stride(0) if row else t.stride(1)  # noqa: E731
+    grid = (-(-M // TILE["BLOCK_M"]) * -(-N // TILE["BLOCK_N"]),)
+    k.mm_tma_kernel[grid](a, b, c, M, N, K, lead(a, a_row), lead(b, b_row), c.stride(0), a_row, b_row, PDL=False,
+                          **TILE)
+    return c
+
+
+@pytest.mark.parametrize("a_layout", ["row", "col"])
+@pytest.mark.parametrize("b_layout", ["row", "col"])
+@runtime_loop_bounds
+def test_mm_tma_kernel_math(a_layout, b_layout, seeded):
+    """TMA clips ragged edges (no masks in the kernel); leading strides are 16-byte multiples."""
+    for M, N, K in [(33, 17, 45), (1, 1, 1), (80, 50, 16)]:
+        a = operand(M, K, a_layout, torch.float16, seeded, lead_pad=8 - (K if a_layout == "row" else M) % 8)
+        b = operand(K, N, b_layout, torch.float16, seeded, lead_pad=8 - (N if b_layout == "row" else K) % 8)
+        ref = (a.double() @ b.double()).to(torch.float16)
+        torch.testing.assert_close(run_tma_interpreted(a, b), ref, rtol=1e-3, atol=1e-4 * K, msg=f"{M}x{N}x{K}")
+
+
 @pytest.mark.skip(reason="triton 3.8's interpreter multiplies the raw bit patterns of bf16 tiles in tl.dot "
                          "(create_dot converts only fp8); bf16 is checked on the GPU")
 def test_mm_kernel_math_bf16(seeded):
@@ -74,8 +100,11 @@ def covered_points():
     return [p for p in GRID.points() if not (p["precision"] == "tf32" and p["dtype"] != "fp32")]
 
 
+def uses_tma(point, arch):
+    return arch == 90 and point["dtype"] in ("fp16", "bf16") and point["align"] == "aligned"
+
+
 def test_every_point_is_declared_on_every_target():
-    kernel_args = fam.make_mm(covered_points()[0], 90).jit_function().arg_names
     for p in GRID.points():
         variants = {arch: GRID.make(p, arch) for arch in ARCHS}
         if p["precision"] == "tf32" and p["dtype"] != "fp32":
@@ -83,17 +112,20 @@ def test_every_point_is_declared_on_every_target():
             continue
         for arch, v in variants.items():
             assert v is not None, (p, arch)
-            assert [n for n, _ in v.signature] == list(kernel_args), (p, arch)
+            assert [n for n, _ in v.signature] == list(v.jit_function().arg_names), (p, arch)
+            assert v.kernel == (fam.TMA_KERNEL if uses_tma(p, arch) else fam.KERNEL), (p, arch)
             assert v.launch_params == ("BLOCK_M", "BLOCK_N")
-            assert dict(v.constexprs)["INPUT_PRECISION"] == p["precision"]
-        # The C++ driver relies on one runtime signature per point, whatever the target.
-        assert len({v.runtime_args for v in variants.values()}) == 1, p
+            assert v.launch_pdl == uses_tma(p, arch)
+            if not uses_tma(p, arch):
+                assert dict(v.constexprs)["INPUT_PRECISION"] == p["precision"]
+        # The C++ driver passes one runtime argument list per point, whatever the target.
+        assert len({tuple(t for _, t in v.runtime_args) for v in variants.values()}) == 1, p
 
 
 @pytest.mark.parametrize("point", covered_points(), ids=GRID.symbol)
 def test_runtime_arguments_are_what_the_driver_passes(point):
     """csrc/ops/gemm.cpp pushes a, b, c, M, N, K and the three leading strides, in that order."""
-    v = GRID.make(point, 90)
+    v = GRID.make(point, 80)
     a_lead = "stride_am" if point["a_layout"] == "row" else "stride_ak"
     b_lead = "stride_bk" if point["b_layout"] == "row" else "stride_bn"
     ptr = fam.ptr(point["dtype"])
@@ -111,6 +143,19 @@ def test_runtime_arguments_are_what_the_driver_passes(point):
         assert v.divisible16 == ()
 
 
+@pytest.mark.parametrize("point", [p for p in covered_points() if uses_tma(p, 90)], ids=GRID.symbol)
+def test_tma_variant_arguments(point):
+    v = GRID.make(point, 90)
+    ptr = fam.ptr(point["dtype"])
+    leads = ("lead_a", "lead_b", "lead_c")
+    assert v.runtime_args == (("a", ptr), ("b", ptr), ("c", ptr), ("M", "i32"), ("N", "i32"), ("K", "i32"),
+                              *((n, "i32") for n in leads))
+    c = dict(v.constexprs)
+    assert (c["A_ROW"], c["B_ROW"], c["PDL"]) == (point["a_layout"] == "row", point["b_layout"] == "row", True)
+    # Exactly TMA's requirements; the driver checks more (N, K, M) to pick "aligned".
+    assert set(v.divisible16) == {"a", "b", "c", *leads}
+
+
 def shared_estimate(v):
     """Bytes of the pipelined A and B tiles (Triton keeps num_stages - 1 or num_stages of them)."""
     c = dict(v.constexprs)
@@ -118,11 +163,12 @@ def shared_estimate(v):
     return (c["BLOCK_M"] * c["BLOCK_K"] + c["BLOCK_K"] * c["BLOCK_N"]) * size * v.num_stages
 
 
-def test_hopper_16bit_config_needs_large_shared_memory():
-    v = GRID.make(dict(dtype="bf16", precision="ieee", a_layout="row", b_layout="col", align="aligned"), 90)
-    c = dict(v.constexprs)
-    assert (c["BLOCK_M"], c["BLOCK_N"], c["BLOCK_K"], v.num_warps, v.num_stages) == (128, 256, 64, 8, 3)
-    assert shared_estimate(v) > 48 * 1024
+def test_hopper_16bit_configs_need_large_shared_memory():
+    for align in ("aligned", "general"):
+        v = GRID.make(dict(dtype="bf16", precision="ieee", a_layout="row", b_layout="col", align=align), 90)
+        c = dict(v.constexprs)
+        assert (c["BLOCK_M"], c["BLOCK_N"], c["BLOCK_K"], v.num_warps, v.num_stages) == (128, 256, 64, 8, 3)
+        assert shared_estimate(v) > 48 * 1024
 
 
 # ---- AOT compile ------------------------------------------------------------------------------
@@ -145,26 +191,48 @@ def test_aot_compile(arch, point):
     assert cubin[:4] == b"\x7fELF"
     assert meta["num_warps"] == v.num_warps and meta["num_ctas"] == 1
     assert 0 < meta["shared"] <= MAX_SHARED[arch]
-    assert meta["name"] == "mm_kernel"
+    assert meta["name"] == v.kernel.partition(":")[2]
     if arch == 90 and point["dtype"] == "bf16":
         assert meta["shared"] > 49152  # the launcher's > 48 KiB path is exercised
+    # Device-side TMA descriptors live in global scratch (128 bytes each, 128-byte aligned), and
+    # PDL sends the launch through cuLaunchKernelEx: both launcher paths run on Hopper.
+    if uses_tma(point, arch):
+        assert meta["global_scratch_size"] >= 3 * 128 and meta["global_scratch_align"] == 128
+        assert meta["launch_pdl"] is True
+    else:
+        assert meta["global_scratch_size"] == 0 and not meta["launch_pdl"]
 
 
-def test_hopper_aligned_variant_uses_wgmma_and_wide_loads():
-    """The fast path the configs were measured on: wgmma, 16-byte cp.async for both operands."""
+def hopper_ptx(point):
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    v = GRID.make(dict(dtype="bf16", precision="ieee", a_layout="row", b_layout="col", align="aligned"), 90)
+    v = GRID.make(point, 90)
     names = [n for n, _ in v.signature]
     attrs = {(names.index(n),): [["tt.divisibility", 16]] for n in v.divisible16}
     k = triton.compile(ASTSource(v.jit_function(), dict(v.signature), dict(v.constexprs), attrs),
-                       target=GPUTarget("cuda", 90, 32), options={"num_warps": v.num_warps, "num_stages": v.num_stages})
-    ptx = k.asm["ptx"]
+                       target=GPUTarget("cuda", 90, 32),
+                       options={"num_warps": v.num_warps, "num_stages": v.num_stages, "launch_pdl": v.launch_pdl})
+    return k.asm["ptx"]
+
+
+def test_hopper_aligned_pointer_variant_uses_wgmma_and_wide_loads():
+    """The pointer kernel's fast path: wgmma, 16-byte cp.async for both operands (tf32 here)."""
+    ptx = hopper_ptx(dict(dtype="fp32", precision="tf32", a_layout="row", b_layout="col", align="aligned"))
     assert "wgmma.mma_async" in ptx
     assert "cp.async.cg.shared.global" in ptx  # .cg copies are the 16-byte ones
-    assert "ld.global.b16" not in ptx
+    assert "ld.global.b32" not in ptx
+
+
+def test_hopper_tma_variant():
+    """wgmma fed by TMA through descriptors built on the device, after the PDL wait."""
+    ptx = hopper_ptx(dict(dtype="bf16", precision="ieee", a_layout="col", b_layout="row", align="aligned"))
+    assert "wgmma.mma_async" in ptx
+    assert "cp.async.bulk.tensor.2d" in ptx
+    assert "tensormap.replace" in ptx
+    assert ptx.index("griddepcontrol.wait") < ptx.index("tensormap.replace")
+    assert "ld.global" not in ptx
 
 
 # ---- Meta function (needs the built extension) ------------------------------------------------

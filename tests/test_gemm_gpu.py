@@ -268,3 +268,95 @@ def test_autograd(dtype):
     torch.testing.assert_close(a.grad, expected[0], rtol=max(rtol, 1e-5), atol=atol)
     torch.testing.assert_close(b.grad, expected[1], rtol=max(rtol, 1e-5), atol=atol)
     no_fallbacks()
+
+
+# ---- the Hopper TMA kernel: device-side descriptors in global scratch, PDL launches ----------
+
+hopper = pytest.mark.skipif(not torch.cuda.is_available() or torch.cuda.get_device_capability() != (9, 0),
+                            reason="the TMA variants are sm_90a only")
+
+
+def cuda_kernel_names(fn):
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        fn()
+        torch.cuda.synchronize()
+    return {e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA}
+
+
+@hopper
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_tma_variant_runs_for_aligned_16bit(dtype, layout):
+    a, b = operands((1024, 512, 256), dtype, layout)
+    names = cuda_kernel_names(lambda: torch.ops.gems.mm(a, b))
+    assert any("mm_tma_kernel" in n for n in names), names
+    check(torch.ops.gems.mm(a, b), a, b)
+
+
+@hopper
+@pytest.mark.parametrize("shape", [(1, 16, 16), (16, 16, 1024), (777, 1040, 48), (4096, 16, 64)])
+def test_tma_ragged_edges_and_size_one_rows(shape):
+    """TMA clips the edge tiles; a 1-row operand gets a synthetic leading stride."""
+    for layout in LAYOUTS:
+        a, b = operands(shape, torch.bfloat16, layout)
+        check(torch.ops.gems.mm(a, b), a, b)
+
+
+@hopper
+def test_tma_expanded_operand_takes_pointer_kernel():
+    """A leading stride of 0 is no TMA stride: the general variant serves it, still right."""
+    a = torch.randn(1, 64, device="cuda", dtype=torch.bfloat16).expand(128, 64)
+    b = torch.randn(64, 32, device="cuda", dtype=torch.bfloat16)
+    names = cuda_kernel_names(lambda: torch.ops.gems.mm(a, b))
+    assert not any("mm_tma_kernel" in n for n in names) and any("mm_kernel" in n for n in names), names
+    check(torch.ops.gems.mm(a, b), a, b)
+
+
+@hopper
+def test_pdl_chain_reads_what_the_previous_kernel_wrote():
+    """Each mm starts (PDL) while the kernel before it may still run: its gdc_wait must make the
+    previous writes visible. Producer and consumer alternate with no host sync between them,
+    and freed blocks are reused at once (scratch, outputs) by the caching allocator."""
+    b = torch.randn(512, 512, device="cuda", dtype=torch.bfloat16) / 64
+    xs, ys = [torch.randn(256, 512, device="cuda", dtype=torch.bfloat16)], []
+    with gems_aot.use_gems(include=["mm", "add.Tensor"]):
+        for _ in range(32):
+            ys.append(torch.mm(xs[-1], b))  # PDL launch right after the add that wrote xs[-1]
+            xs.append(torch.add(ys[-1], xs[-1]))
+    for x, y in zip(xs, ys):  # a stale read would be far off the product of what was written
+        check(y, x, b)
+    no_fallbacks()
+
+
+@hopper
+def test_pdl_launches_in_a_cuda_graph():
+    """Graph capture records the PDL launches (programmatic edges) and the scratch block."""
+    a = torch.randn(512, 256, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(256, 384, device="cuda", dtype=torch.bfloat16)
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        torch.ops.gems.mm(a, b)  # warm up outside the capture (the module load)
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        c = torch.ops.gems.mm(a, b)
+        d = torch.ops.gems.mm(c, b.t())
+    a.copy_(torch.randn_like(a))
+    graph.replay()
+    torch.cuda.synchronize()
+    check(c, a, b)
+    torch.testing.assert_close(d, torch.ops.gems.mm(c, b.t()), rtol=0, atol=0)
+
+
+@hopper
+def test_global_scratch_is_returned_to_the_allocator():
+    a = torch.randn(2048, 1024, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(1024, 2048, device="cuda", dtype=torch.bfloat16)
+    torch.ops.gems.mm(a, b)
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    for _ in range(10):
+        torch.ops.gems.mm(a, b)
+    torch.cuda.synchronize()
+    assert torch.cuda.memory_allocated() == before

@@ -60,16 +60,19 @@ struct Matrix {
 
 Matrix matrix(const at::Tensor& t, const void* data) { return {data, t.size(0), t.size(1), t.stride(0), t.stride(1)}; }
 
-// Row-major when the columns are unit-stride, col-major when the rows are; the stride of a
-// dimension of size 1 is never multiplied by a non-zero index, so it counts as anything
-// (unit, or 0 as leading stride, which keeps the divisibility hint true).
+// Row-major when the columns are unit-stride, col-major when the rows are. The stride of a
+// dimension of size 1 is never multiplied by a non-zero index, so it counts as anything: unit,
+// or as leading stride the dense one rounded up to 16 elements, which keeps the alignment hints
+// (and TMA's rules) true.
 struct Layout {
   bool row;
   int64_t lead;  // the stride that is not 1
 };
 
+int64_t round_up16(int64_t v) { return (v + 15) / 16 * 16; }
+
 std::optional<Layout> layout_of(const Matrix& m) {
-  if (m.cols == 1 || m.col_stride == 1) return Layout{true, m.rows == 1 ? 0 : m.row_stride};
+  if (m.cols == 1 || m.col_stride == 1) return Layout{true, m.rows == 1 ? round_up16(m.cols) : m.row_stride};
   if (m.rows == 1 || m.row_stride == 1) return Layout{false, m.col_stride};
   return std::nullopt;
 }
@@ -82,11 +85,12 @@ Fallback launch_mm(int dtype, const Matrix& a, const Matrix& b, const Matrix& c,
   if (M > kMaxDim || N > kMaxDim || K > kMaxDim || la->lead > kMaxI32 || lb->lead > kMaxI32 || lc->lead > kMaxI32) {
     return Fallback::kIndex64;
   }
-  // Exactly the hints of the "aligned" variant: pointers, leading strides, N and K, and M when
-  // A is col-major (then M is its contiguous dimension).
-  const bool aligned = aligned16(a.data) && aligned16(b.data) && aligned16(c.data) && la->lead % 16 == 0 &&
-                       lb->lead % 16 == 0 && lc->lead % 16 == 0 && N % 16 == 0 && K % 16 == 0 &&
-                       (la->row || M % 16 == 0);
+  // Exactly the hints of the "aligned" variants: pointers, leading strides, N and K, and M when
+  // A is col-major (then M is its contiguous dimension). A leading stride of 0 (an expanded
+  // operand) is divisible by 16 but not a valid TMA stride, so it takes the general variant.
+  const auto lead_ok = [](const Layout& l) { return l.lead > 0 && l.lead % 16 == 0; };
+  const bool aligned = aligned16(a.data) && aligned16(b.data) && aligned16(c.data) && lead_ok(*la) &&
+                       lead_ok(*lb) && lead_ok(*lc) && N % 16 == 0 && K % 16 == 0 && (la->row || M % 16 == 0);
   // ATen's cuBLAS path reads the same flag (torch.backends.cuda.matmul.allow_tf32 and
   // torch.set_float32_matmul_precision both set it).
   const bool tf32 = dtype == g::dtype_fp32 && at::globalContext().allowTF32CuBLAS();

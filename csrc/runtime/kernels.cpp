@@ -83,7 +83,7 @@ const LoadedKernel* load(int id, int device, DeviceState& s) {
           "cuLibraryLoadData", spec.name, device);
   }
   CUkernel kernel = nullptr;
-  check(d.cuLibraryGetKernel(&kernel, lib, spec.entry), "cuLibraryGetKernel", spec.name, device);
+  check(d.cuLibraryGetKernel(&kernel, lib, image->entry), "cuLibraryGetKernel", spec.name, device);
   ensure_context(device, spec.name);
   CUfunction fn = nullptr;
   check(d.cuKernelGetFunction(&fn, kernel), "cuKernelGetFunction", spec.name, device);

@@ -16,6 +16,7 @@ namespace gems {
 // One compiled image of a kernel for one target; fields mirror Triton's KernelMetadata.
 struct KernelImage {
   int arch;  // 80, 90, 100: the cuda target it was compiled for (sm_80, sm_90a, sm_100a)
+  const char* entry;  // the cubin's entry point (the @triton.jit function's name)
   uint64_t offset;  // into the embedded cubin blob
   uint64_t size;
   int num_warps;
@@ -32,7 +33,6 @@ struct KernelImage {
 
 struct KernelSpec {
   const char* name;  // the variant's symbol, e.g. binary_add_fp32_tt_contig_i32
-  const char* entry;  // the cubin's entry point (the @triton.jit function's name)
   const char* signature;  // runtime argument types, e.g. "*fp32,*fp32,*fp32,i32,fp32"
   int num_args;  // runtime arguments, not counting Triton's hidden scratch pointers
   const char* triton_version;
