@@ -204,6 +204,10 @@ def emit(out_dir: pathlib.Path, families, archs, results, triton_version: str):
     _write_if_changed(out_dir / "gems_kernels.cpp", "\n".join(src))
 
     _write_if_changed(out_dir / "gems_registration.cpp", registration_source(families))
+    for fam in families:
+        if fam.generated_sources:
+            for name, text in fam.generated_sources().items():
+                _write_if_changed(out_dir / name, text)
 
     per_arch = {a: sum(1 for im in images if im[0] == a) for a in archs}
     manifest = {

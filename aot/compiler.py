@@ -121,6 +121,7 @@ def _run_job(job: Job, cache: pathlib.Path):
 class Progress:
     def __init__(self, total: int, stream=sys.stderr):
         self.total, self.done, self.cached, self.stream = total, 0, 0, stream
+        self.compiled = []
         self.tty = stream.isatty()
         self.start = time.monotonic()
         self.last_report = -1
@@ -128,6 +129,8 @@ class Progress:
     def step(self, job: Job, cached: bool):
         self.done += 1
         self.cached += cached
+        if not cached:
+            self.compiled.append(f"sm_{job.arch} {job.symbol}")
         pct = 100 * self.done // max(self.total, 1)
         line = (
             f"[gems-aot] {self.done}/{self.total} variants ({self.cached} cached) "
@@ -147,6 +150,9 @@ class Progress:
             f"[gems-aot] {self.total} images, {self.total - self.cached} compiled, {self.cached} from cache, "
             f"{time.monotonic() - self.start:.1f}s\n"
         )
+        if 0 < len(self.compiled) <= 10 < self.total:
+            # A rebuild that recompiles a few variants names them (their cache key changed).
+            self.stream.write(f"[gems-aot] compiled: {', '.join(sorted(self.compiled))}\n")
 
 
 def compile_all(jobs, workers: int, cache: pathlib.Path | None = None):

@@ -1,114 +1,106 @@
-"""Pointwise family: add, sub, mul, div (Tensor and Scalar overloads, in-place, out=) and relu."""
+"""Pointwise family: the op declarations. The generator (aot/pointwise.py) derives the kernels,
+variants, C++ wrappers and registrations from them; the scalar functions are in
+kernels/pointwise_math.py and the shared C++ driver in csrc/ops/pointwise.cpp.
 
-from aot.ops import AtenOverride, GemsOp
-from aot.variants import FLOAT_DTYPES, INT_DTYPES, KernelGrid, Variant, ptr
+Adding a pointwise op: a scalar function in kernels/pointwise_math.py, one PointwiseOp below,
+and its aten overloads (`overloads(...)` finds the in-place and out= forms torch has).
+"""
 
-CPP_HEADER = "ops/pointwise.h"
+from aot.pointwise import Overload, PointwiseOp, check_declarations, cpp_sources, grid, load_module, registrations
 
-BINARY_OPS = ("add", "sub", "mul", "div")
-UNARY_OPS = ("relu",)
-DTYPES = FLOAT_DTYPES + INT_DTYPES
-# contig: 1-D over dense operands; aligned: the same with 16-byte aligned pointers (wide
-# accesses); strided: up to 4 collapsed dims with element strides.
-LAYOUTS = ("contig", "aligned", "strided")
-INDEX = ("i32", "i64")
+CPP_HEADER = "gems_pointwise_ops.h"
 
-CONTIG_BLOCK, CONTIG_WARPS = 2048, 8
-STRIDED_BLOCK, STRIDED_WARPS = 512, 4
+FLOATS = ("fp32", "fp16", "bf16")
+INTS = ("i32", "i64")
+NUMBERS = FLOATS + INTS
+BITS = INTS + ("bool",)
+TENSOR_SCALAR = ("tt", "ts")  # ops whose scalar operand only comes second (x < 2, x & 1)
 
-
-def _scalar_type(dtype: str) -> str:
-    """Scalars and alpha travel in ATen's opmath type: fp32 for floats, the int type for ints."""
-    return "fp32" if dtype in FLOAT_DTYPES else dtype
-
-
-def _covered(layout: str, index: str) -> bool:
-    # 64-bit indexing only on the aligned 1-D path: freshly allocated tensors are aligned, and
-    # the strided and unaligned cases beyond 2**31 elements go to ATen.
-    return index == "i32" or layout == "aligned"
-
-
-def _binary(point, arch):
-    op, dtype, form, layout, index = (point[a] for a in ("op", "dtype", "form", "layout", "index"))
-    if not _covered(layout, index):
-        return None
-    if op == "div" and (dtype in INT_DTYPES or form == "ts"):
-        # Integer true division returns float (mixed dtypes: ATen); tensor / scalar runs as a
-        # multiplication by the reciprocal, as ATen computes it.
-        return None
-    t, s = ptr(dtype), _scalar_type(dtype)
-    sig = [("x", t), ("y", t), ("out", t), ("n", index), ("xs", s), ("ys", s), ("alpha", s)]
-    consts = [("OP", op), ("FORM", form), ("UPCAST", dtype in ("fp16", "bf16"))]
-    if layout == "strided":
-        sig += [(f"s{d}", "i32") for d in (1, 2, 3)]
-        sig += [(f"{arg}{d}", "i32") for arg in "xyo" for d in range(4)]
-        consts += [("BLOCK", STRIDED_BLOCK)]
-        kernel, warps, hints = "binary_strided", STRIDED_WARPS, ()
-    else:
-        consts += [("INDEX64", index == "i64"), ("BLOCK", CONTIG_BLOCK)]
-        kernel, warps = "binary_contig", CONTIG_WARPS
-        hints = ("x", "y", "out") if layout == "aligned" else ()
-    sig += [(name, "constexpr") for name, _ in consts]
-    return Variant(
-        kernel=f"kernels.pointwise:{kernel}",
-        signature=tuple(sig),
-        constexprs=tuple(consts),
-        divisible16=hints,
-        num_warps=warps,
-        launch_params=("BLOCK",),
-    )
-
-
-def _unary(point, arch):
-    op, dtype, layout, index = (point[a] for a in ("op", "dtype", "layout", "index"))
-    if not _covered(layout, index):
-        return None
-    t = ptr(dtype)
-    if layout == "strided":
-        sig = [("x", t), ("out", t), ("n", "i32"), ("s1", "i32"), ("s2", "i32"), ("s3", "i32")]
-        sig += [(f"{arg}{d}", "i32") for arg in "xo" for d in range(4)]
-        consts = [("OP", op), ("BLOCK", STRIDED_BLOCK)]
-        kernel, warps, hints = "unary_strided", STRIDED_WARPS, ()
-    else:
-        sig = [("x", t), ("out", t), ("n", index)]
-        consts = [("OP", op), ("INDEX64", index == "i64"), ("BLOCK", CONTIG_BLOCK)]
-        kernel, warps = "unary_contig", CONTIG_WARPS
-        hints = ("x", "out") if layout == "aligned" else ()
-    sig += [(name, "constexpr") for name, _ in consts]
-    return Variant(
-        kernel=f"kernels.pointwise:{kernel}",
-        signature=tuple(sig),
-        constexprs=tuple(consts),
-        divisible16=hints,
-        num_warps=warps,
-        launch_params=("BLOCK",),
-    )
-
-
-GRIDS = [
-    KernelGrid(
-        "binary",
-        (("op", BINARY_OPS), ("dtype", DTYPES), ("form", ("tt", "ts", "st")), ("layout", LAYOUTS), ("index", INDEX)),
-        _binary,
-        doc="out = op(x, y): tensor-tensor, tensor-scalar and scalar-tensor forms",
+OPS = [
+    # Same dtype in and out (TensorIterator::unary_op).
+    *(PointwiseOp(n, n, 1, "unary_op", NUMBERS) for n in ("abs", "neg", "sign", "relu")),
+    *(PointwiseOp(n, n, 1, "unary_op", FLOATS) for n in ("floor", "ceil", "round", "trunc")),
+    PointwiseOp("bitwise_not", "bitwise_not", 1, "unary_op", BITS),
+    # Integer inputs promote to float (unary_float_op): integer variants are not built, ATen
+    # serves them.
+    *(
+        PointwiseOp(n, n, 1, "unary_float_op", FLOATS)
+        for n in ("exp", "exp2", "expm1", "log", "log1p", "log2", "log10", "sqrt", "rsqrt", "reciprocal",
+                  "sin", "cos", "tan", "tanh", "sigmoid", "erf")
     ),
-    KernelGrid("unary", (("op", UNARY_OPS), ("dtype", DTYPES), ("layout", LAYOUTS), ("index", INDEX)), _unary),
+    # Activations.
+    PointwiseOp("gelu", "gelu", 1, "unary_op", FLOATS, consts=(("APPROXIMATE", "none"),)),
+    PointwiseOp("gelu_tanh", "gelu", 1, "unary_op", FLOATS, consts=(("APPROXIMATE", "tanh"),)),
+    *(PointwiseOp(n, n, 1, "unary_op", FLOATS) for n in ("silu", "mish", "hardswish", "hardsigmoid")),
+    PointwiseOp("leaky_relu", "leaky_relu", 1, "unary_op", FLOATS, num_params=1),
+    PointwiseOp("elu", "elu", 1, "unary_op", FLOATS, num_params=3),
+    PointwiseOp("softplus", "softplus", 1, "unary_op", FLOATS, num_params=2),
+    # Binary arithmetic (binary_op: promote to the common dtype).
+    PointwiseOp("mul", "mul", 2, "binary_op", NUMBERS),
+    PointwiseOp("add", "add", 2, "binary_op", NUMBERS, num_params=1, alpha=True),
+    PointwiseOp("sub", "sub", 2, "binary_op", NUMBERS, num_params=1, alpha=True),
+    PointwiseOp("div", "div", 2, "binary_float_op", FLOATS, consts=(("ROUNDING_MODE", "none"),),
+                scalar_divisor_op="mul"),
+    PointwiseOp("div_trunc", "div", 2, "binary_op", NUMBERS, consts=(("ROUNDING_MODE", "trunc"),)),
+    PointwiseOp("div_floor", "div", 2, "binary_op", NUMBERS, consts=(("ROUNDING_MODE", "floor"),)),
+    PointwiseOp("remainder", "remainder", 2, "binary_op", NUMBERS),
+    *(PointwiseOp(n, n, 2, "binary_op", NUMBERS, forms=TENSOR_SCALAR) for n in ("maximum", "minimum")),
+    *(PointwiseOp(n, n, 2, "binary_float_op", FLOATS) for n in ("atan2",)),
+    PointwiseOp("hypot", "hypot", 2, "binary_op", FLOATS),
+    *(PointwiseOp(n, n, 2, "binary_op", BITS, forms=TENSOR_SCALAR) for n in ("bitwise_and", "bitwise_or", "bitwise_xor")),
+    *(PointwiseOp(n, n, 2, "binary_op", INTS, forms=TENSOR_SCALAR)
+      for n in ("bitwise_left_shift", "bitwise_right_shift")),
+    # Comparisons and logical ops: bool out (comparison_op).
+    *(PointwiseOp(n, n, 2, "comparison_op", NUMBERS, forms=TENSOR_SCALAR) for n in ("eq", "ne", "lt", "le", "gt", "ge")),
+    *(PointwiseOp(n, n, 2, "comparison_op", NUMBERS + ("bool",), forms=TENSOR_SCALAR)
+      for n in ("logical_and", "logical_or", "logical_xor")),
 ]
 
-GEMS_OPS = [
-    GemsOp("add.Tensor(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor"),
-    GemsOp("add.Scalar(Tensor self, Scalar other, Scalar alpha=1) -> Tensor"),
-    GemsOp("sub.Tensor(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor"),
-    GemsOp("sub.Scalar(Tensor self, Scalar other, Scalar alpha=1) -> Tensor"),
-    GemsOp("mul.Tensor(Tensor self, Tensor other) -> Tensor"),
-    GemsOp("mul.Scalar(Tensor self, Scalar other) -> Tensor"),
-    GemsOp("div.Tensor(Tensor self, Tensor other) -> Tensor"),
-    GemsOp("div.Scalar(Tensor self, Scalar other) -> Tensor"),
-    GemsOp("relu(Tensor self) -> Tensor"),
+SUB_CHECK = "at::native::sub_check(self, other);"
+
+OVERLOADS = [
+    *(ov for n in ("abs", "neg", "sign", "relu", "floor", "ceil", "round", "trunc", "bitwise_not", "exp", "exp2",
+                   "expm1", "log", "log1p", "log2", "log10", "sqrt", "rsqrt", "reciprocal", "sin", "cos", "tan",
+                   "tanh", "sigmoid", "erf", "silu", "mish", "hardswish", "hardsigmoid")
+      for ov in Overload.family(n, n)),
+    *Overload.family("gelu", "", select=("approximate", (("none", "gelu"), ("tanh", "gelu_tanh")))),
+    *Overload.family("leaky_relu", "leaky_relu", params=("negative_slope",)),
+    *Overload.family("elu", "elu", params=("alpha", "scale", "input_scale")),
+    *Overload.family("softplus", "softplus", params=("beta", "threshold")),
+    *Overload.family("add.Tensor", "add", operands=("self", "other"), params=("alpha",)),
+    *Overload.family("sub.Tensor", "sub", operands=("self", "other"), params=("alpha",), check=SUB_CHECK),
+    *Overload.family("mul.Tensor", "mul", operands=("self", "other")),
+    *Overload.family("div.Tensor", "div", operands=("self", "other")),
+    *Overload.family("div.Tensor_mode", "", operands=("self", "other"),
+                     select=("rounding_mode", ((None, "div"), ("trunc", "div_trunc"), ("floor", "div_floor")))),
+    Overload("add.Scalar", "add", operands=("self", "other"), params=("alpha",), override=False),
+    Overload("sub.Scalar", "sub", operands=("self", "other"), params=("alpha",), check=SUB_CHECK, override=False),
+    Overload("mul.Scalar", "mul", operands=("self", "other"), override=False),
+    Overload("div.Scalar", "div", operands=("self", "other"), override=False),
+    *Overload.family("floor_divide", "div_floor", operands=("self", "other")),
+    *Overload.family("remainder.Tensor", "remainder", operands=("self", "other")),
+    *(ov for n in ("maximum", "minimum", "atan2", "hypot") for ov in Overload.family(n, n, operands=("self", "other"))),
+    *(
+        ov
+        for n in ("bitwise_and", "bitwise_or", "bitwise_xor", "bitwise_left_shift", "bitwise_right_shift")
+        for ov in Overload.family(f"{n}.Tensor", n, operands=("self", "other"))
+    ),
+    *(
+        ov
+        for n in ("eq", "ne", "lt", "le", "gt", "ge")
+        for suffix in ("Tensor", "Scalar")
+        # In place, a comparison writes self's dtype: not a bool-output variant.
+        for ov in Overload.family(f"{n}.{suffix}", n, operands=("self", "other"), inplace=False)
+    ),
+    *(ov for n in ("logical_and", "logical_or", "logical_xor") for ov in Overload.family(n, n, operands=("self", "other"))),
 ]
 
-ATEN_OVERRIDES = [
-    AtenOverride(name)
-    for op in BINARY_OPS
-    for name in (f"{op}.Tensor", f"{op}_.Tensor", f"{op}.out")
-] + [AtenOverride("relu"), AtenOverride("relu_")]
+check_declarations(OPS, OVERLOADS)
+# The variants name kernels of the generated module: importing the family registers it.
+load_module(OPS)
+GRIDS = [grid(op) for op in OPS]
+GEMS_OPS, ATEN_OVERRIDES = registrations(OVERLOADS)
+
+
+def generated_sources() -> dict:
+    return cpp_sources(OPS, OVERLOADS, CPP_HEADER)

@@ -2,7 +2,8 @@
 
 Each family module (aot/family_*.py) declares GRIDS (its kernel variants), GEMS_OPS (schemas of
 torch.ops.gems.*), ATEN_OVERRIDES (aten overloads whose CUDA kernel `enable()` replaces) and
-CPP_HEADER (the csrc header that declares the C++ functions). The codegen derives the C++
+CPP_HEADER (the header that declares the C++ functions), and optionally generated_sources()
+(C++ and other files the family generates into the build folder). The codegen derives the C++
 function names from the op names, so a declaration without its C++ function fails to link.
 
 C++ naming: op "add.Tensor" -> function `add_Tensor`; gems ops live in `gems::cuda::` (CUDA
@@ -54,13 +55,15 @@ class Family:
     gems_ops: tuple
     aten_overrides: tuple
     cpp_header: str
+    generated_sources: object = None  # () -> {file name: text} written to the build folder
 
 
 def families(modules=FAMILIES) -> list:
     out = []
     for m in modules:
         mod = importlib.import_module(m)
-        out.append(Family(m, tuple(mod.GRIDS), tuple(mod.GEMS_OPS), tuple(mod.ATEN_OVERRIDES), mod.CPP_HEADER))
+        out.append(Family(m, tuple(mod.GRIDS), tuple(mod.GEMS_OPS), tuple(mod.ATEN_OVERRIDES), mod.CPP_HEADER,
+                          getattr(mod, "generated_sources", None)))
     grids = [g.name for f in out for g in f.grids]
     ops = [o.name for f in out for o in f.gems_ops]
     overrides = [o.name for f in out for o in f.aten_overrides]

@@ -58,3 +58,51 @@ def interpreted(module: str):
 def seeded():
     torch.manual_seed(0)
     return torch.Generator().manual_seed(0)
+
+
+# Triton's interpreter cannot make extern calls: libdevice functions of an interpreted kernels/
+# module are evaluated by torch in float64 and rounded to the operand's type (a correctly
+# rounded stand-in for libdevice's 1-2 ulp functions). The GPU suite checks the real ones.
+_LIBDEVICE_REFERENCE = {
+    "exp": torch.exp, "exp2": torch.exp2, "expm1": torch.expm1, "log": torch.log, "log1p": torch.log1p,
+    "log2": torch.log2, "log10": torch.log10, "rsqrt": torch.rsqrt, "sin": torch.sin, "cos": torch.cos,
+    "tan": torch.tan, "tanh": torch.tanh, "erf": torch.erf, "atan2": torch.atan2, "hypot": torch.hypot,
+    "pow": torch.pow, "fmod": torch.fmod, "trunc": torch.trunc, "rint": torch.round, "copysign": torch.copysign,
+    "sqrt_rn": torch.sqrt, "div_rn": torch.div,
+}  # fmt: skip
+
+
+def _extern_elementwise(lib_name, lib_path, symbol, args, ret_type, is_pure):
+    from triton.runtime import interpreter
+
+    name = symbol.removeprefix("__nv_")
+    if name not in _LIBDEVICE_REFERENCE:
+        name = name[:-1]  # __nv_expf is the fp32 variant of __nv_exp
+    values = [torch.from_numpy(numpy.array(a.data, dtype=numpy.float64)) for a in args]
+    result = _LIBDEVICE_REFERENCE[name](*values).numpy().astype(args[0].data.dtype)
+    return interpreter.TensorHandle(result, getattr(ret_type, "scalar", ret_type))
+
+
+class _InterpretedLibdevice:
+    def __getattr__(self, name):
+        from triton.language.extra.cuda import libdevice
+        from triton.runtime import interpreter
+
+        return functools.partial(getattr(libdevice, name), _semantic=interpreter.interpreter_semantic)
+
+
+@functools.lru_cache(maxsize=None)
+def interpreted_math():
+    """kernels/pointwise_math.py under the interpreter, libdevice calls routed to torch; run its
+    kernels inside `with libdevice_by_torch():`."""
+    mod = interpreted("kernels.pointwise_math")
+    mod.libdevice = _InterpretedLibdevice()
+    return mod
+
+
+def libdevice_by_torch():
+    from unittest import mock
+
+    from triton.runtime import interpreter
+
+    return mock.patch.object(interpreter.interpreter_builder, "create_extern_elementwise", _extern_elementwise)

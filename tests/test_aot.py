@@ -19,7 +19,7 @@ def families():
 def test_declarations_are_consistent(families):
     assert [f.module for f in families] == list(ops.FAMILIES)
     for fam in families:
-        assert fam.grids and fam.cpp_header.startswith("ops/")
+        assert fam.grids and (fam.cpp_header.startswith("ops/") or fam.generated_sources)
         for grid in fam.grids:
             covered = 0
             for point in grid.points():
@@ -52,16 +52,17 @@ def test_parse_archs():
 
 
 def _pointwise_variant(point, arch=90):
-    grid = next(g for f in ops.families() for g in f.grids if g.name == "binary")
-    return grid.make(point, arch)
+    """A variant of a generated pointwise op: point = {op, dtype, form, layout}."""
+    grid = next(g for f in ops.families() for g in f.grids if g.name == f"pw_{point['op']}")
+    return grid.make({k: v for k, v in point.items() if k != "op"}, arch)
 
 
 @pytest.mark.parametrize("arch", TARGETS)
 def test_compile_sample_for_every_target(arch):
-    point = {"op": "add", "dtype": "bf16", "form": "tt", "layout": "aligned", "index": "i64"}
+    point = {"op": "add", "dtype": "bf16", "form": "tt", "layout": "contig64"}
     cubin, meta = compiler.compile_variant(_pointwise_variant(point, arch), arch)
     assert cubin[:4] == b"\x7fELF"
-    assert meta["name"] == "binary_contig"
+    assert meta["name"] == "add_contig"
     assert meta["num_warps"] == 8 and meta["num_ctas"] == 1
     assert meta["shared"] >= 0 and meta["global_scratch_size"] == 0
     assert meta["launch_pdl"] is False and meta["launch_cooperative_grid"] is False
@@ -72,8 +73,8 @@ def test_compile_sample_for_every_target(arch):
 
 def test_cache_skips_unchanged_variants(tmp_path):
     points = [
-        {"op": "mul", "dtype": "fp32", "form": "tt", "layout": "contig", "index": "i32"},
-        {"op": "sub", "dtype": "i64", "form": "st", "layout": "strided", "index": "i32"},
+        {"op": "mul", "dtype": "fp32", "form": "tt", "layout": "contig"},
+        {"op": "sub", "dtype": "i64", "form": "st", "layout": "strided3"},
     ]
     jobs = [compiler.Job(f"j{i}", _pointwise_variant(p), 90) for i, p in enumerate(points)]
     first, compiled = compiler.compile_all(jobs, workers=2, cache=tmp_path)
@@ -89,12 +90,8 @@ def test_cache_skips_unchanged_variants(tmp_path):
 
 
 def test_compile_errors_name_the_variant(tmp_path):
-    bad = Variant(
-        kernel="kernels.pointwise:unary_contig",
-        signature=(("x", "*fp32"), ("out", "*fp32"), ("n", "i32"), ("OP", "constexpr"), ("INDEX64", "constexpr"),
-                   ("BLOCK", "constexpr")),
-        constexprs=(("OP", "relu"), ("INDEX64", False), ("BLOCK", 1000)),  # not a power of two
-    )
+    good = _pointwise_variant({"op": "relu", "dtype": "fp32", "form": "t", "layout": "contig"})
+    bad = Variant(good.kernel, good.signature, (("S0", False), ("INDEX64", False), ("BLOCK", 1000)))  # not 2**k
     with pytest.raises(RuntimeError, match="sm_90 broken_variant"):
         compiler.compile_all([compiler.Job("broken_variant", bad, 90), compiler.Job("broken_variant", bad, 90)],
                              workers=2, cache=tmp_path)
@@ -104,8 +101,8 @@ def test_codegen_tables(tmp_path):
     def make(point, arch):
         if point["dtype"] == "i32" or (point["op"] == "mul" and arch == 80):
             return None
-        return _pointwise_variant({"op": point["op"], "dtype": point["dtype"], "form": "tt", "layout": "contig",
-                                   "index": "i32"}, arch)
+        return _pointwise_variant({"op": point["op"], "dtype": point["dtype"], "form": "tt", "layout": "contig"},
+                                  arch)
 
     grid = KernelGrid("demo", (("op", ("add", "mul")), ("dtype", ("fp32", "i32"))), make)
     fam = ops.Family("aot.family_demo", (grid,), (ops.GemsOp("demo(Tensor a) -> Tensor"),),
@@ -123,8 +120,8 @@ def test_codegen_tables(tmp_path):
     assert "kTable[4] = {0, -1, 1, -1}" in header
     assert "constexpr int kParam_BLOCK = 0;" in header
     table = (tmp_path / "gen" / "gems_kernels.cpp").read_text()
-    assert '{"demo_mul_fp32", "*fp32,*fp32,*fp32,i32,fp32,fp32,fp32", 7, ' in table
-    assert '{90, "binary_contig", ' in table  # the entry point, per image
+    assert '{"demo_mul_fp32", "*fp32,*fp32,*fp32,i32,fp32,fp32", 6, ' in table
+    assert '{90, "mul_contig", ' in table  # the entry point, per image
     reg = (tmp_path / "gen" / "gems_registration.cpp").read_text()
     assert 'm.def("demo(Tensor a) -> Tensor");' in reg
     assert 'TORCH_FN(gems::meta::demo)' in reg and 'TORCH_FN(aten_impl::add_Tensor)' in reg

@@ -172,6 +172,12 @@ def test_rank_above_strided_limit_falls_back():
     with gems_aot.use_gems():
         res = x * y
     check(res, _aten("mul", x, y), ref_op("mul", x, y))
+    assert gems_aot.fallback_counts() == {}  # up to 8 dims run strided
+    x = rand((2, 3, 2, 3, 2, 3, 2, 3, 2), torch.float32).permute(8, 6, 4, 2, 0, 7, 5, 3, 1)  # 9 dims
+    y = rand(x.shape, torch.float32)
+    with gems_aot.use_gems():
+        res = x * y
+    check(res, _aten("mul", x, y), ref_op("mul", x, y))
     assert gems_aot.fallback_counts() == {("mul.Tensor", "rank"): 1}
     with pytest.raises(RuntimeError, match="no gems kernel covers this input"):
         torch.ops.gems.mul(x, y)
@@ -188,7 +194,7 @@ def test_mixed_dtypes_and_complex_fall_back_with_count():
     counts = gems_aot.fallback_counts()
     assert counts[("add.Tensor", "mixed_dtype")] == 1 and counts[("mul.Tensor", "dtype")] == 1
     assert counts[("div.Tensor", "mixed_dtype")] == 1
-    with pytest.raises(RuntimeError, match="gems::add: no gems kernel covers this input \\(mixed_dtype"):
+    with pytest.raises(RuntimeError, match="gems::add.Tensor: no gems kernel covers this input \\(mixed_dtype"):
         torch.ops.gems.add(a, b)
 
 

@@ -1,100 +1,194 @@
-// Pointwise driver: broadcasting, type promotion, output allocation, in-place and out= through
-// ATen's TensorIterator (so every rule is torch's own), then one launch of the matching
-// variant. Two dense CUDA tensors of one dtype and shape skip TensorIterator altogether.
+// The pointwise driver shared by every generated op: broadcasting, type promotion, output
+// allocation, in-place and out= through ATen's own TensorIterator builders (so every rule is
+// torch's), then one launch of the variant for the operands' dtype, form and layout. Dense
+// same-shape operands in a functional call skip TensorIterator (the hot case).
+//
+// Fallbacks: kDevice (not CUDA), kDtype (no variant for the dtype), kMixedDtype (operands or
+// out= of another dtype than the computation: no casting variants), kRank (more than 8 dims
+// after collapsing), kIndex64 (strided beyond 32-bit offsets), kArch (no image for the GPU).
 #include "ops/pointwise.h"
 
-#include <ATen/ScalarOps.h>
 #include <ATen/TensorIterator.h>
 #include <ATen/cuda/EmptyTensor.h>
 #include <ATen/native/BinaryOps.h>
-#include <ATen/ops/add_cuda_dispatch.h>
-#include <ATen/ops/div_cuda_dispatch.h>
-#include <ATen/ops/mul_cuda_dispatch.h>
-#include <ATen/ops/relu_cuda_dispatch.h>
-#include <ATen/ops/sub_cuda_dispatch.h>
 #include <c10/cuda/CUDAGuard.h>
 
 #include <limits>
 #include <sstream>
 
-#include "gems_kernels.h"
-#include "runtime/fallback.h"
 #include "runtime/kernels.h"
 
-namespace gems {
+namespace gems::pointwise {
 namespace {
 
-namespace bin = gen::binary;
-namespace un = gen::unary;
-
 constexpr int64_t kMaxI32 = std::numeric_limits<int32_t>::max();
-constexpr int kStridedDims = 4;
+constexpr int kMaxOperands = 3;
 
+c10::ScalarType out_dtype(const OpDesc& op, c10::ScalarType common) {
+  return op.builder == Builder::k_comparison_op ? c10::ScalarType::Bool : common;
+}
 
-// A scalar in the kernel's opmath type (fp32 for floating dtypes, the int type otherwise).
-struct OpmathScalar {
-  float f = 0;
-  int64_t i = 0;
+// A scalar pushed in the variant's opmath type (aot/pointwise.py compute_type).
+void push_scalar(KernelArgs& args, c10::ScalarType t, const c10::Scalar& s) {
+  switch (t) {
+    case c10::ScalarType::Float:
+    case c10::ScalarType::Half:
+    case c10::ScalarType::BFloat16: args.f32(s.to<float>()); break;
+    case c10::ScalarType::Double: args.f64(s.to<double>()); break;
+    case c10::ScalarType::Int: args.i32(s.to<int32_t>()); break;
+    case c10::ScalarType::Long: args.i64(s.to<int64_t>()); break;
+    case c10::ScalarType::Bool: args.small_int(s.to<bool>()); break;
+    default: args.small_int(s.to<int64_t>()); break;
+  }
+}
+
+struct Launch {
+  const OpDesc* op;
+  c10::ScalarType dtype;  // the computation's (common) dtype
+  int scalar_mask = 0;  // bit k: operand k is a Python scalar
+  c10::Scalar scalars[kMaxOperands];
+  const void* inputs[kMaxOperands] = {};
+  void* out = nullptr;
+  int64_t n = 0;
 };
 
-bool is_float(c10::ScalarType t) { return c10::isFloatingType(t); }
-
-OpmathScalar opmath(const c10::Scalar& s, bool floating) {
-  OpmathScalar v;
-  if (floating) {
-    v.f = s.to<float>();
-  } else {
-    v.i = s.to<int64_t>();
-  }
-  return v;
-}
-
-OpmathScalar opmath(at::TensorIteratorBase& iter, int arg, bool floating) {
-  OpmathScalar v;
-  if (floating) {
-    v.f = iter.original_scalar_value<float>(arg);
-  } else {
-    v.i = iter.original_scalar_value<int64_t>(arg);
-  }
-  return v;
-}
-
-void push(KernelArgs& args, c10::ScalarType t, OpmathScalar s) {
-  if (is_float(t)) {
-    args.f32(s.f);
-  } else if (t == c10::ScalarType::Int) {
-    args.i32(static_cast<int32_t>(s.i));
-  } else {
-    args.i64(s.i);
-  }
-}
-
-uint32_t blocks(int64_t n, const LoadedKernel& k, int param) {
-  const int64_t block = k.image->params[param];
-  return static_cast<uint32_t>((n + block - 1) / block);
-}
-
-// Collapsed iteration shape and element strides, fastest dim last, padded to kStridedDims.
-struct StridedShape {
-  int64_t size[kStridedDims];
-  int64_t stride[3][kStridedDims];  // per operand
+// Collapsed iteration shape, fastest dim last, padded to `dims`; strides in elements.
+struct Strided {
+  int dims;
+  int64_t size[8];
+  int64_t stride[kMaxOperands + 1][8];  // inputs, then out
 };
 
-Fallback strided_shape(at::TensorIteratorBase& iter, int num_operands, StridedShape& s) {
-  const int ndim = static_cast<int>(iter.ndim());
-  if (ndim > kStridedDims) return Fallback::kRank;
-  if (!iter.can_use_32bit_indexing()) return Fallback::kIndex64;
-  for (int d = 0; d < kStridedDims; ++d) {
-    const int it = kStridedDims - 1 - d;  // TensorIterator's dim 0 is the fastest
-    s.size[d] = it < ndim ? iter.shape()[it] : 1;
-    for (int k = 0; k < num_operands; ++k) {
-      s.stride[k][d] = it < ndim ? iter.strides(k)[it] / static_cast<int64_t>(iter.element_size(k)) : 0;
+Fallback launch_variant(Launch& l, c10::ArrayRef<c10::Scalar> params, int layout, const Strided* strided,
+                        c10::DeviceIndex device) {
+  const OpDesc* op = l.op;
+  if (op->scalar_divisor && l.scalar_mask == 2 && c10::isFloatingType(l.dtype)) {
+    // ATen divides by a Python scalar as a multiplication by its reciprocal, taken in opmath.
+    if (l.dtype == c10::ScalarType::Double) {
+      l.scalars[1] = 1.0 / l.scalars[1].to<double>();
+    } else {
+      l.scalars[1] = static_cast<double>(1.0f / l.scalars[1].to<float>());
+    }
+    op = op->scalar_divisor;
+  }
+  const int dtype = op->dtype_of(l.dtype);
+  if (dtype < 0) return Fallback::kDtype;
+  const int form = op->forms[l.scalar_mask];
+  if (form < 0) return Fallback::kLayout;
+  const int id = op->find(dtype, form, layout);
+  if (id < 0) return Fallback::kDtype;
+  const LoadedKernel* k = kernel_for(id, device);
+  if (!k) return Fallback::kArch;
+  KernelArgs args;
+  for (int i = 0; i < op->arity; ++i) args.ptr(l.inputs[i]);
+  args.ptr(l.out);
+  if (layout == kContig64) {
+    args.i64(l.n);
+  } else {
+    args.i32(static_cast<int32_t>(l.n));
+  }
+  for (int i = 0; i < op->arity; ++i) push_scalar(args, l.dtype, l.scalars[i]);
+  for (const c10::Scalar& p : params) push_scalar(args, l.dtype, p);
+  if (strided) {
+    for (int d = 1; d < strided->dims; ++d) args.i32(static_cast<int32_t>(strided->size[d]));
+    for (int t = 0; t <= op->arity; ++t) {
+      for (int d = 0; d < strided->dims; ++d) args.i32(static_cast<int32_t>(strided->stride[t][d]));
     }
   }
+  const int64_t block = k->image->params[0];  // launch_params = ("BLOCK",)
+  gems::launch(*k, device, static_cast<uint32_t>((l.n + block - 1) / block), 1, 1, args);
   return Fallback::kNone;
 }
 
-// All operands but CPU scalars are dense in iteration order: the 1-D path applies.
+Fallback launch_contig(Launch& l, c10::ArrayRef<c10::Scalar> params, c10::DeviceIndex device) {
+  return launch_variant(l, params, l.n > kMaxI32 ? kContig64 : kContig, nullptr, device);
+}
+
+// The tensor inputs meet the contiguous variants' 16-byte alignment hint.
+bool inputs_aligned(const Launch& l, int arity) {
+  for (int i = 0; i < arity; ++i) {
+    if (!(l.scalar_mask >> i & 1) && !aligned16(l.inputs[i])) return false;
+  }
+  return true;
+}
+
+// The Python-scalar operand can join the tensors' dtype without changing the result dtype:
+// it is a wrapped number of a category no higher than the tensors' (ATen's promotion rule).
+bool scalar_keeps_dtype(const at::Tensor& s, c10::ScalarType t) {
+  const c10::ScalarType st = s.scalar_type();
+  if (c10::isComplexType(st)) return false;
+  if (c10::isFloatingType(st)) return c10::isFloatingType(t);
+  if (st == c10::ScalarType::Bool) return true;
+  return t != c10::ScalarType::Bool;
+}
+
+// The value of a wrapped number (a Python scalar ATen turned into a 0-d CPU tensor).
+c10::Scalar wrapped_value(const at::Tensor& t) {
+  switch (t.scalar_type()) {
+    case c10::ScalarType::Double: return *static_cast<const double*>(t.const_data_ptr());
+    case c10::ScalarType::Long: return *static_cast<const int64_t*>(t.const_data_ptr());
+    case c10::ScalarType::Bool: return *static_cast<const bool*>(t.const_data_ptr());
+    default: return t.item();
+  }
+}
+
+// Functional call on dense CUDA tensors of one dtype and shape (Python scalars allowed): the
+// result is a dense tensor of that shape and dtype (bool for comparisons); skip TensorIterator.
+bool try_fast(const OpDesc& op, c10::ArrayRef<const at::Tensor*> operands, c10::ArrayRef<c10::Scalar> params,
+              at::Tensor& out) {
+  const at::Tensor* first = nullptr;
+  Launch l{&op, c10::ScalarType::Undefined};
+  for (int i = 0; i < op.arity; ++i) {
+    const at::Tensor& t = *operands[i];
+    if (t.unsafeGetTensorImpl()->is_wrapped_number()) {
+      l.scalar_mask |= 1 << i;
+      continue;
+    }
+    if (!t.is_cuda() || !t.is_non_overlapping_and_dense() || !t.is_contiguous()) return false;
+    if (!first) {
+      first = &t;
+    } else if (t.scalar_type() != first->scalar_type() || t.device() != first->device() ||
+               !t.sizes().equals(first->sizes())) {
+      return false;
+    }
+    l.inputs[i] = t.const_data_ptr();
+  }
+  if (!first || first->numel() == 0) return false;
+  l.dtype = first->scalar_type();
+  const bool to_float = op.builder == Builder::k_unary_float_op || op.builder == Builder::k_binary_float_op;
+  if (to_float && !c10::isFloatingType(l.dtype)) return false;
+  for (int i = 0; i < op.arity; ++i) {
+    if (l.scalar_mask >> i & 1) {
+      if (!scalar_keeps_dtype(*operands[i], l.dtype)) return false;
+      l.scalars[i] = wrapped_value(*operands[i]);
+    }
+  }
+  if (op.dtype_of(l.dtype) < 0) return false;
+  if (op.alpha) at::native::alpha_check(l.dtype, params[0]);
+  if (!inputs_aligned(l, op.arity)) return false;
+  const c10::DeviceIndex device = first->device().index();
+  c10::cuda::CUDAGuard guard(device);
+  // The caching allocator's blocks are 512-byte aligned.
+  at::Tensor result = at::detail::empty_cuda(first->sizes(), out_dtype(op, l.dtype), first->device(), std::nullopt);
+  l.out = result.mutable_data_ptr();
+  l.n = first->numel();
+  if (launch_contig(l, params, device) != Fallback::kNone) return false;
+  out = std::move(result);
+  return true;
+}
+
+at::TensorIterator build(const OpDesc& op, at::Tensor& out, c10::ArrayRef<const at::Tensor*> operands) {
+  switch (op.builder) {
+    case Builder::k_unary_op: return at::TensorIterator::unary_op(out, *operands[0]);
+    case Builder::k_unary_float_op: return at::TensorIterator::unary_float_op(out, *operands[0]);
+    case Builder::k_binary_op: return at::TensorIterator::binary_op(out, *operands[0], *operands[1]);
+    case Builder::k_binary_float_op: return at::TensorIterator::binary_float_op(out, *operands[0], *operands[1]);
+    case Builder::k_comparison_op: return at::TensorIterator::comparison_op(out, *operands[0], *operands[1]);
+  }
+  TORCH_CHECK(false, "gems: unknown pointwise builder");
+}
+
+// All tensor operands dense in iteration order: the 1-D path applies.
 bool dense_1d(at::TensorIteratorBase& iter) {
   if (iter.ndim() == 0) return true;
   if (iter.ndim() != 1) return false;
@@ -104,361 +198,75 @@ bool dense_1d(at::TensorIteratorBase& iter) {
   return true;
 }
 
-std::string describe(const at::Tensor& a, const at::Tensor& b) {
-  std::ostringstream s;
-  s << a.scalar_type() << a.sizes() << " on " << a.device();
-  if (b.defined()) s << ", " << b.scalar_type() << b.sizes() << " on " << b.device();
-  return s.str();
-}
-
-// ---- binary ---------------------------------------------------------------------------------
-
-const char* const kBinaryNames[] = {"add", "sub", "mul", "div"};
-
-Fallback launch_binary_1d(int op, c10::ScalarType t, int form, const void* x, const void* y, void* out, int64_t n,
-                          OpmathScalar xs, OpmathScalar ys, OpmathScalar alpha, c10::DeviceIndex device) {
-  if (op == bin::op_div && form == bin::form_ts) {
-    // ATen divides by a scalar as a multiplication by its reciprocal, computed in opmath.
-    op = bin::op_mul;
-    ys.f = 1.0f / ys.f;
-  }
-  const bool aligned = aligned16(x) && aligned16(y) && aligned16(out);
-  const int index = n > kMaxI32 ? bin::index_i64 : bin::index_i32;
-  const int id = bin::find(op, bin::dtype_of(t), form, aligned ? bin::layout_aligned : bin::layout_contig, index);
-  if (id < 0) return n > kMaxI32 ? Fallback::kIndex64 : Fallback::kDtype;
-  const LoadedKernel* k = kernel_for(id, device);
-  if (!k) return Fallback::kArch;
-  KernelArgs args;
-  args.ptr(x);
-  args.ptr(y);
-  args.ptr(out);
-  if (index == bin::index_i64) {
-    args.i64(n);
-  } else {
-    args.i32(static_cast<int32_t>(n));
-  }
-  push(args, t, xs);
-  push(args, t, ys);
-  push(args, t, alpha);
-  launch(*k, device, blocks(n, *k, bin::kParam_BLOCK), 1, 1, args);
-  return Fallback::kNone;
-}
-
-Fallback run_binary(int op, at::TensorIteratorBase& iter, const c10::Scalar& alpha) {
+Fallback run_iter(const OpDesc& op, at::TensorIteratorBase& iter, c10::ArrayRef<c10::Scalar> params) {
   const c10::ScalarType t = iter.common_dtype();
   if (!iter.device().is_cuda()) return Fallback::kDevice;
-  if (bin::dtype_of(t) < 0) return Fallback::kDtype;
-  const bool x_scalar = iter.is_cpu_scalar(1), y_scalar = iter.is_cpu_scalar(2);
-  if (iter.dtype(0) != t || (!x_scalar && iter.dtype(1) != t) || (!y_scalar && iter.dtype(2) != t)) {
-    return Fallback::kMixedDtype;
-  }
-  if (bin::find(op, bin::dtype_of(t), bin::form_tt, bin::layout_contig, bin::index_i32) < 0) return Fallback::kDtype;
-  const int64_t n = iter.numel();
-  if (n == 0) return Fallback::kNone;
-  const bool floating = is_float(t);
-  const int form = x_scalar ? bin::form_st : (y_scalar ? bin::form_ts : bin::form_tt);
-  OpmathScalar xs, ys;
-  if (x_scalar) xs = opmath(iter, 1, floating);
-  if (y_scalar) ys = opmath(iter, 2, floating);
-  const OpmathScalar a = opmath(alpha, floating);
-  const c10::DeviceIndex device = iter.device().index();
-  c10::cuda::CUDAGuard guard(device);
-  const void* x = x_scalar ? nullptr : iter.data_ptr(1);
-  const void* y = y_scalar ? nullptr : iter.data_ptr(2);
-  if (dense_1d(iter)) return launch_binary_1d(op, t, form, x, y, iter.data_ptr(0), n, xs, ys, a, device);
-
-  StridedShape s;
-  if (Fallback r = strided_shape(iter, 3, s); r != Fallback::kNone) return r;
-  const int id = bin::find(op, bin::dtype_of(t), form, bin::layout_strided, bin::index_i32);
-  if (id < 0) return Fallback::kDtype;
-  const LoadedKernel* k = kernel_for(id, device);
-  if (!k) return Fallback::kArch;
-  KernelArgs args;
-  args.ptr(x);
-  args.ptr(y);
-  args.ptr(iter.data_ptr(0));
-  args.i32(static_cast<int32_t>(n));
-  push(args, t, xs);
-  push(args, t, ys);
-  push(args, t, a);
-  for (int d = 1; d < kStridedDims; ++d) args.i32(static_cast<int32_t>(s.size[d]));
-  for (int operand : {1, 2, 0}) {
-    for (int d = 0; d < kStridedDims; ++d) args.i32(static_cast<int32_t>(s.stride[operand][d]));
-  }
-  launch(*k, device, blocks(n, *k, bin::kParam_BLOCK), 1, 1, args);
-  return Fallback::kNone;
-}
-
-// Two dense CUDA tensors of one dtype and shape: torch's result is a dense tensor of that
-// shape, so allocate it directly and skip TensorIterator (the common case, and the hot one).
-bool try_fast_binary(int op, const at::Tensor& a, const at::Tensor& b, const c10::Scalar& alpha, at::Tensor& out) {
-  if (!a.is_cuda() || !b.is_cuda()) return false;
-  const c10::ScalarType t = a.scalar_type();
-  if (b.scalar_type() != t || a.device() != b.device() || !a.sizes().equals(b.sizes()) || !a.is_contiguous() ||
-      !b.is_contiguous() || a.numel() == 0) {
-    return false;
-  }
-  const int dtype = bin::dtype_of(t);
-  if (dtype < 0 || bin::find(op, dtype, bin::form_tt, bin::layout_contig, bin::index_i32) < 0) return false;
-  const bool floating = is_float(t);
-  if (op == bin::op_add || op == bin::op_sub) at::native::alpha_check(t, alpha);
-  const c10::DeviceIndex device = a.device().index();
-  c10::cuda::CUDAGuard guard(device);
-  out = at::detail::empty_cuda(a.sizes(), t, a.device(), std::nullopt);
-  return launch_binary_1d(op, t, bin::form_tt, a.const_data_ptr(), b.const_data_ptr(), out.mutable_data_ptr(),
-                          a.numel(), {}, {}, opmath(alpha, floating), device) == Fallback::kNone;
-}
-
-// TensorIterator with torch's rules for the op: true division promotes integers to float.
-at::TensorIterator binary_iter(int op, at::Tensor& out, const at::Tensor& a, const at::Tensor& b,
-                               const c10::Scalar& alpha) {
-  if (op == bin::op_sub) at::native::sub_check(a, b);
-  at::TensorIterator iter = op == bin::op_div ? at::TensorIterator::binary_float_op(out, a, b)
-                                              : at::TensorIterator::binary_op(out, a, b);
-  if (op == bin::op_add || op == bin::op_sub) at::native::alpha_check(iter.common_dtype(), alpha);
-  return iter;
-}
-
-at::Tensor binary(int op, const at::Tensor& a, const at::Tensor& b, const c10::Scalar& alpha, FallbackCounter* counter,
-                  at::Tensor (*aten)(const at::Tensor&, const at::Tensor&, const c10::Scalar&)) {
-  at::Tensor out;
-  if (try_fast_binary(op, a, b, alpha, out)) return out;
-  out = at::Tensor();
-  at::TensorIterator iter = binary_iter(op, out, a, b, alpha);
-  const Fallback r = run_binary(op, iter, alpha);
-  if (r == Fallback::kNone) return iter.output();
-  if (!counter) unsupported((std::string("gems::") + kBinaryNames[op]).c_str(), r, describe(a, b));
-  counter->hit(r);
-  return aten(a, b, alpha);
-}
-
-at::Tensor& binary_into(int op, const at::Tensor& a, const at::Tensor& b, const c10::Scalar& alpha, at::Tensor& out,
-                        FallbackCounter& counter) {
-  at::TensorIterator iter = binary_iter(op, out, a, b, alpha);
-  const Fallback r = run_binary(op, iter, alpha);
-  if (r != Fallback::kNone) {
-    counter.hit(r);
-    switch (op) {
-      case bin::op_add: return at::cuda::add_out(out, a, b, alpha);
-      case bin::op_sub: return at::cuda::sub_out(out, a, b, alpha);
-      case bin::op_mul: return at::cuda::mul_out(out, a, b);
-      default: return at::cuda::div_out(out, a, b);
+  if (op.dtype_of(t) < 0) return Fallback::kDtype;
+  if (iter.dtype(0) != out_dtype(op, t)) return Fallback::kMixedDtype;
+  Launch l{&op, t};
+  for (int i = 0; i < op.arity; ++i) {
+    if (iter.is_cpu_scalar(i + 1)) {
+      l.scalar_mask |= 1 << i;
+      l.scalars[i] = iter.original_scalar_value<double>(i + 1);
+      if (!c10::isFloatingType(t)) l.scalars[i] = iter.original_scalar_value<int64_t>(i + 1);
+    } else if (iter.dtype(i + 1) != t) {
+      return Fallback::kMixedDtype;
+    } else {
+      l.inputs[i] = iter.data_ptr(i + 1);
     }
   }
-  return out;
-}
-
-at::Tensor meta_binary(int op, const at::Tensor& a, const at::Tensor& b, const c10::Scalar& alpha) {
-  at::Tensor out;
-  return binary_iter(op, out, a, b, alpha).output();
-}
-
-at::Tensor wrapped(const c10::Scalar& s) { return at::native::wrapped_scalar_tensor(s); }
-
-at::Tensor aten_mul(const at::Tensor& a, const at::Tensor& b, const c10::Scalar&) { return at::cuda::mul(a, b); }
-at::Tensor aten_div(const at::Tensor& a, const at::Tensor& b, const c10::Scalar&) { return at::cuda::div(a, b); }
-
-// ---- unary ----------------------------------------------------------------------------------
-
-Fallback launch_unary_1d(int op, c10::ScalarType t, const void* x, void* out, int64_t n, c10::DeviceIndex device) {
-  const bool aligned = aligned16(x) && aligned16(out);
-  const int index = n > kMaxI32 ? un::index_i64 : un::index_i32;
-  const int id = un::find(op, un::dtype_of(t), aligned ? un::layout_aligned : un::layout_contig, index);
-  if (id < 0) return n > kMaxI32 ? Fallback::kIndex64 : Fallback::kDtype;
-  const LoadedKernel* k = kernel_for(id, device);
-  if (!k) return Fallback::kArch;
-  KernelArgs args;
-  args.ptr(x);
-  args.ptr(out);
-  if (index == un::index_i64) {
-    args.i64(n);
-  } else {
-    args.i32(static_cast<int32_t>(n));
-  }
-  launch(*k, device, blocks(n, *k, un::kParam_BLOCK), 1, 1, args);
-  return Fallback::kNone;
-}
-
-Fallback run_unary(int op, at::TensorIteratorBase& iter) {
-  const c10::ScalarType t = iter.common_dtype();
-  if (!iter.device().is_cuda()) return Fallback::kDevice;
-  if (un::dtype_of(t) < 0) return Fallback::kDtype;
-  if (iter.dtype(0) != t || iter.dtype(1) != t) return Fallback::kMixedDtype;
-  const int64_t n = iter.numel();
-  if (n == 0) return Fallback::kNone;
+  l.n = iter.numel();
+  if (l.n == 0) return Fallback::kNone;
+  l.out = iter.data_ptr(0);
   const c10::DeviceIndex device = iter.device().index();
   c10::cuda::CUDAGuard guard(device);
-  if (dense_1d(iter)) return launch_unary_1d(op, t, iter.data_ptr(1), iter.data_ptr(0), n, device);
-  StridedShape s;
-  if (Fallback r = strided_shape(iter, 2, s); r != Fallback::kNone) return r;
-  const int id = un::find(op, un::dtype_of(t), un::layout_strided, un::index_i32);
-  if (id < 0) return Fallback::kDtype;
-  const LoadedKernel* k = kernel_for(id, device);
-  if (!k) return Fallback::kArch;
-  KernelArgs args;
-  args.ptr(iter.data_ptr(1));
-  args.ptr(iter.data_ptr(0));
-  args.i32(static_cast<int32_t>(n));
-  for (int d = 1; d < kStridedDims; ++d) args.i32(static_cast<int32_t>(s.size[d]));
-  for (int operand : {1, 0}) {
-    for (int d = 0; d < kStridedDims; ++d) args.i32(static_cast<int32_t>(s.stride[operand][d]));
-  }
-  launch(*k, device, blocks(n, *k, un::kParam_BLOCK), 1, 1, args);
-  return Fallback::kNone;
-}
+  if (dense_1d(iter) && aligned16(l.out) && inputs_aligned(l, op.arity)) return launch_contig(l, params, device);
 
-bool try_fast_unary(int op, const at::Tensor& a, at::Tensor& out) {
-  if (!a.is_cuda() || !a.is_contiguous() || a.numel() == 0 || un::dtype_of(a.scalar_type()) < 0) {
-    return false;
+  const int ndim = static_cast<int>(iter.ndim());
+  if (ndim > 8) return Fallback::kRank;
+  if (!iter.can_use_32bit_indexing()) return Fallback::kIndex64;
+  Strided s;
+  s.dims = ndim <= 3 ? 3 : 8;
+  for (int d = 0; d < s.dims; ++d) {
+    const int it = s.dims - 1 - d;  // TensorIterator's dim 0 is the fastest
+    s.size[d] = it < ndim ? iter.shape()[it] : 1;
+    for (int k = 0; k <= op.arity; ++k) {
+      // Operand k of the kernel is iterator operand k + 1; the output (last) is operand 0.
+      const int operand = k == op.arity ? 0 : k + 1;
+      const bool scalar = k < op.arity && (l.scalar_mask >> k & 1);
+      s.stride[k][d] = it < ndim && !scalar ? iter.strides(operand)[it] / static_cast<int64_t>(iter.element_size(operand))
+                                            : 0;
+    }
   }
-  const c10::DeviceIndex device = a.device().index();
-  c10::cuda::CUDAGuard guard(device);
-  out = at::detail::empty_cuda(a.sizes(), a.scalar_type(), a.device(), std::nullopt);
-  return launch_unary_1d(op, a.scalar_type(), a.const_data_ptr(), out.mutable_data_ptr(), a.numel(), device) ==
-         Fallback::kNone;
+  return launch_variant(l, params, s.dims == 3 ? kStrided3 : kStrided8, &s, device);
 }
 
 }  // namespace
 
-// ---- torch.ops.gems.* -----------------------------------------------------------------------
+Fallback run(const OpDesc& op, c10::ArrayRef<const at::Tensor*> operands, c10::ArrayRef<c10::Scalar> params,
+             at::Tensor& out) {
+  if (!out.defined() && try_fast(op, operands, params, out)) return Fallback::kNone;
+  at::TensorIterator iter = build(op, out, operands);
+  if (op.alpha) at::native::alpha_check(iter.common_dtype(), params[0]);
+  const Fallback r = run_iter(op, iter, params);
+  if (!out.defined()) out = iter.output();
+  return r;
+}
 
-namespace cuda {
-at::Tensor add_Tensor(const at::Tensor& self, const at::Tensor& other, const at::Scalar& alpha) {
-  return binary(bin::op_add, self, other, alpha, nullptr, nullptr);
+void meta(const OpDesc& op, c10::ArrayRef<const at::Tensor*> operands, c10::ArrayRef<c10::Scalar> params,
+          at::Tensor& out) {
+  at::TensorIterator iter = build(op, out, operands);
+  if (op.alpha) at::native::alpha_check(iter.common_dtype(), params[0]);
+  if (!out.defined()) out = iter.output();
 }
-at::Tensor add_Scalar(const at::Tensor& self, const at::Scalar& other, const at::Scalar& alpha) {
-  return binary(bin::op_add, self, wrapped(other), alpha, nullptr, nullptr);
-}
-at::Tensor sub_Tensor(const at::Tensor& self, const at::Tensor& other, const at::Scalar& alpha) {
-  return binary(bin::op_sub, self, other, alpha, nullptr, nullptr);
-}
-at::Tensor sub_Scalar(const at::Tensor& self, const at::Scalar& other, const at::Scalar& alpha) {
-  return binary(bin::op_sub, self, wrapped(other), alpha, nullptr, nullptr);
-}
-at::Tensor mul_Tensor(const at::Tensor& self, const at::Tensor& other) {
-  return binary(bin::op_mul, self, other, 1, nullptr, nullptr);
-}
-at::Tensor mul_Scalar(const at::Tensor& self, const at::Scalar& other) {
-  return binary(bin::op_mul, self, wrapped(other), 1, nullptr, nullptr);
-}
-at::Tensor div_Tensor(const at::Tensor& self, const at::Tensor& other) {
-  return binary(bin::op_div, self, other, 1, nullptr, nullptr);
-}
-at::Tensor div_Scalar(const at::Tensor& self, const at::Scalar& other) {
-  return binary(bin::op_div, self, wrapped(other), 1, nullptr, nullptr);
-}
-at::Tensor relu(const at::Tensor& self) {
-  at::Tensor out;
-  if (try_fast_unary(un::op_relu, self, out)) return out;
-  out = at::Tensor();
-  at::TensorIterator iter = at::TensorIterator::unary_op(out, self);
-  const Fallback r = run_unary(un::op_relu, iter);
-  if (r != Fallback::kNone) unsupported("gems::relu", r, describe(self, at::Tensor()));
-  return iter.output();
-}
-}  // namespace cuda
 
-namespace meta {
-at::Tensor add_Tensor(const at::Tensor& self, const at::Tensor& other, const at::Scalar& alpha) {
-  return meta_binary(bin::op_add, self, other, alpha);
+std::string describe(c10::ArrayRef<const at::Tensor*> operands) {
+  std::ostringstream s;
+  for (size_t i = 0; i < operands.size(); ++i) {
+    const at::Tensor& t = *operands[i];
+    s << (i ? ", " : "") << t.scalar_type() << t.sizes() << " on " << t.device();
+  }
+  return s.str();
 }
-at::Tensor add_Scalar(const at::Tensor& self, const at::Scalar& other, const at::Scalar& alpha) {
-  return meta_binary(bin::op_add, self, wrapped(other), alpha);
-}
-at::Tensor sub_Tensor(const at::Tensor& self, const at::Tensor& other, const at::Scalar& alpha) {
-  return meta_binary(bin::op_sub, self, other, alpha);
-}
-at::Tensor sub_Scalar(const at::Tensor& self, const at::Scalar& other, const at::Scalar& alpha) {
-  return meta_binary(bin::op_sub, self, wrapped(other), alpha);
-}
-at::Tensor mul_Tensor(const at::Tensor& self, const at::Tensor& other) {
-  return meta_binary(bin::op_mul, self, other, 1);
-}
-at::Tensor mul_Scalar(const at::Tensor& self, const at::Scalar& other) {
-  return meta_binary(bin::op_mul, self, wrapped(other), 1);
-}
-at::Tensor div_Tensor(const at::Tensor& self, const at::Tensor& other) {
-  return meta_binary(bin::op_div, self, other, 1);
-}
-at::Tensor div_Scalar(const at::Tensor& self, const at::Scalar& other) {
-  return meta_binary(bin::op_div, self, wrapped(other), 1);
-}
-at::Tensor relu(const at::Tensor& self) {
-  at::Tensor out;
-  return at::TensorIterator::unary_op(out, self).output();
-}
-}  // namespace meta
 
-// ---- aten overrides -------------------------------------------------------------------------
-
-namespace aten_impl {
-at::Tensor add_Tensor(const at::Tensor& self, const at::Tensor& other, const at::Scalar& alpha) {
-  static FallbackCounter& counter = fallback_counter("add.Tensor");
-  return binary(bin::op_add, self, other, alpha, &counter, &at::cuda::add);
-}
-at::Tensor& add__Tensor(at::Tensor& self, const at::Tensor& other, const at::Scalar& alpha) {
-  static FallbackCounter& counter = fallback_counter("add_.Tensor");
-  return binary_into(bin::op_add, self, other, alpha, self, counter);
-}
-at::Tensor& add_out(const at::Tensor& self, const at::Tensor& other, const at::Scalar& alpha, at::Tensor& out) {
-  static FallbackCounter& counter = fallback_counter("add.out");
-  return binary_into(bin::op_add, self, other, alpha, out, counter);
-}
-at::Tensor sub_Tensor(const at::Tensor& self, const at::Tensor& other, const at::Scalar& alpha) {
-  static FallbackCounter& counter = fallback_counter("sub.Tensor");
-  return binary(bin::op_sub, self, other, alpha, &counter, &at::cuda::sub);
-}
-at::Tensor& sub__Tensor(at::Tensor& self, const at::Tensor& other, const at::Scalar& alpha) {
-  static FallbackCounter& counter = fallback_counter("sub_.Tensor");
-  return binary_into(bin::op_sub, self, other, alpha, self, counter);
-}
-at::Tensor& sub_out(const at::Tensor& self, const at::Tensor& other, const at::Scalar& alpha, at::Tensor& out) {
-  static FallbackCounter& counter = fallback_counter("sub.out");
-  return binary_into(bin::op_sub, self, other, alpha, out, counter);
-}
-at::Tensor mul_Tensor(const at::Tensor& self, const at::Tensor& other) {
-  static FallbackCounter& counter = fallback_counter("mul.Tensor");
-  return binary(bin::op_mul, self, other, 1, &counter, &aten_mul);
-}
-at::Tensor& mul__Tensor(at::Tensor& self, const at::Tensor& other) {
-  static FallbackCounter& counter = fallback_counter("mul_.Tensor");
-  return binary_into(bin::op_mul, self, other, 1, self, counter);
-}
-at::Tensor& mul_out(const at::Tensor& self, const at::Tensor& other, at::Tensor& out) {
-  static FallbackCounter& counter = fallback_counter("mul.out");
-  return binary_into(bin::op_mul, self, other, 1, out, counter);
-}
-at::Tensor div_Tensor(const at::Tensor& self, const at::Tensor& other) {
-  static FallbackCounter& counter = fallback_counter("div.Tensor");
-  return binary(bin::op_div, self, other, 1, &counter, &aten_div);
-}
-at::Tensor& div__Tensor(at::Tensor& self, const at::Tensor& other) {
-  static FallbackCounter& counter = fallback_counter("div_.Tensor");
-  return binary_into(bin::op_div, self, other, 1, self, counter);
-}
-at::Tensor& div_out(const at::Tensor& self, const at::Tensor& other, at::Tensor& out) {
-  static FallbackCounter& counter = fallback_counter("div.out");
-  return binary_into(bin::op_div, self, other, 1, out, counter);
-}
-at::Tensor relu(const at::Tensor& self) {
-  static FallbackCounter& counter = fallback_counter("relu");
-  at::Tensor out;
-  if (try_fast_unary(un::op_relu, self, out)) return out;
-  out = at::Tensor();
-  at::TensorIterator iter = at::TensorIterator::unary_op(out, self);
-  const Fallback r = run_unary(un::op_relu, iter);
-  if (r == Fallback::kNone) return iter.output();
-  counter.hit(r);
-  return at::cuda::relu(self);
-}
-at::Tensor& relu_(at::Tensor& self) {
-  static FallbackCounter& counter = fallback_counter("relu_");
-  at::TensorIterator iter = at::TensorIterator::unary_op(self, self);
-  const Fallback r = run_unary(un::op_relu, iter);
-  if (r == Fallback::kNone) return self;
-  counter.hit(r);
-  return at::cuda::relu_(self);
-}
-}  // namespace aten_impl
-
-}  // namespace gems
+}  // namespace gems::pointwise

@@ -59,7 +59,7 @@ inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 
 // 8-byte slot, followed by the two hidden scratch pointers the launcher appends.
 class KernelArgs {
  public:
-  static constexpr int kMaxArgs = 40;
+  static constexpr int kMaxArgs = 64;
 
   void ptr(const void* p) { push(reinterpret_cast<uint64_t>(p)); }
   void i32(int32_t v) { push(static_cast<uint64_t>(static_cast<uint32_t>(v))); }
@@ -70,6 +70,14 @@ class KernelArgs {
     __builtin_memcpy(&bits, &v, sizeof(bits));
     push(bits);
   }
+  void f64(double v) {
+    uint64_t bits;
+    static_assert(sizeof(bits) == sizeof(v));
+    __builtin_memcpy(&bits, &v, sizeof(bits));
+    push(bits);
+  }
+  // 8- and 16-bit integers (and i1) occupy the low bytes of their slot.
+  void small_int(int64_t v) { push(static_cast<uint64_t>(v)); }
   int size() const { return n_; }
   void** slots() {
     for (int i = 0; i < n_; ++i) pointers_[i] = &storage_[i];

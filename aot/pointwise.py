@@ -1,0 +1,526 @@
+"""The pointwise generator: one declaration per op becomes kernels, variants and C++ glue.
+
+A `PointwiseOp` names a scalar function of kernels/pointwise_math.py, its operand count, its
+runtime scalar parameters, the dtypes it is compiled for and the ATen TensorIterator builder
+whose promotion rules it follows. An `Overload` binds an aten overload (functional, in-place or
+out=) to one op, or to one op per value of a string argument (div's rounding_mode).
+
+From these the generator produces, with nothing written by hand per op:
+  - the Triton source of every op's kernels (a contiguous 1-D kernel, 32- or 64-bit indexed,
+    with 16-byte alignment hints, and strided kernels over up to 3 or 8 collapsed dims), as one
+    module registered under GENERATED_MODULE (its text is also written to the build folder);
+  - one KernelGrid per op: dtype x form (which operands are Python scalars) x layout;
+  - the C++ wrappers with the exact aten signatures (from torch's own schemas at build time),
+    the gems:: schemas, the aten override list and the Meta functions, all of which call the
+    one shared driver in csrc/ops/pointwise.cpp.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib
+import linecache
+import sys
+import types
+
+from aot.ops import AtenOverride, GemsOp, cpp_name
+from aot.variants import DTYPES, FLOAT_DTYPES, KernelGrid, Variant, ptr
+
+GENERATED_MODULE = "gems_generated_pointwise"
+MATH_MODULE = "kernels.pointwise_math"
+
+# TensorIterator builders (at::TensorIterator::<builder>), i.e. ATen's promotion rules, and the
+# output dtype each gives for a compute dtype.
+BUILDERS = ("unary_op", "unary_float_op", "binary_op", "binary_float_op", "comparison_op")
+LAYOUTS = ("contig", "contig64", "strided3", "strided8")
+STRIDED_DIMS = {"strided3": 3, "strided8": 8}
+CONTIG_BLOCK, CONTIG_WARPS = 2048, 8
+STRIDED_BLOCK, STRIDED_WARPS = 512, 4
+
+
+def compute_type(dtype: str) -> str:
+    """Triton type of scalars in ATen's opmath for a dtype: fp32 for 16-bit floats."""
+    return {"fp16": "fp32", "bf16": "fp32", "bool": "i1"}.get(dtype, dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class PointwiseOp:
+    name: str  # unique; names the grid (pw_<name>) and the kernels
+    fn: str  # scalar function in kernels/pointwise_math.py
+    arity: int  # tensor operands, passed to fn first
+    builder: str  # one of BUILDERS
+    dtypes: tuple  # compute dtypes compiled (all operands share it)
+    num_params: int = 0  # runtime scalars passed to fn after the operands, in opmath
+    consts: tuple = ()  # ((NAME, value), ...) constexpr keyword arguments of fn
+    # Which operands are tensors (t) or Python scalars (s); default: all tensors, and for binary
+    # ops also "ts" and "st".
+    forms: tuple = ()
+    scalar_divisor_op: str = ""  # tensor / scalar runs as this op with the reciprocal (ATen's div)
+    alpha: bool = False  # param 0 is `alpha`: ATen's alpha_check applies
+
+    def __post_init__(self):
+        if self.builder not in BUILDERS:
+            raise ValueError(f"{self.name}: unknown builder {self.builder}")
+        if self.builder.startswith("unary") != (self.arity == 1):
+            raise ValueError(f"{self.name}: builder {self.builder} does not take {self.arity} operands")
+        bad = [d for d in self.dtypes if d not in DTYPES]
+        if bad:
+            raise ValueError(f"{self.name}: unknown dtypes {bad}")
+        if not self.forms:
+            object.__setattr__(self, "forms", ("tt", "ts", "st") if self.arity == 2 else ("t" * self.arity,))
+        if any(len(f) != self.arity or set(f) - {"t", "s"} or "t" not in f for f in self.forms):
+            raise ValueError(f"{self.name}: bad forms {self.forms}")
+
+    def out_dtype(self, dtype: str) -> str:
+        return "bool" if self.builder == "comparison_op" else dtype
+
+
+@dataclasses.dataclass(frozen=True)
+class Overload:
+    """An aten overload served by an op (or by one op per value of `select`'s string argument).
+
+    operands: schema argument names passed as the op's operands (a Scalar argument becomes a
+      wrapped-number tensor, as ATen's own Scalar overloads do), in order.
+    params: schema argument names passed as the op's runtime scalars, in order.
+    select: (argument, ((value or None, op name), ...)) for a `str` / `str?` argument.
+    check: a C++ statement run first, with the schema's argument names (ATen's extra checks).
+    gems: also register the overload as torch.ops.gems.<name> (functional overloads only).
+    override: replace ATen's CUDA kernel for it under enable() (it must have one).
+    """
+
+    aten: str
+    op: str = ""
+    operands: tuple = ("self",)
+    params: tuple = ()
+    select: tuple = ()
+    check: str = ""
+    gems: bool = True
+    override: bool = True
+
+    @classmethod
+    def family(cls, aten: str, op: str, inplace: bool = True, **kw) -> list:
+        """The functional overload `aten` and the in-place (unless inplace=False) and out= forms
+        torch has for it: an overload is overridden where ATen has a CUDA kernel for it; the
+        functional one is also a gems op."""
+        functional = aten_schema(aten)
+        base, _, name = aten.partition(".")
+        args = [(a.name, str(a.type)) for a in functional.arguments]
+        found = [aten]
+        inplace_name = f"{base}_" + (f".{name}" if name else "")
+        if inplace and _has_schema(inplace_name):
+            found.append(inplace_name)
+        for s in _schemas(base):
+            if overload_kind(s) == "out" and [(a.name, str(a.type)) for a in s.arguments if a.name != "out"] == args:
+                found.append(f"{base}.{s.overload_name}")
+                break
+        out = []
+        for n in found:
+            cuda = _has_cuda_kernel(n)
+            gems = n == aten
+            if cuda or gems:
+                out.append(cls(n, op, override=cuda, gems=gems, **kw))
+        return out
+
+
+# ---- kernel source ---------------------------------------------------------------------------
+
+_PRELUDE = f'''"""Generated by aot/pointwise.py from the declarations in aot/family_pointwise.py. Do not edit."""
+
+import importlib
+
+import triton
+import triton.language as tl
+
+# Looked up in sys.modules, so that the CPU tests can substitute an interpreter-mode copy.
+M = importlib.import_module("{MATH_MODULE}")
+
+
+@triton.jit
+def _operand(ptr, scalar, offs, mask, IS_SCALAR: tl.constexpr):
+    # A Python scalar arrives by value, already in opmath; a tensor is loaded and 16-bit floats
+    # widen to fp32, as ATen's opmath does.
+    if IS_SCALAR:
+        v = scalar
+    else:
+        v = tl.load(ptr + offs, mask=mask)
+        if v.dtype.is_fp16() or v.dtype.is_bf16():
+            v = v.to(tl.float32)
+    return v
+'''
+
+
+def _names(op):
+    ins = [f"in{i}" for i in range(op.arity)]
+    scalars = [f"sc{i}" for i in range(op.arity)]
+    params = [f"p{i}" for i in range(op.num_params)]
+    flags = [f"S{i}" for i in range(op.arity)]
+    return ins, scalars, params, flags
+
+
+def _call(op, offs, mask):
+    ins, scalars, params, flags = _names(op)
+    args = [f"_operand({p}, {s}, {offs}, {mask}, {f})" for p, s, f in zip(ins, scalars, flags)]
+    args += params + [f"{n}={v!r}" for n, v in op.consts]
+    return f"M.{op.fn}({', '.join(args)})"
+
+
+def _contig_source(op) -> str:
+    ins, scalars, params, flags = _names(op)
+    args = ", ".join(ins + ["out", "n"] + scalars + params + [f"{f}: tl.constexpr" for f in flags])
+    return f'''
+
+@triton.jit
+def {op.name}_contig({args}, INDEX64: tl.constexpr, BLOCK: tl.constexpr):
+    pid = tl.program_id(0)
+    if INDEX64:
+        pid = pid.to(tl.int64)
+    start = pid * BLOCK
+    offs = start + tl.arange(0, BLOCK)
+    # Full blocks take the unmasked branch, so aligned pointers give 16-byte accesses for any n.
+    if start + BLOCK <= n:
+        tl.store(out + offs, {_call(op, "offs", "None")}.to(out.dtype.element_ty))
+    else:
+        mask = offs < n
+        tl.store(out + offs, {_call(op, "offs", "mask")}.to(out.dtype.element_ty), mask=mask)
+'''
+
+
+def _strided_args(op, dims):
+    ins = _names(op)[0]
+    sizes = [f"size{d}" for d in range(1, dims)]
+    strides = [f"st_{t}_{d}" for t in ins + ["out"] for d in range(dims)]
+    return sizes, strides
+
+
+def _strided_source(op, layout) -> str:
+    dims = STRIDED_DIMS[layout]
+    ins, scalars, params, flags = _names(op)
+    sizes, strides = _strided_args(op, dims)
+    args = ", ".join(ins + ["out", "n"] + scalars + params + sizes + strides + [f"{f}: tl.constexpr" for f in flags])
+    tensors = ins + ["out"]
+    # Iteration shape (n / (size1 * ... ), size1, ..., size<dims-1>), the last dim fastest;
+    # offsets in elements, 32-bit (the driver checks).
+    body = ["    rem = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)", "    mask = rem < n"]
+    body += [f"    o_{t} = rem * 0" for t in tensors]
+    for d in range(dims - 1, 0, -1):
+        body.append(f"    idx = rem % size{d}")
+        body.append(f"    rem = rem // size{d}")
+        body += [f"    o_{t} += idx * st_{t}_{d}" for t in tensors]
+    body += [f"    o_{t} += rem * st_{t}_0" for t in tensors]
+    call = _call(op, "OFFS", "mask")
+    for t in ins:
+        call = call.replace(f"_operand({t}, sc{t[2:]}, OFFS,", f"_operand({t}, sc{t[2:]}, o_{t},")
+    body.append(f"    tl.store(out + o_out, {call}.to(out.dtype.element_ty), mask=mask)")
+    return f'''
+
+@triton.jit
+def {op.name}_{layout}({args}, BLOCK: tl.constexpr):
+''' + "\n".join(body) + "\n"
+
+
+def kernel_source(ops) -> str:
+    parts = [_PRELUDE]
+    for op in ops:
+        parts.append(_contig_source(op))
+        parts += [_strided_source(op, layout) for layout in STRIDED_DIMS]
+    return "".join(parts)
+
+
+def load_module(ops, math_module=None, name=GENERATED_MODULE):
+    """Executes the generated source as module `name` (registered in sys.modules, its text in
+    linecache so that Triton can read it). `math_module` replaces kernels.pointwise_math, e.g.
+    with an interpreter-mode copy in the CPU tests (then set TRITON_INTERPRET=1 around this)."""
+    source = kernel_source(ops)
+    filename = f"<{name}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    module = types.ModuleType(name)
+    module.__file__ = filename
+    if math_module is not None:
+        # The prelude's import then finds this copy.
+        saved = sys.modules.get(MATH_MODULE)
+        sys.modules[MATH_MODULE] = math_module
+    try:
+        exec(compile(source, filename, "exec"), module.__dict__)  # noqa: S102 - our own generated source
+    finally:
+        if math_module is not None:
+            if saved is None:
+                del sys.modules[MATH_MODULE]
+            else:
+                sys.modules[MATH_MODULE] = saved
+    sys.modules[name] = module
+    return module
+
+
+# ---- variants --------------------------------------------------------------------------------
+
+
+def make_variant(op: PointwiseOp, point, arch):
+    dtype, form, layout = point["dtype"], point["form"], point["layout"]
+    ins, scalars, params, flags = _names(op)
+    index = "i64" if layout == "contig64" else "i32"
+    sig = [(n, ptr(dtype)) for n in ins] + [("out", ptr(op.out_dtype(dtype))), ("n", index)]
+    sig += [(s, compute_type(dtype)) for s in scalars] + [(p, compute_type(dtype)) for p in params]
+    consts = [(f, c == "s") for f, c in zip(flags, form)]
+    if layout.startswith("contig"):
+        kernel, warps = f"{op.name}_contig", CONTIG_WARPS
+        consts += [("INDEX64", layout == "contig64"), ("BLOCK", CONTIG_BLOCK)]
+        hints = tuple(n for n, c in zip(ins, form) if c == "t") + ("out",)
+    else:
+        kernel, warps, hints = f"{op.name}_{layout}", STRIDED_WARPS, ()
+        sizes, strides = _strided_args(op, STRIDED_DIMS[layout])
+        sig += [(s, "i32") for s in sizes + strides]
+        consts += [("BLOCK", STRIDED_BLOCK)]
+    # The constexprs follow the runtime arguments in the kernel's parameter list.
+    return Variant(
+        kernel=f"{GENERATED_MODULE}:{kernel}",
+        signature=tuple(sig) + tuple((n, "constexpr") for n, _ in consts),
+        constexprs=tuple(consts),
+        divisible16=hints,
+        num_warps=warps,
+        launch_params=("BLOCK",),
+    )
+
+
+def grid(op: PointwiseOp) -> KernelGrid:
+    return KernelGrid(
+        f"pw_{op.name}",
+        (("dtype", op.dtypes), ("form", op.forms), ("layout", LAYOUTS)),
+        functools.partial(make_variant, op),
+        doc=f"{op.name}: kernels.pointwise_math.{op.fn}, {op.builder}",
+    )
+
+
+# ---- schemas and C++ -------------------------------------------------------------------------
+
+
+def _schemas(base: str):
+    import torch
+
+    return torch._C._jit_get_schemas_for_operator(f"aten::{base}")
+
+
+def _has_schema(name: str) -> bool:
+    base, _, overload = name.partition(".")
+    return any(s.overload_name == overload for s in _schemas(base))
+
+
+def _has_cuda_kernel(name: str) -> bool:
+    import torch
+
+    return torch._C._dispatch_has_kernel_for_dispatch_key(f"aten::{name}", "CUDA")
+
+
+@functools.lru_cache(maxsize=None)
+def aten_schema(name: str):
+    import torch
+
+    base, _, overload = name.partition(".")
+    for s in _schemas(base):
+        if s.overload_name == overload:
+            return s
+    raise ValueError(f"aten::{name}: no such overload in torch {torch.__version__}")
+
+
+_CPP_TYPES = {
+    "Tensor": "const at::Tensor&",
+    "number": "const at::Scalar&",
+    "Optional[number]": "const std::optional<at::Scalar>&",
+    "str": "c10::string_view",
+    "Optional[str]": "std::optional<c10::string_view>",
+    "float": "double",
+    "int": "int64_t",
+    "bool": "bool",
+}
+
+
+def _cpp_params(schema) -> list:
+    out = []
+    for a in schema.arguments:
+        t = str(a.type)
+        if t == "Tensor" and a.alias_info is not None and a.alias_info.is_write:
+            out.append(("at::Tensor&", a.name))
+        elif t in _CPP_TYPES:
+            out.append((_CPP_TYPES[t], a.name))
+        else:
+            raise ValueError(f"{schema}: argument type {t} is not supported by the pointwise generator")
+    return out
+
+
+def overload_kind(schema) -> str:
+    """functional, inplace (self is written) or out (an out= argument)."""
+    written = [a.name for a in schema.arguments if a.alias_info is not None and a.alias_info.is_write]
+    if not written:
+        return "functional"
+    return "inplace" if written == ["self"] else "out"
+
+
+def gems_schema(ov: Overload) -> str:
+    return str(aten_schema(ov.aten)).split("::", 1)[1]
+
+
+def _ret(schema) -> str:
+    return "at::Tensor" if overload_kind(schema) == "functional" else "at::Tensor&"
+
+
+def _aten_call(ov: Overload) -> str:
+    """ATen's own CUDA kernel for the overload (at::cuda::<op>[_outf])."""
+    schema = aten_schema(ov.aten)
+    base = ov.aten.split(".")[0]
+    names = [a.name for a in schema.arguments]
+    fn = f"{base}_outf" if overload_kind(schema) == "out" else base
+    return f"at::cuda::{fn}({', '.join(names)})"
+
+
+def _select_op(ov: Overload) -> list:
+    """C++ lines that set `const OpDesc* op` (by the select argument's value)."""
+    if not ov.select:
+        return [f"  const pointwise::OpDesc* op = &kOp_{ov.op};"]
+    arg, choices = ov.select
+    optional = str(next(a.type for a in aten_schema(ov.aten).arguments if a.name == arg)).startswith("Optional")
+    lines = ["  const pointwise::OpDesc* op = nullptr;"]
+    for value, name in choices:
+        if value is None:
+            lines.append(f"  if (!{arg}.has_value()) op = &kOp_{name};")
+        else:
+            view = f"*{arg}" if optional else arg
+            has = f"{arg}.has_value() && " if optional else ""
+            lines.append(f'  if ({has}{view} == "{value}") op = &kOp_{name};')
+    return lines
+
+
+def _operand_exprs(ov: Overload, schema) -> tuple:
+    types_ = {a.name: str(a.type) for a in schema.arguments}
+    prep, refs = [], []
+    for name in ov.operands:
+        if types_[name] == "number":
+            prep.append(f"  const at::Tensor {name}_t = at::native::wrapped_scalar_tensor({name});")
+            refs.append(f"&{name}_t")
+        else:
+            refs.append(f"&{name}")
+    return prep, refs
+
+
+def _body(ov: Overload, mode: str) -> list:
+    """C++ body that runs the driver; mode is aten (fallback to ATen), gems (error) or meta."""
+    schema = aten_schema(ov.aten)
+    kind = overload_kind(schema)
+    lines = []
+    if mode == "aten":
+        lines.append(f'  static FallbackCounter& counter = fallback_counter("{ov.aten}");')
+    if ov.check:
+        lines.append(f"  {ov.check}")
+    lines += _select_op(ov)
+    prep, refs = _operand_exprs(ov, schema)
+    lines += prep
+    params = ", ".join(ov.params)
+    lines.append(f"  const at::Tensor* operands[] = {{{', '.join(refs)}}};")
+    lines.append(f"  const c10::Scalar params[] = {{{params}}};" if ov.params else "  const c10::ArrayRef<c10::Scalar> params;")
+    out = {"functional": "at::Tensor out;", "inplace": "at::Tensor& out = self;", "out": ""}[kind]
+    if out:
+        lines.append(f"  {out}")
+    if mode == "meta":
+        if ov.select:
+            lines.append(f'  TORCH_CHECK(op, "{ov.aten}: unsupported {ov.select[0]}");')
+        lines.append("  pointwise::meta(*op, operands, params, out);")
+        lines.append("  return out;")
+        return lines
+    lines.append(
+        "  const Fallback r = op ? pointwise::run(*op, operands, params, out) : Fallback::kArgs;"
+    )
+    if mode == "aten":
+        lines += ["  if (r == Fallback::kNone) return out;", "  counter.hit(r);", f"  return {_aten_call(ov)};"]
+    else:
+        lines += [f'  if (r != Fallback::kNone) unsupported("gems::{ov.aten}", r, pointwise::describe(operands));',
+                  "  return out;"]
+    return lines
+
+
+def cpp_sources(ops, overloads, header_name: str) -> dict:
+    """{file name: text} of the generated header and source."""
+    by_name = {op.name: op for op in ops}
+    for ov in overloads:
+        used = [n for _, n in ov.select[1]] if ov.select else [ov.op]
+        missing = [n for n in used if n not in by_name]
+        if missing:
+            raise ValueError(f"{ov.aten}: unknown ops {missing}")
+    sig = {}
+    for ov in overloads:
+        params = ", ".join(f"{t} {n}" for t, n in _cpp_params(aten_schema(ov.aten)))
+        sig[ov.aten] = (_ret(aten_schema(ov.aten)), params)
+    gems = _gems_overloads(overloads)
+    overrides = [ov for ov in overloads if ov.override]
+
+    h = ["// Generated by aot/pointwise.py. Do not edit.", "#pragma once", "", "#include <ATen/core/Tensor.h>",
+         "", "#include <optional>", "", "namespace gems {"]
+    for ns, group in (("cuda", gems), ("meta", gems), ("aten_impl", overrides)):
+        h.append(f"namespace {ns} {{")
+        h += [f"{sig[ov.aten][0]} {cpp_name(ov.aten)}({sig[ov.aten][1]});" for ov in group]
+        h.append(f"}}  // namespace {ns}")
+    h += ["}  // namespace gems", ""]
+
+    # In-place overloads (add_) share the header of their op (add).
+    bases = sorted({ov.aten.split(".")[0].rstrip("_") for ov in overrides})
+    c = ["// Generated by aot/pointwise.py. Do not edit.", f'#include "{header_name}"', "",
+         "#include <ATen/ScalarOps.h>", "#include <ATen/native/BinaryOps.h>"]
+    c += [f"#include <ATen/ops/{b}_cuda_dispatch.h>" for b in bases]
+    c += ["", '#include "gems_kernels.h"', '#include "ops/pointwise.h"', '#include "runtime/fallback.h"', "",
+          "namespace gems {", "namespace {"]
+    for op in ops:
+        g = f"gen::pw_{op.name}"
+        forms = {f: i for i, f in enumerate(op.forms)}
+        # Index: bit k set when operand k is a Python scalar.
+        table = []
+        for mask in range(1 << op.arity):
+            form = "".join("s" if mask >> k & 1 else "t" for k in range(op.arity))
+            table.append(str(forms.get(form, -1)))
+        c.append(f"constexpr int kForms_{op.name}[] = {{{', '.join(table)}}};")
+        divisor = f"&kOp_{op.scalar_divisor_op}" if op.scalar_divisor_op else "nullptr"
+        if op.scalar_divisor_op and ops.index(by_name[op.scalar_divisor_op]) > ops.index(op):
+            raise ValueError(f"{op.name}: declare {op.scalar_divisor_op} first")
+        c.append(
+            f'const pointwise::OpDesc kOp_{op.name}{{"{op.name}", pointwise::Builder::k_{op.builder}, {op.arity}, '
+            f"{op.num_params}, &{g}::dtype_of, &{g}::find, kForms_{op.name}, {divisor}, "
+            f"{'true' if op.alpha else 'false'}}};"
+        )
+    first = f"gen::pw_{ops[0].name}"
+    c += [f"static_assert({first}::layout_{name} == pointwise::{enum});"
+          for name, enum in zip(LAYOUTS, ("kContig", "kContig64", "kStrided3", "kStrided8"))]
+    c += ["}  // namespace", ""]
+    for ns, group, mode in (("aten_impl", overrides, "aten"), ("cuda", gems, "gems"), ("meta", gems, "meta")):
+        c.append(f"namespace {ns} {{")
+        for ov in group:
+            ret, params = sig[ov.aten]
+            c.append(f"{ret} {cpp_name(ov.aten)}({params}) {{")
+            c += _body(ov, mode)
+            c.append("}")
+        c.append(f"}}  // namespace {ns}")
+    c += ["}  // namespace gems", ""]
+    return {header_name: "\n".join(h), "family_pointwise_ops.cpp": "\n".join(c),
+            f"{GENERATED_MODULE}.py": kernel_source(ops)}
+
+
+def _gems_overloads(overloads):
+    return [ov for ov in overloads if ov.gems and overload_kind(aten_schema(ov.aten)) == "functional"]
+
+
+def registrations(overloads):
+    """(GEMS_OPS, ATEN_OVERRIDES) for the family module."""
+    gems = [GemsOp(gems_schema(ov)) for ov in _gems_overloads(overloads)]
+    return gems, [AtenOverride(ov.aten) for ov in overloads if ov.override]
+
+
+def check_declarations(ops, overloads):
+    names = [op.name for op in ops]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ValueError(f"duplicate pointwise ops: {dup}")
+    math = importlib.import_module(MATH_MODULE)
+    for op in ops:
+        if not hasattr(math, op.fn):
+            raise ValueError(f"{op.name}: {MATH_MODULE} has no function {op.fn}")
+    for ov in overloads:
+        aten_schema(ov.aten)
+
+
+__all__ = ["FLOAT_DTYPES", "Overload", "PointwiseOp", "cpp_sources", "grid", "load_module", "registrations"]

@@ -1,0 +1,131 @@
+"""Pointwise benchmark: every generated op against ATen, measured in one run on one card.
+
+  python build_tools/bench_pointwise.py --out DIR [--ops exp,add,...]
+
+Per functional aten overload served by a generated op: host µs per call at 1024 fp32 elements
+through the aten op after enable() versus ATen, and device GB/s (bytes read + written once) at
+16M elements for fp32 and bf16 contiguous and for fp32 transposed (the strided path), versus
+ATen. Writes bench_pointwise.json and bench_pointwise.md; prints the table and the geometric
+means of the device ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import pathlib
+import sys
+
+import torch
+
+import gems_aot
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from aot import family_pointwise as fam  # noqa: E402
+from aot import pointwise  # noqa: E402
+from build_tools.bench import device_ms, host_us  # noqa: E402
+
+PARAMS = {"negative_slope": 0.05, "alpha": 1.0, "scale": 1.0, "input_scale": 1.0, "beta": 1.0, "threshold": 20.0}
+TORCH = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "i32": torch.int32,
+         "i64": torch.int64, "bool": torch.bool}
+
+
+def functional_cases():
+    for ov in fam.OVERLOADS:
+        if not ov.override or pointwise.overload_kind(pointwise.aten_schema(ov.aten)) != "functional":
+            continue
+        names = [n for _, n in ov.select[1]] if ov.select else [ov.op]
+        for name in names:
+            yield ov, name
+
+
+def make_call(ov, name, operands):
+    base, _, overload = ov.aten.partition(".")
+    fn = getattr(getattr(torch.ops.aten, base), overload or "default")
+    kwargs = {p: PARAMS[p] for p in ov.params}
+    if ov.select:
+        kwargs[ov.select[0]] = next(v for v, n in ov.select[1] if n == name)
+    types_ = {a.name: str(a.type) for a in pointwise.aten_schema(ov.aten).arguments}
+    args = [2 if types_[a] == "number" else t for a, t in zip(ov.operands, operands)]
+    return lambda: fn(*args, **kwargs)
+
+
+def inputs(op, dtype, shape, transposed=False):
+    out = []
+    for _ in range(op.arity):
+        if dtype == torch.bool:
+            t = torch.rand(shape, device="cuda") > 0.5
+        elif dtype.is_floating_point:
+            t = torch.rand(shape, device="cuda").to(dtype) + 0.5
+        else:
+            t = torch.randint(1, 8, shape, device="cuda", dtype=dtype)
+        out.append(t.t() if transposed else t)
+    return out
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("."))
+    parser.add_argument("--ops", default="", help="comma-separated op names (default: all)")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    selected = set(filter(None, args.ops.split(",")))
+    ops = {op.name: op for op in fam.OPS}
+    rows, results = [], []
+    gems_aot.disable()
+    for ov, name in functional_cases():
+        op = ops[name]
+        if selected and name not in selected:
+            continue
+        dt = "fp32" if "fp32" in op.dtypes else op.dtypes[0]
+        res = {"aten": ov.aten, "op": name}
+        small = make_call(ov, name, inputs(op, TORCH[dt], (1024,)))
+        res["host_aten_us"] = host_us(small, calls=2000, repeats=5)
+        with gems_aot.use_gems(include=[ov.aten]):
+            res["host_gems_us"] = host_us(small, calls=2000, repeats=5)
+        for label, dtype_name, transposed in (("fp32", dt, False), ("bf16", "bf16", False), ("fp32_t", dt, True)):
+            if dtype_name not in op.dtypes:
+                continue
+            dtype = TORCH[dtype_name]
+            shape = (4096, 4096)
+            sets = [inputs(op, dtype, shape, transposed) for _ in range(2)]
+            out_size = 1 if op.out_dtype(dtype_name) == "bool" else sets[0][0].element_size()
+            moved = shape[0] * shape[1] * (op.arity * sets[0][0].element_size() + out_size) / 1e9
+            t_aten = device_ms(lambda s: make_call(ov, name, s), sets)
+            with gems_aot.use_gems(include=[ov.aten]):
+                gems_aot.reset_fallback_counts()
+                t_gems = device_ms(lambda s: make_call(ov, name, s), sets)
+                served = not gems_aot.fallback_counts()
+            res[label] = {"aten_gbps": moved / t_aten * 1e3, "gems_gbps": moved / t_gems * 1e3,
+                          "ratio": t_aten / t_gems, "served_by_gems": served}
+        results.append(res)
+        device = [res[k]["ratio"] for k in ("fp32", "bf16", "fp32_t") if k in res]
+        rows.append((f"{ov.aten} [{name}]", f"{res['host_gems_us']:.2f}", f"{res['host_aten_us']:.2f}",
+                     f"{res['host_gems_us'] / res['host_aten_us']:.3f}",
+                     *(f"{res[k]['gems_gbps']:.0f}/{res[k]['aten_gbps']:.0f}" if k in res else "-"
+                       for k in ("fp32", "bf16", "fp32_t")),
+                     f"{min(device):.3f}"))
+        print(" | ".join(rows[-1]), flush=True)
+    ratios = [r[k]["ratio"] for r in results for k in ("fp32", "bf16", "fp32_t") if k in r]
+    host = [r["host_gems_us"] / r["host_aten_us"] for r in results]
+    summary = {
+        "device_ratio_geomean": math.exp(sum(map(math.log, ratios)) / len(ratios)),
+        "device_ratio_min": min(ratios),
+        "host_ratio_max": max(host),
+        "host_ratio_geomean": math.exp(sum(map(math.log, host)) / len(host)),
+        "all_served_by_gems": all(r[k]["served_by_gems"] for r in results for k in ("fp32", "bf16", "fp32_t") if k in r),
+    }
+    header = ("overload [op]", "host µs gems", "host µs ATen", "host ratio", "GB/s fp32 gems/ATen",
+              "GB/s bf16 gems/ATen", "GB/s fp32 transposed gems/ATen", "min device ratio")
+    md = [f"Device: {torch.cuda.get_device_name()}, torch {torch.__version__}", "",
+          "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    md += ["| " + " | ".join(r) + " |" for r in rows]
+    md += ["", "| summary | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in summary.items()]
+    (args.out / "bench_pointwise.json").write_text(json.dumps({"ops": results, "summary": summary}, indent=1))
+    (args.out / "bench_pointwise.md").write_text("\n".join(md) + "\n")
+    print("\n".join(md[-8:]))
+
+
+if __name__ == "__main__":
+    main()

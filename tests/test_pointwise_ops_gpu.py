@@ -1,0 +1,187 @@
+"""GPU suite for every generated pointwise op (../shared/TESTING.md), parametrised from the
+declarations in aot/family_pointwise.py: each functional, in-place and out= overload through
+the aten override, against ATen on float64 inputs (or exactly, for integer and bool results),
+with dtype, shape and strides as ATen gives them, and no fallback where a variant exists."""
+
+import pytest
+import torch
+
+import gems_aot
+from aot import family_pointwise as fam
+from aot import pointwise
+from conftest import requires_gpu
+
+pytestmark = [requires_gpu, pytest.mark.gpu]
+
+TORCH = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "i32": torch.int32,
+         "i64": torch.int64, "bool": torch.bool}
+RTOL = {torch.float32: 1.3e-6, torch.float16: 1e-3, torch.bfloat16: 1.6e-2}
+OPS = {op.name: op for op in fam.OPS}
+PARAMS = {"negative_slope": 0.05, "alpha": 1.25, "scale": 0.75, "input_scale": 1.5, "beta": 1.5, "threshold": 3.0}
+# Layouts: a dense tensor, a transposed one (strided path), a sliced one with a storage offset
+# (unaligned: strided path), and a broadcast second operand.
+LAYOUTS = ["dense", "transposed", "offset", "broadcast"]
+
+
+def uses(ov):
+    return [n for _, n in ov.select[1]] if ov.select else [ov.op]
+
+
+def cases():
+    for ov in fam.OVERLOADS:
+        if not ov.override:
+            continue
+        for name in uses(ov):
+            for dtype in OPS[name].dtypes:
+                yield pytest.param(ov, name, dtype, id=f"{ov.aten}-{name}-{dtype}")
+
+
+def sample(op, dtype, shape, operand):
+    if dtype == torch.bool:
+        return torch.randint(0, 2, shape, device="cuda").bool()
+    if not dtype.is_floating_point:
+        if op.fn in ("bitwise_left_shift", "bitwise_right_shift") and operand == 1:
+            return torch.randint(0, 12, shape, device="cuda", dtype=dtype)
+        t = torch.randint(-1000, 1000, shape, device="cuda", dtype=dtype)
+        if op.fn in ("div", "remainder") and operand == 1:
+            t[t == 0] = 7
+        return t
+    t = (torch.randn(shape, device="cuda") * 3).to(dtype)
+    t.view(-1)[:4] = torch.tensor([float("nan"), float("inf"), float("-inf"), -0.0], dtype=dtype)
+    return t
+
+
+def operands_for(op, dtype, layout):
+    shape = (33, 65)
+    ops = []
+    for i in range(op.arity):
+        if layout == "transposed":
+            t = sample(op, dtype, shape[::-1], i).t()
+        elif layout == "offset":
+            t = sample(op, dtype, (shape[0] * shape[1] + 1,), i)[1:].view(shape)
+        elif layout == "broadcast" and i == 1:
+            t = sample(op, dtype, shape[1:], i)
+        else:
+            t = sample(op, dtype, shape, i)
+        ops.append(t)
+    return ops
+
+
+def call(ov, name, operands, kind, out=None):
+    schema = pointwise.aten_schema(ov.aten)
+    base, _, overload = ov.aten.partition(".")
+    fn = getattr(getattr(torch.ops.aten, base), overload or "default")
+    kwargs = {}
+    for p in ov.params:
+        kwargs[p] = (2 if not operands[0].dtype.is_floating_point else 0.5) if p == "alpha" else PARAMS[p]
+    if ov.select:
+        arg, choices = ov.select
+        kwargs[arg] = next(v for v, n in choices if n == name)
+    args = list(operands)
+    types_ = {a.name: str(a.type) for a in schema.arguments}
+    for i, a in enumerate(ov.operands):
+        if types_[a] == "number":
+            args[i] = 3 if not operands[0].dtype.is_floating_point else -1.75
+    if kind == "out":
+        kwargs["out"] = out
+    return fn(*args, **kwargs)
+
+
+def check(res, ref):
+    assert res.dtype == ref.dtype and res.shape == ref.shape, (res.dtype, ref.dtype, res.shape, ref.shape)
+    if res.numel() > 1:
+        assert res.stride() == ref.stride()
+    if res.dtype.is_floating_point:
+        torch.testing.assert_close(res, ref, rtol=RTOL[res.dtype], atol=1e-4, equal_nan=True)
+    else:
+        assert torch.equal(res, ref)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("ov,name,dtype_name", cases())
+def test_overload_against_aten(ov, name, dtype_name, layout):
+    op = OPS[name]
+    if layout == "broadcast" and op.arity == 1:
+        pytest.skip("unary")
+    dtype = TORCH[dtype_name]
+    kind = pointwise.overload_kind(pointwise.aten_schema(ov.aten))
+    operands = operands_for(op, dtype, layout)
+    schema = pointwise.aten_schema(ov.aten)
+    if any(str(a.type) == "number" for a in schema.arguments if a.name in ov.operands) and layout == "broadcast":
+        pytest.skip("scalar operand")
+    # The reference: ATen with gems off, float inputs widened to float64 then rounded once.
+    with gems_aot.use_gems(include=[]):
+        wide = [o.double() if o.is_floating_point() else o for o in operands]
+        if kind == "inplace":
+            expected_out = call(ov, name, [o.clone() for o in operands], kind)
+            ref = call(ov, name, [w.clone() for w in wide], kind)
+        elif kind == "out":
+            expected_out = ref = None  # computed below, with the same wrong-size out= as gems gets
+        else:
+            expected_out = call(ov, name, operands, kind)
+            ref = call(ov, name, wide, kind)
+    gems_aot.reset_fallback_counts()
+    with gems_aot.use_gems(include=[ov.aten]):
+        if kind == "inplace":
+            target = [o.clone() for o in operands]
+            res = call(ov, name, target, kind)
+            assert res.data_ptr() == target[0].data_ptr()
+        elif kind == "out":
+            out_dtype = TORCH[op.out_dtype(dtype_name)]
+            out = torch.full((1,), 7, device="cuda", dtype=out_dtype)  # wrong size: resized like ATen
+            res = call(ov, name, operands, kind, out=out)
+            assert res.data_ptr() == out.data_ptr() or res is out
+            with gems_aot.use_gems(include=[]):
+                aten_out = torch.full((1,), 7, device="cuda", dtype=out_dtype)
+                call(ov, name, operands, kind, out=aten_out)
+                wide = [o.double() if o.is_floating_point() else o for o in operands]
+                wide_out = torch.empty(0, device="cuda", dtype=torch.float64 if out_dtype.is_floating_point else out_dtype)
+                ref = call(ov, name, wide, kind, out=wide_out)
+            expected_out = aten_out
+        else:
+            res = call(ov, name, operands, kind)
+    counts = gems_aot.fallback_counts()
+    assert counts == {}, counts  # served by a gems kernel
+    with gems_aot.use_gems(include=[]):
+        assert res.dtype == expected_out.dtype and res.shape == expected_out.shape
+        if res.numel() > 1:
+            assert res.stride() == expected_out.stride()
+        if res.dtype.is_floating_point:
+            torch.testing.assert_close(res, ref.to(res.dtype), rtol=RTOL[res.dtype], atol=1e-4, equal_nan=True)
+        else:
+            assert torch.equal(res, ref.to(res.dtype))
+
+
+@pytest.mark.parametrize("name", ["exp", "add", "lt", "gelu", "div_floor"])
+def test_gems_ops_and_meta(name):
+    op = OPS[name]
+    ov = next(o for o in fam.OVERLOADS if name in uses(o) and o.gems
+              and pointwise.overload_kind(pointwise.aten_schema(o.aten)) == "functional")
+    dtype = TORCH[op.dtypes[0]]
+    operands = operands_for(op, dtype, "dense")
+    base, _, overload = ov.aten.partition(".")
+    gems_fn = getattr(getattr(torch.ops.gems, base), overload or "default")
+    kwargs = {}
+    if ov.select:
+        kwargs[ov.select[0]] = next(v for v, n in ov.select[1] if n == name)
+    for p in ov.params:
+        kwargs[p] = 0.5 if p == "alpha" else PARAMS[p]
+    res = gems_fn(*operands, **kwargs)
+    with gems_aot.use_gems(include=[]):
+        ref = call(ov, name, operands, "functional")
+    assert res.dtype == ref.dtype and res.shape == ref.shape
+    torch.testing.assert_close(res.double(), ref.double(), rtol=1.3e-6, atol=1e-4, equal_nan=True)
+    meta = gems_fn(*[o.to("meta") for o in operands], **kwargs)
+    assert meta.shape == ref.shape and meta.dtype == ref.dtype and meta.device.type == "meta"
+
+
+def test_unsupported_dtype_falls_back_counted():
+    x = torch.randn(100, device="cuda", dtype=torch.float64)
+    with gems_aot.use_gems(include=["exp"]):
+        gems_aot.reset_fallback_counts()
+        y = torch.exp(x)
+    assert gems_aot.fallback_counts() == {("exp", "dtype"): 1}
+    with gems_aot.use_gems(include=[]):
+        torch.testing.assert_close(y, torch.exp(x))
+    with pytest.raises(RuntimeError, match="gems::exp"):
+        torch.ops.gems.exp(x)
