@@ -31,7 +31,9 @@ OPS = [
     # Activations.
     PointwiseOp("gelu", "gelu", 1, "unary_op", FLOATS, consts=(("APPROXIMATE", "none"),)),
     PointwiseOp("gelu_tanh", "gelu", 1, "unary_op", FLOATS, consts=(("APPROXIMATE", "tanh"),)),
-    *(PointwiseOp(n, n, 1, "unary_op", FLOATS) for n in ("silu", "mish", "hardswish", "hardsigmoid")),
+    # hardsigmoid (in kernels/pointwise_math.py) is not declared: its GPU results differed from
+    # ATen's in the first GPU run; ATen serves it until that is understood.
+    *(PointwiseOp(n, n, 1, "unary_op", FLOATS) for n in ("silu", "mish", "hardswish")),
     PointwiseOp("leaky_relu", "leaky_relu", 1, "unary_op", FLOATS, num_params=1),
     PointwiseOp("elu", "elu", 1, "unary_op", FLOATS, num_params=3),
     PointwiseOp("softplus", "softplus", 1, "unary_op", FLOATS, num_params=2),
@@ -61,7 +63,7 @@ SUB_CHECK = "at::native::sub_check(self, other);"
 OVERLOADS = [
     *(ov for n in ("abs", "neg", "sign", "relu", "floor", "ceil", "round", "trunc", "bitwise_not", "exp", "exp2",
                    "expm1", "log", "log1p", "log2", "log10", "sqrt", "rsqrt", "reciprocal", "sin", "cos", "tan",
-                   "tanh", "sigmoid", "erf", "silu", "mish", "hardswish", "hardsigmoid")
+                   "tanh", "sigmoid", "erf", "silu", "mish", "hardswish")
       for ov in Overload.family(n, n)),
     *Overload.family("gelu", "", select=("approximate", (("none", "gelu"), ("tanh", "gelu_tanh")))),
     *Overload.family("leaky_relu", "leaky_relu", params=("negative_slope",)),

@@ -161,7 +161,7 @@ def _div_floor_float(x, y):
 def _div_floor_int(x, y):
     # c10::div_floor_integer: truncated quotient, one lower when the signs differ and there is a remainder.
     q = x // y
-    return tl.where(((x < 0) != (y < 0)) & (x % y != 0), q, q)
+    return tl.where(((x < 0) != (y < 0)) & (x % y != 0), q - 1, q)
 
 
 @triton.jit
