@@ -52,6 +52,29 @@ OPS = [
     *(PointwiseOp(n, n, 2, "binary_op", BITS, forms=TENSOR_SCALAR) for n in ("bitwise_and", "bitwise_or", "bitwise_xor")),
     *(PointwiseOp(n, n, 2, "binary_op", INTS, forms=TENSOR_SCALAR)
       for n in ("bitwise_left_shift", "bitwise_right_shift")),
+    # Backward ops (binary_op over grad and the saved input or output).
+    PointwiseOp("gelu_backward", "gelu_backward", 2, "binary_op", FLOATS, consts=(("APPROXIMATE", "none"),),
+                forms=("tt",)),
+    PointwiseOp("gelu_backward_tanh", "gelu_backward", 2, "binary_op", FLOATS, consts=(("APPROXIMATE", "tanh"),),
+                forms=("tt",)),
+    *(PointwiseOp(n, n, 2, "binary_op", FLOATS, forms=("tt",))
+      for n in ("silu_backward", "sigmoid_backward", "tanh_backward")),
+    PointwiseOp("threshold_backward", "threshold_backward", 2, "binary_op", FLOATS, num_params=1, forms=("tt",)),
+    # Bounds and replacements (unary_op with scalar parameters).
+    PointwiseOp("clamp", "clamp", 1, "unary_op", NUMBERS, num_params=2),
+    PointwiseOp("clamp_min", "clamp_min", 1, "unary_op", NUMBERS, num_params=1),
+    PointwiseOp("clamp_max", "clamp_max", 1, "unary_op", NUMBERS, num_params=1),
+    PointwiseOp("nan_to_num", "nan_to_num", 1, "unary_op", FLOATS, num_params=3),
+    PointwiseOp("lerp", "lerp", 2, "binary_op", FLOATS, num_params=1, forms=("tt",)),
+    # Bool out from any dtype.
+    *(PointwiseOp(n, n, 1, "unary_bool_op", NUMBERS + ("bool",)) for n in ("logical_not",)),
+    *(PointwiseOp(n, n, 1, "unary_bool_op", NUMBERS) for n in ("isnan",)),
+    # Three operands.
+    PointwiseOp("addcmul", "addcmul", 3, "ternary_op", NUMBERS, num_params=1),
+    PointwiseOp("addcdiv", "addcdiv", 3, "ternary_op", FLOATS, num_params=1),
+    PointwiseOp("lerp_tensor", "lerp", 3, "ternary_op", FLOATS),
+    PointwiseOp("where", "where", 3, "where_op", NUMBERS + ("bool",), operand_dtypes=("bool", "", ""),
+                forms=("ttt", "tts", "tst")),
     # Comparisons and logical ops: bool out (comparison_op).
     *(PointwiseOp(n, n, 2, "comparison_op", NUMBERS, forms=TENSOR_SCALAR) for n in ("eq", "ne", "lt", "le", "gt", "ge")),
     *(PointwiseOp(n, n, 2, "comparison_op", NUMBERS + ("bool",), forms=TENSOR_SCALAR)
@@ -59,6 +82,9 @@ OPS = [
 ]
 
 SUB_CHECK = "at::native::sub_check(self, other);"
+# ATen promotes an integer tensor clamped by a float bound to float: not a same-dtype variant.
+INT_BY_FLOAT = "c10::isIntegralType(self.scalar_type(), true) && {}"
+CLAMP_GUARD = "!(" + INT_BY_FLOAT.format("((min && min->isFloatingPoint()) || (max && max->isFloatingPoint()))") + ")"
 
 OVERLOADS = [
     *(ov for n in ("abs", "neg", "sign", "relu", "floor", "ceil", "round", "trunc", "bitwise_not", "exp", "exp2",
@@ -95,6 +121,30 @@ OVERLOADS = [
         for ov in Overload.family(f"{n}.{suffix}", n, operands=("self", "other"), inplace=False)
     ),
     *(ov for n in ("logical_and", "logical_or", "logical_xor") for ov in Overload.family(n, n, operands=("self", "other"))),
+    *Overload.family("gelu_backward", "", operands=("grad_output", "self"),
+                     select=("approximate", (("none", "gelu_backward"), ("tanh", "gelu_backward_tanh")))),
+    *Overload.family("silu_backward", "silu_backward", operands=("grad_output", "self")),
+    *Overload.family("sigmoid_backward", "sigmoid_backward", operands=("grad_output", "output")),
+    *Overload.family("tanh_backward", "tanh_backward", operands=("grad_output", "output")),
+    *Overload.family("threshold_backward", "threshold_backward", operands=("grad_output", "self"),
+                     params=("threshold",)),
+    *Overload.family("clamp", "clamp", params=("min.has_value() ? *min : pointwise::no_lower_bound(self.scalar_type())",
+                                                "max.has_value() ? *max : pointwise::no_upper_bound(self.scalar_type())"),
+                     guard=CLAMP_GUARD + " && (min.has_value() || max.has_value())"),
+    *Overload.family("clamp_min", "clamp_min", params=("min",),
+                     guard="!(" + INT_BY_FLOAT.format("min.isFloatingPoint()") + ")"),
+    *Overload.family("clamp_max", "clamp_max", params=("max",),
+                     guard="!(" + INT_BY_FLOAT.format("max.isFloatingPoint()") + ")"),
+    *Overload.family("nan_to_num", "nan_to_num", params=(
+        "nan.value_or(0.0)", "posinf.has_value() ? at::Scalar(*posinf) : pointwise::finite_max(self.scalar_type())",
+        "neginf.has_value() ? at::Scalar(*neginf) : pointwise::finite_min(self.scalar_type())")),
+    *Overload.family("lerp.Scalar", "lerp", operands=("self", "end"), params=("weight",)),
+    *Overload.family("lerp.Tensor", "lerp_tensor", operands=("self", "end", "weight")),
+    *Overload.family("logical_not", "logical_not"),
+    *Overload.family("isnan", "isnan"),
+    *Overload.family("addcmul", "addcmul", operands=("self", "tensor1", "tensor2"), params=("value",)),
+    *Overload.family("addcdiv", "addcdiv", operands=("self", "tensor1", "tensor2"), params=("value",)),
+    *Overload.family("where.self", "where", operands=("condition", "self", "other")),
 ]
 
 check_declarations(OPS, OVERLOADS)

@@ -32,7 +32,11 @@ MATH_MODULE = "kernels.pointwise_math"
 
 # TensorIterator builders (at::TensorIterator::<builder>), i.e. ATen's promotion rules, and the
 # output dtype each gives for a compute dtype.
-BUILDERS = ("unary_op", "unary_float_op", "binary_op", "binary_float_op", "comparison_op")
+BUILDERS = ("unary_op", "unary_float_op", "unary_bool_op", "binary_op", "binary_float_op", "comparison_op",
+            "ternary_op", "where_op")
+ARITY = {"unary_op": 1, "unary_float_op": 1, "unary_bool_op": 1, "binary_op": 2, "binary_float_op": 2,
+         "comparison_op": 2, "ternary_op": 3, "where_op": 3}
+BOOL_OUT = ("comparison_op", "unary_bool_op")
 LAYOUTS = ("contig", "contig64", "strided3", "strided8")
 STRIDED_DIMS = {"strided3": 3, "strided8": 8}
 CONTIG_BLOCK, CONTIG_WARPS = 2048, 8
@@ -58,22 +62,31 @@ class PointwiseOp:
     forms: tuple = ()
     scalar_divisor_op: str = ""  # tensor / scalar runs as this op with the reciprocal (ATen's div)
     alpha: bool = False  # param 0 is `alpha`: ATen's alpha_check applies
+    # Per operand: "" (the compute dtype) or a fixed dtype (where's condition is "bool").
+    operand_dtypes: tuple = ()
 
     def __post_init__(self):
         if self.builder not in BUILDERS:
             raise ValueError(f"{self.name}: unknown builder {self.builder}")
-        if self.builder.startswith("unary") != (self.arity == 1):
+        if ARITY[self.builder] != self.arity:
             raise ValueError(f"{self.name}: builder {self.builder} does not take {self.arity} operands")
+        if not self.operand_dtypes:
+            object.__setattr__(self, "operand_dtypes", ("",) * self.arity)
         bad = [d for d in self.dtypes if d not in DTYPES]
         if bad:
             raise ValueError(f"{self.name}: unknown dtypes {bad}")
         if not self.forms:
             object.__setattr__(self, "forms", ("tt", "ts", "st") if self.arity == 2 else ("t" * self.arity,))
+        if len(self.operand_dtypes) != self.arity or any(d and d not in DTYPES for d in self.operand_dtypes):
+            raise ValueError(f"{self.name}: bad operand_dtypes {self.operand_dtypes}")
         if any(len(f) != self.arity or set(f) - {"t", "s"} or "t" not in f for f in self.forms):
             raise ValueError(f"{self.name}: bad forms {self.forms}")
 
     def out_dtype(self, dtype: str) -> str:
-        return "bool" if self.builder == "comparison_op" else dtype
+        return "bool" if self.builder in BOOL_OUT else dtype
+
+    def operand_dtype(self, i: int, dtype: str) -> str:
+        return self.operand_dtypes[i] or dtype
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,9 +95,11 @@ class Overload:
 
     operands: schema argument names passed as the op's operands (a Scalar argument becomes a
       wrapped-number tensor, as ATen's own Scalar overloads do), in order.
-    params: schema argument names passed as the op's runtime scalars, in order.
+    params: the op's runtime scalars, in order: schema argument names, or C++ expressions of
+      them (clamp's missing bound becomes the dtype's extreme).
     select: (argument, ((value or None, op name), ...)) for a `str` / `str?` argument.
     check: a C++ statement run first, with the schema's argument names (ATen's extra checks).
+    guard: a C++ condition on the arguments; false sends the call to ATen (reason "args").
     gems: also register the overload as torch.ops.gems.<name> (functional overloads only).
     override: replace ATen's CUDA kernel for it under enable() (it must have one).
     """
@@ -95,6 +110,7 @@ class Overload:
     params: tuple = ()
     select: tuple = ()
     check: str = ""
+    guard: str = ""
     gems: bool = True
     override: bool = True
 
@@ -106,12 +122,13 @@ class Overload:
         functional = aten_schema(aten)
         base, _, name = aten.partition(".")
         args = [(a.name, str(a.type)) for a in functional.arguments]
+        written = lambda a: a.alias_info is not None and a.alias_info.is_write  # noqa: E731
         found = [aten]
         inplace_name = f"{base}_" + (f".{name}" if name else "")
         if inplace and _has_schema(inplace_name):
             found.append(inplace_name)
         for s in _schemas(base):
-            if overload_kind(s) == "out" and [(a.name, str(a.type)) for a in s.arguments if a.name != "out"] == args:
+            if overload_kind(s) == "out" and [(a.name, str(a.type)) for a in s.arguments if not written(a)] == args:
                 found.append(f"{base}.{s.overload_name}")
                 break
         out = []
@@ -259,8 +276,10 @@ def make_variant(op: PointwiseOp, point, arch):
     dtype, form, layout = point["dtype"], point["form"], point["layout"]
     ins, scalars, params, flags = _names(op)
     index = "i64" if layout == "contig64" else "i32"
-    sig = [(n, ptr(dtype)) for n in ins] + [("out", ptr(op.out_dtype(dtype))), ("n", index)]
-    sig += [(s, compute_type(dtype)) for s in scalars] + [(p, compute_type(dtype)) for p in params]
+    sig = [(n, ptr(op.operand_dtype(i, dtype))) for i, n in enumerate(ins)]
+    sig += [("out", ptr(op.out_dtype(dtype))), ("n", index)]
+    sig += [(s, compute_type(op.operand_dtype(i, dtype))) for i, s in enumerate(scalars)]
+    sig += [(p, compute_type(dtype)) for p in params]
     consts = [(f, c == "s") for f, c in zip(flags, form)]
     if layout.startswith("contig"):
         kernel, warps = f"{op.name}_contig", CONTIG_WARPS
@@ -328,6 +347,7 @@ _CPP_TYPES = {
     "Optional[number]": "const std::optional<at::Scalar>&",
     "str": "c10::string_view",
     "Optional[str]": "std::optional<c10::string_view>",
+    "Optional[float]": "std::optional<double>",
     "float": "double",
     "int": "int64_t",
     "bool": "bool",
@@ -411,17 +431,25 @@ def _body(ov: Overload, mode: str) -> list:
     if ov.check:
         lines.append(f"  {ov.check}")
     lines += _select_op(ov)
+    if ov.guard:
+        lines.append(f"  if (!({ov.guard})) op = nullptr;")
     prep, refs = _operand_exprs(ov, schema)
     lines += prep
     params = ", ".join(ov.params)
     lines.append(f"  const at::Tensor* operands[] = {{{', '.join(refs)}}};")
     lines.append(f"  const c10::Scalar params[] = {{{params}}};" if ov.params else "  const c10::ArrayRef<c10::Scalar> params;")
-    out = {"functional": "at::Tensor out;", "inplace": "at::Tensor& out = self;", "out": ""}[kind]
+    written = [a.name for a in schema.arguments if a.alias_info is not None and a.alias_info.is_write]
+    if kind == "functional":
+        out = "at::Tensor out;"
+    elif kind == "inplace":
+        out = "at::Tensor& out = self;"
+    else:  # the out= argument, unless it is already named `out` (gelu_backward's is grad_input)
+        out = "" if written == ["out"] else f"at::Tensor& out = {written[0]};"
     if out:
         lines.append(f"  {out}")
     if mode == "meta":
-        if ov.select:
-            lines.append(f'  TORCH_CHECK(op, "{ov.aten}: unsupported {ov.select[0]}");')
+        if ov.select or ov.guard:
+            lines.append(f'  if (!op) unsupported("gems::{ov.aten}", Fallback::kArgs, "arguments");')
         lines.append("  pointwise::meta(*op, operands, params, out);")
         lines.append("  return out;")
         return lines
@@ -478,10 +506,13 @@ def cpp_sources(ops, overloads, header_name: str) -> dict:
         divisor = f"&kOp_{op.scalar_divisor_op}" if op.scalar_divisor_op else "nullptr"
         if op.scalar_divisor_op and ops.index(by_name[op.scalar_divisor_op]) > ops.index(op):
             raise ValueError(f"{op.name}: declare {op.scalar_divisor_op} first")
+        fixed = ", ".join(f"c10::ScalarType::{DTYPES[d][1]}" if d else "c10::ScalarType::Undefined"
+                          for d in op.operand_dtypes)
+        c.append(f"constexpr c10::ScalarType kOperandDtypes_{op.name}[] = {{{fixed}}};")
         c.append(
             f'const pointwise::OpDesc kOp_{op.name}{{"{op.name}", pointwise::Builder::k_{op.builder}, {op.arity}, '
-            f"{op.num_params}, &{g}::dtype_of, &{g}::find, kForms_{op.name}, {divisor}, "
-            f"{'true' if op.alpha else 'false'}}};"
+            f"{op.num_params}, &{g}::dtype_of, &{g}::find, kForms_{op.name}, kOperandDtypes_{op.name}, "
+            f"{divisor}, {'true' if op.alpha else 'false'}}};"
         )
     first = f"gen::pw_{ops[0].name}"
     c += [f"static_assert({first}::layout_{name} == pointwise::{enum});"

@@ -21,14 +21,12 @@ import torch
 
 import gems_aot
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from aot import family_pointwise as fam  # noqa: E402
 from aot import pointwise  # noqa: E402
 from build_tools.bench import device_ms, host_us  # noqa: E402
-
-PARAMS = {"negative_slope": 0.05, "alpha": 1.0, "scale": 1.0, "input_scale": 1.0, "beta": 1.0, "threshold": 20.0}
-TORCH = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "i32": torch.int32,
-         "i64": torch.int64, "bool": torch.bool}
+from pointwise_cases import TORCH, call_kwargs, operand_dtype  # noqa: E402
 
 
 def functional_cases():
@@ -43,17 +41,16 @@ def functional_cases():
 def make_call(ov, name, operands):
     base, _, overload = ov.aten.partition(".")
     fn = getattr(getattr(torch.ops.aten, base), overload or "default")
-    kwargs = {p: PARAMS[p] for p in ov.params}
-    if ov.select:
-        kwargs[ov.select[0]] = next(v for v, n in ov.select[1] if n == name)
+    kwargs = call_kwargs(ov, name, operands[-1].dtype)
     types_ = {a.name: str(a.type) for a in pointwise.aten_schema(ov.aten).arguments}
     args = [2 if types_[a] == "number" else t for a, t in zip(ov.operands, operands)]
     return lambda: fn(*args, **kwargs)
 
 
-def inputs(op, dtype, shape, transposed=False):
+def inputs(op, dtype_name, shape, transposed=False):
     out = []
-    for _ in range(op.arity):
+    for i in range(op.arity):
+        dtype = operand_dtype(op, i, dtype_name)
         if dtype == torch.bool:
             t = torch.rand(shape, device="cuda") > 0.5
         elif dtype.is_floating_point:
@@ -80,18 +77,17 @@ def main(argv=None):
             continue
         dt = "fp32" if "fp32" in op.dtypes else op.dtypes[0]
         res = {"aten": ov.aten, "op": name}
-        small = make_call(ov, name, inputs(op, TORCH[dt], (1024,)))
+        small = make_call(ov, name, inputs(op, dt, (1024,)))
         res["host_aten_us"] = host_us(small, calls=2000, repeats=5)
         with gems_aot.use_gems(include=[ov.aten]):
             res["host_gems_us"] = host_us(small, calls=2000, repeats=5)
         for label, dtype_name, transposed in (("fp32", dt, False), ("bf16", "bf16", False), ("fp32_t", dt, True)):
             if dtype_name not in op.dtypes:
                 continue
-            dtype = TORCH[dtype_name]
             shape = (4096, 4096)
-            sets = [inputs(op, dtype, shape, transposed) for _ in range(2)]
-            out_size = 1 if op.out_dtype(dtype_name) == "bool" else sets[0][0].element_size()
-            moved = shape[0] * shape[1] * (op.arity * sets[0][0].element_size() + out_size) / 1e9
+            sets = [inputs(op, dtype_name, shape, transposed) for _ in range(2)]
+            out_size = TORCH[op.out_dtype(dtype_name)].itemsize
+            moved = shape[0] * shape[1] * (sum(t.element_size() for t in sets[0]) + out_size) / 1e9
             t_aten = device_ms(lambda s: make_call(ov, name, s), sets)
             with gems_aot.use_gems(include=[ov.aten]):
                 gems_aot.reset_fallback_counts()

@@ -5,6 +5,7 @@
 tests) stays a JITFunction. Kernel modules are self-contained for this reason.
 """
 
+import contextlib
 import functools
 import importlib.util
 import os
@@ -61,14 +62,14 @@ def seeded():
 
 
 # Triton's interpreter cannot make extern calls: libdevice functions of an interpreted kernels/
-# module are evaluated by torch in float64 and rounded to the operand's type (a correctly
-# rounded stand-in for libdevice's 1-2 ulp functions). The GPU suite checks the real ones.
+# module are evaluated by torch in float64 and rounded once to the operand's type (a correctly
+# rounded stand-in for libdevice's 1-2 ulp functions; the GPU suite checks the real ones). Its
+# fma also rounds the product first; `libdevice_by_torch()` fuses it.
 _LIBDEVICE_REFERENCE = {
     "exp": torch.exp, "exp2": torch.exp2, "expm1": torch.expm1, "log": torch.log, "log1p": torch.log1p,
     "log2": torch.log2, "log10": torch.log10, "rsqrt": torch.rsqrt, "sin": torch.sin, "cos": torch.cos,
     "tan": torch.tan, "tanh": torch.tanh, "erf": torch.erf, "atan2": torch.atan2, "hypot": torch.hypot,
     "pow": torch.pow, "fmod": torch.fmod, "trunc": torch.trunc, "rint": torch.round, "copysign": torch.copysign,
-    "sqrt_rn": torch.sqrt, "div_rn": torch.div,
 }  # fmt: skip
 
 
@@ -79,8 +80,19 @@ def _extern_elementwise(lib_name, lib_path, symbol, args, ret_type, is_pure):
     if name not in _LIBDEVICE_REFERENCE:
         name = name[:-1]  # __nv_expf is the fp32 variant of __nv_exp
     values = [torch.from_numpy(numpy.array(a.data, dtype=numpy.float64)) for a in args]
-    result = _LIBDEVICE_REFERENCE[name](*values).numpy().astype(args[0].data.dtype)
-    return interpreter.TensorHandle(result, getattr(ret_type, "scalar", ret_type))
+    with numpy.errstate(over="ignore"):  # fp32 results beyond its range round to +-inf
+        result = _LIBDEVICE_REFERENCE[name](*values).numpy().astype(args[0].data.dtype)
+    return interpreter.TensorHandle(result, getattr(ret_type, "scalar", ret_type))  # block types come in too
+
+
+def _fused_fma(x, y, z):
+    from triton.runtime import interpreter
+
+    # An fp32 product is exact in fp64, so round once from there (fp64 operands keep the
+    # unfused form: its rounding is far below fp64's tolerance).
+    with numpy.errstate(over="ignore", invalid="ignore"):  # IEEE's inf and NaN are the point here
+        wide = x.data.astype(numpy.float64) * y.data.astype(numpy.float64) + z.data.astype(numpy.float64)
+        return interpreter.TensorHandle(wide.astype(z.data.dtype), z.dtype.scalar)
 
 
 class _InterpretedLibdevice:
@@ -93,16 +105,20 @@ class _InterpretedLibdevice:
 
 @functools.lru_cache(maxsize=None)
 def interpreted_math():
-    """kernels/pointwise_math.py under the interpreter, libdevice calls routed to torch; run its
+    """kernels/pointwise_math.py under the interpreter with libdevice routed to torch; run its
     kernels inside `with libdevice_by_torch():`."""
     mod = interpreted("kernels.pointwise_math")
     mod.libdevice = _InterpretedLibdevice()
     return mod
 
 
+@contextlib.contextmanager
 def libdevice_by_torch():
     from unittest import mock
 
     from triton.runtime import interpreter
 
-    return mock.patch.object(interpreter.interpreter_builder, "create_extern_elementwise", _extern_elementwise)
+    builder = interpreter.interpreter_builder
+    with mock.patch.object(builder, "create_extern_elementwise", _extern_elementwise), \
+            mock.patch.object(builder, "create_fma", _fused_fma):
+        yield

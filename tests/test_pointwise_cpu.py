@@ -20,14 +20,11 @@ from aot import family_pointwise as fam
 from aot import pointwise
 from conftest import interpreted_math, libdevice_by_torch
 
-TORCH = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "i32": torch.int32,
-         "i64": torch.int64, "bool": torch.bool}
+from pointwise_cases import OPS, TORCH, call_kwargs, functional_overload, kernel_params, operand_dtype, sample
+
 RTOL = {torch.float32: 1.3e-6, torch.float16: 1e-3, torch.bfloat16: 1.6e-2}
 OLD_INTERPRETER = tuple(int(v) for v in triton.__version__.split(".")[:2]) < (3, 7)
 BLOCK = 64  # small blocks keep the interpreter fast; the math does not depend on the size
-OPS = {op.name: op for op in fam.OPS}
-# Parameter values by schema argument name; alpha differs for ints (ATen requires an integer).
-PARAMS = {"negative_slope": 0.05, "alpha": 1.25, "scale": 0.75, "input_scale": 1.5, "beta": 1.5, "threshold": 3.0}
 
 
 @functools.lru_cache(maxsize=None)
@@ -44,57 +41,17 @@ def generated():
             os.environ["TRITON_INTERPRET"] = previous
 
 
-def reference_overload(op_name):
-    """(aten overload, the select argument value or None) whose functional form runs the op."""
-    for ov in fam.OVERLOADS:
-        if pointwise.overload_kind(pointwise.aten_schema(ov.aten)) != "functional":
-            continue
-        if ov.op == op_name:
-            return ov, None
-        for value, name in ov.select[1] if ov.select else ():
-            if name == op_name:
-                return ov, (ov.select[0], value)
-    raise AssertionError(f"no functional overload serves {op_name}")
-
-
-def param_values(op, ov, dtype):
-    values = []
-    for name in ov.params:
-        if name == "alpha" and op.alpha:
-            values.append(2 if not dtype.is_floating_point else 0.5)
-        else:
-            values.append(PARAMS[name])
-    return values
-
-
 def reference(op, operands, dtype):
-    """torch on float64 (for floats) through the op's aten overload, cast to the output dtype."""
-    ov, select = reference_overload(op.name)
+    """torch on float64 (for floats) through the op's functional aten overload."""
+    ov = functional_overload(op.name)
     base, _, name = ov.aten.partition(".")
     fn = getattr(getattr(torch.ops.aten, base), name or "default")
-    wide = [o.double() if isinstance(o, torch.Tensor) and o.is_floating_point() else o for o in operands]
-    kwargs = dict(zip(ov.params, param_values(op, ov, dtype)))
-    if select:
-        kwargs[select[0]] = select[1]
-    args = [w if isinstance(w, torch.Tensor) else torch.tensor(w) for w in wide]
-    return fn(*args, **kwargs)
+    wide = [o.double() if o.is_floating_point() else o for o in operands]
+    return fn(*wide, **call_kwargs(ov, op.name, dtype))
 
 
-def sample(op, dtype, shape, gen, operand):
-    if dtype == torch.bool:
-        return torch.randint(0, 2, shape, generator=gen).bool()
-    if not dtype.is_floating_point:
-        if op.fn in ("bitwise_left_shift", "bitwise_right_shift") and operand == 1:
-            return torch.randint(0, 12, shape, generator=gen, dtype=dtype)
-        t = torch.randint(-100, 100, shape, generator=gen, dtype=dtype)
-        if op.fn in ("div", "remainder", "floor_divide") and operand == 1:
-            t[t == 0] = 7  # integer division by zero is undefined behaviour in ATen too
-        return t
-    t = (torch.randn(shape, generator=gen) * 3).to(dtype)
-    flat = t.view(-1)
-    if flat.numel() >= 8:
-        flat[:4] = torch.tensor([float("nan"), float("inf"), float("-inf"), -0.0], dtype=dtype)
-    return t
+def params_for(op, dtype):
+    return kernel_params(functional_overload(op.name), op.name, dtype)
 
 
 def scalar_value(dtype):
@@ -114,13 +71,12 @@ def opmath(values, dtype):
 def run_contig(op, dtype_name, form, operands, out, index64=False):
     k = getattr(generated(), f"{op.name}_contig")
     dtype = TORCH[dtype_name]
-    ov, _ = reference_overload(op.name)
     ptrs = [o if isinstance(o, torch.Tensor) else out for o in operands]
     scalars = opmath([0 if isinstance(o, torch.Tensor) else o for o in operands], dtype)
     flags = {f"S{i}": c == "s" for i, c in enumerate(form)}
     n = out.numel()
     with libdevice_by_torch():
-        k[(-(-n // BLOCK),)](*ptrs, out, n, *scalars, *opmath(param_values(op, ov, dtype), dtype), **flags,
+        k[(-(-n // BLOCK),)](*ptrs, out, n, *scalars, *opmath(params_for(op, dtype), dtype), **flags,
                              INDEX64=index64, BLOCK=BLOCK)
 
 
@@ -135,7 +91,6 @@ def run_strided(op, dtype_name, layout, operands, out):
     k = getattr(generated(), f"{op.name}_{layout}")
     dims = pointwise.STRIDED_DIMS[layout]
     dtype = TORCH[dtype_name]
-    ov, _ = reference_overload(op.name)
     shape = out.shape
     sizes = [1] * (dims - len(shape)) + list(shape)
     ptrs = [o if isinstance(o, torch.Tensor) else out for o in operands]
@@ -146,7 +101,7 @@ def run_strided(op, dtype_name, layout, operands, out):
     flags = {f"S{i}": not isinstance(o, torch.Tensor) for i, o in enumerate(operands)}
     n = out.numel()
     with libdevice_by_torch():
-        k[(-(-n // BLOCK),)](*ptrs, out, n, *scalars, *opmath(param_values(op, ov, dtype), dtype), *sizes[1:],
+        k[(-(-n // BLOCK),)](*ptrs, out, n, *scalars, *opmath(params_for(op, dtype), dtype), *sizes[1:],
                              *strides, **flags, BLOCK=BLOCK)
 
 
@@ -174,13 +129,15 @@ def test_contig_every_form(name, dtype_name, seeded):
     for form in op.forms:
         if op.fn.startswith("logical_") and "s" in form and dtype.is_floating_point:
             continue  # the interpreter cannot `&` the bool of an fp32 scalar argument; the GPU suite runs it
-        operands = [sample(op, dtype, (n,), seeded, i) if c == "t" else scalar_value(dtype) for i, c in enumerate(form)]
+        operands = [sample(op, operand_dtype(op, i, dtype_name), (n,), i, gen=seeded) if c == "t"
+                    else scalar_value(dtype) for i, c in enumerate(form)]
         if op.fn in ("div", "remainder") and form[1] == "s" and not dtype.is_floating_point:
             operands[1] = 7
         out_dtype = TORCH[op.out_dtype(dtype_name)]
         out = torch.full((n,), 1 if out_dtype == torch.bool else 99, dtype=out_dtype)  # poisoned
         run_contig(op, dtype_name, form, operands, out)
-        ref_operands = [o if isinstance(o, torch.Tensor) else torch.tensor(o, dtype=dtype) for o in operands]
+        ref_operands = [o if isinstance(o, torch.Tensor) else torch.tensor(o, dtype=operand_dtype(op, i, dtype_name))
+                        for i, o in enumerate(operands)]
         if out_dtype == torch.bool:
             out2 = torch.zeros((n,), dtype=torch.bool)  # a second poison: every element is written
             run_contig(op, dtype_name, form, operands, out2)
@@ -195,10 +152,10 @@ def test_strided_broadcast_and_transposed(name, layout, seeded):
     dtype_name = "i64" if name == "bitwise_xor" else "bf16" if name == "gelu_tanh" else "fp32"
     dtype = TORCH[dtype_name]
     shape = (3, 5, 4) if layout == "strided3" else (2, 3, 1, 2, 5, 4)
-    x = sample(op, dtype, tuple(reversed(shape)), seeded, 0).permute(*reversed(range(len(shape))))  # transposed
+    x = sample(op, dtype, tuple(reversed(shape)), 0, gen=seeded).permute(*reversed(range(len(shape))))  # transposed
     operands = [x]
     if op.arity == 2:
-        operands.append(sample(op, dtype, shape[-1:], seeded, 1))  # broadcast: stride 0 on leading dims
+        operands.append(sample(op, dtype, shape[-1:], 1, gen=seeded))  # broadcast: stride 0 on leading dims
     out = torch.full(shape, 1 if op.out_dtype(dtype_name) == "bool" else 99, dtype=TORCH[op.out_dtype(dtype_name)])
     run_strided(op, dtype_name, layout, operands, out)
     check(out, reference(op, operands, dtype), op)
@@ -206,7 +163,7 @@ def test_strided_broadcast_and_transposed(name, layout, seeded):
 
 def test_strided_python_scalar_operand(seeded):
     op = OPS["sub"]
-    x = sample(op, torch.float32, (4, 6), seeded, 0).t()
+    x = sample(op, torch.float32, (4, 6), 0, gen=seeded).t()
     out = torch.full((6, 4), 99.0)
     run_strided(op, "fp32", "strided3", [-1.75, x], out)
     check(out, torch.sub(torch.tensor(-1.75, dtype=torch.float64), x.double(), alpha=0.5), op)
@@ -214,7 +171,7 @@ def test_strided_python_scalar_operand(seeded):
 
 def test_contig_64bit_index_variant(seeded):
     op = OPS["mul"]
-    x, y = sample(op, torch.float32, (100,), seeded, 0), sample(op, torch.float32, (100,), seeded, 1)
+    x, y = sample(op, torch.float32, (100,), 0, gen=seeded), sample(op, torch.float32, (100,), 1, gen=seeded)
     out = torch.full((100,), 99.0)
     run_contig(op, "fp32", "tt", [x, y], out, index64=True)
     check(out, x.double() * y.double(), op)

@@ -13,18 +13,12 @@ from conftest import requires_gpu
 
 pytestmark = [requires_gpu, pytest.mark.gpu]
 
-TORCH = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "i32": torch.int32,
-         "i64": torch.int64, "bool": torch.bool}
+from pointwise_cases import OPS, TORCH, call_kwargs, operand_dtype, sample, uses
+
 RTOL = {torch.float32: 1.3e-6, torch.float16: 1e-3, torch.bfloat16: 1.6e-2}
-OPS = {op.name: op for op in fam.OPS}
-PARAMS = {"negative_slope": 0.05, "alpha": 1.25, "scale": 0.75, "input_scale": 1.5, "beta": 1.5, "threshold": 3.0}
 # Layouts: a dense tensor, a transposed one (strided path), a sliced one with a storage offset
-# (unaligned: strided path), and a broadcast second operand.
+# (unaligned: strided path), and a broadcast last operand.
 LAYOUTS = ["dense", "transposed", "offset", "broadcast"]
-
-
-def uses(ov):
-    return [n for _, n in ov.select[1]] if ov.select else [ov.op]
 
 
 def cases():
@@ -36,33 +30,19 @@ def cases():
                 yield pytest.param(ov, name, dtype, id=f"{ov.aten}-{name}-{dtype}")
 
 
-def sample(op, dtype, shape, operand):
-    if dtype == torch.bool:
-        return torch.randint(0, 2, shape, device="cuda").bool()
-    if not dtype.is_floating_point:
-        if op.fn in ("bitwise_left_shift", "bitwise_right_shift") and operand == 1:
-            return torch.randint(0, 12, shape, device="cuda", dtype=dtype)
-        t = torch.randint(-1000, 1000, shape, device="cuda", dtype=dtype)
-        if op.fn in ("div", "remainder") and operand == 1:
-            t[t == 0] = 7
-        return t
-    t = (torch.randn(shape, device="cuda") * 3).to(dtype)
-    t.view(-1)[:4] = torch.tensor([float("nan"), float("inf"), float("-inf"), -0.0], dtype=dtype)
-    return t
-
-
-def operands_for(op, dtype, layout):
+def operands_for(op, dtype_name, layout):
     shape = (33, 65)
     ops = []
     for i in range(op.arity):
+        dtype = operand_dtype(op, i, dtype_name)
         if layout == "transposed":
-            t = sample(op, dtype, shape[::-1], i).t()
+            t = sample(op, dtype, shape[::-1], i, "cuda").t()
         elif layout == "offset":
-            t = sample(op, dtype, (shape[0] * shape[1] + 1,), i)[1:].view(shape)
-        elif layout == "broadcast" and i == 1:
-            t = sample(op, dtype, shape[1:], i)
+            t = sample(op, dtype, (shape[0] * shape[1] + 1,), i, "cuda")[1:].view(shape)
+        elif layout == "broadcast" and i == op.arity - 1:
+            t = sample(op, dtype, shape[1:], i, "cuda", specials=False)
         else:
-            t = sample(op, dtype, shape, i)
+            t = sample(op, dtype, shape, i, "cuda")
         ops.append(t)
     return ops
 
@@ -71,30 +51,17 @@ def call(ov, name, operands, kind, out=None):
     schema = pointwise.aten_schema(ov.aten)
     base, _, overload = ov.aten.partition(".")
     fn = getattr(getattr(torch.ops.aten, base), overload or "default")
-    kwargs = {}
-    for p in ov.params:
-        kwargs[p] = (2 if not operands[0].dtype.is_floating_point else 0.5) if p == "alpha" else PARAMS[p]
-    if ov.select:
-        arg, choices = ov.select
-        kwargs[arg] = next(v for v, n in choices if n == name)
+    dtype = operands[-1].dtype if OPS[name].builder == "where_op" else operands[0].dtype
+    kwargs = call_kwargs(ov, name, dtype)
     args = list(operands)
     types_ = {a.name: str(a.type) for a in schema.arguments}
     for i, a in enumerate(ov.operands):
         if types_[a] == "number":
-            args[i] = 3 if not operands[0].dtype.is_floating_point else -1.75
+            args[i] = 3 if not dtype.is_floating_point else -1.75
     if kind == "out":
-        kwargs["out"] = out
+        written = [a.name for a in schema.arguments if a.alias_info is not None and a.alias_info.is_write]
+        kwargs[written[0]] = out
     return fn(*args, **kwargs)
-
-
-def check(res, ref):
-    assert res.dtype == ref.dtype and res.shape == ref.shape, (res.dtype, ref.dtype, res.shape, ref.shape)
-    if res.numel() > 1:
-        assert res.stride() == ref.stride()
-    if res.dtype.is_floating_point:
-        torch.testing.assert_close(res, ref, rtol=RTOL[res.dtype], atol=1e-4, equal_nan=True)
-    else:
-        assert torch.equal(res, ref)
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -103,9 +70,8 @@ def test_overload_against_aten(ov, name, dtype_name, layout):
     op = OPS[name]
     if layout == "broadcast" and op.arity == 1:
         pytest.skip("unary")
-    dtype = TORCH[dtype_name]
     kind = pointwise.overload_kind(pointwise.aten_schema(ov.aten))
-    operands = operands_for(op, dtype, layout)
+    operands = operands_for(op, dtype_name, layout)
     schema = pointwise.aten_schema(ov.aten)
     if any(str(a.type) == "number" for a in schema.arguments if a.name in ov.operands) and layout == "broadcast":
         pytest.skip("scalar operand")
@@ -158,14 +124,10 @@ def test_gems_ops_and_meta(name):
     ov = next(o for o in fam.OVERLOADS if name in uses(o) and o.gems
               and pointwise.overload_kind(pointwise.aten_schema(o.aten)) == "functional")
     dtype = TORCH[op.dtypes[0]]
-    operands = operands_for(op, dtype, "dense")
+    operands = operands_for(op, op.dtypes[0], "dense")
     base, _, overload = ov.aten.partition(".")
     gems_fn = getattr(getattr(torch.ops.gems, base), overload or "default")
-    kwargs = {}
-    if ov.select:
-        kwargs[ov.select[0]] = next(v for v, n in ov.select[1] if n == name)
-    for p in ov.params:
-        kwargs[p] = 0.5 if p == "alpha" else PARAMS[p]
+    kwargs = call_kwargs(ov, name, dtype)
     res = gems_fn(*operands, **kwargs)
     with gems_aot.use_gems(include=[]):
         ref = call(ov, name, operands, "functional")

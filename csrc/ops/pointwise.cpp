@@ -8,9 +8,12 @@
 // after collapsing), kIndex64 (strided beyond 32-bit offsets), kArch (no image for the GPU).
 #include "ops/pointwise.h"
 
+#include <ATen/Dispatch.h>
 #include <ATen/TensorIterator.h>
 #include <ATen/cuda/EmptyTensor.h>
 #include <ATen/native/BinaryOps.h>
+#include <ATen/ops/result_type.h>
+#include <ATen/ops/empty.h>
 #include <c10/cuda/CUDAGuard.h>
 
 #include <limits>
@@ -24,8 +27,13 @@ namespace {
 constexpr int64_t kMaxI32 = std::numeric_limits<int32_t>::max();
 constexpr int kMaxOperands = 3;
 
-c10::ScalarType out_dtype(const OpDesc& op, c10::ScalarType common) {
-  return op.builder == Builder::k_comparison_op ? c10::ScalarType::Bool : common;
+c10::ScalarType out_dtype(const OpDesc& op, c10::ScalarType compute) {
+  const bool bool_out = op.builder == Builder::k_comparison_op || op.builder == Builder::k_unary_bool_op;
+  return bool_out ? c10::ScalarType::Bool : compute;
+}
+
+c10::ScalarType operand_dtype(const OpDesc& op, int i, c10::ScalarType compute) {
+  return op.operand_dtypes[i] == c10::ScalarType::Undefined ? compute : op.operand_dtypes[i];
 }
 
 // A scalar pushed in the variant's opmath type (aot/pointwise.py compute_type).
@@ -87,7 +95,7 @@ Fallback launch_variant(Launch& l, c10::ArrayRef<c10::Scalar> params, int layout
   } else {
     args.i32(static_cast<int32_t>(l.n));
   }
-  for (int i = 0; i < op->arity; ++i) push_scalar(args, l.dtype, l.scalars[i]);
+  for (int i = 0; i < op->arity; ++i) push_scalar(args, operand_dtype(*op, i, l.dtype), l.scalars[i]);
   for (const c10::Scalar& p : params) push_scalar(args, l.dtype, p);
   if (strided) {
     for (int d = 1; d < strided->dims; ++d) args.i32(static_cast<int32_t>(strided->size[d]));
@@ -136,6 +144,9 @@ c10::Scalar wrapped_value(const at::Tensor& t) {
 // result is a dense tensor of that shape and dtype (bool for comparisons); skip TensorIterator.
 bool try_fast(const OpDesc& op, c10::ArrayRef<const at::Tensor*> operands, c10::ArrayRef<c10::Scalar> params,
               at::Tensor& out) {
+  for (int i = 0; i < op.arity; ++i) {
+    if (op.operand_dtypes[i] != c10::ScalarType::Undefined) return false;  // mixed-dtype operands
+  }
   const at::Tensor* first = nullptr;
   Launch l{&op, c10::ScalarType::Undefined};
   for (int i = 0; i < op.arity; ++i) {
@@ -184,6 +195,31 @@ at::TensorIterator build(const OpDesc& op, at::Tensor& out, c10::ArrayRef<const 
     case Builder::k_binary_op: return at::TensorIterator::binary_op(out, *operands[0], *operands[1]);
     case Builder::k_binary_float_op: return at::TensorIterator::binary_float_op(out, *operands[0], *operands[1]);
     case Builder::k_comparison_op: return at::TensorIterator::comparison_op(out, *operands[0], *operands[1]);
+    case Builder::k_unary_bool_op:
+      // As ATen's logical_not: a bool output, the input of any dtype.
+      if (!out.defined()) out = at::empty({0}, operands[0]->options().dtype(at::kBool));
+      return at::TensorIteratorConfig().check_all_same_dtype(false).add_output(out).add_const_input(*operands[0]).build();
+    case Builder::k_ternary_op: {
+      at::TensorIterator iter;
+      iter.build_ternary_op(out, *operands[0], *operands[1], *operands[2]);
+      return iter;
+    }
+    case Builder::k_where_op: {
+      // As ATen's where_self_out: the output has the result type of self and other; operands of
+      // another dtype (ATen converts them) leave the iterator as they are and fall back.
+      const c10::ScalarType result_type = at::result_type(*operands[1], *operands[2]);
+      if (!out.defined()) out = at::empty({0}, operands[1]->options().dtype(result_type));
+      TORCH_CHECK(out.scalar_type() == result_type, "Expected out type to be ", result_type, " but got ",
+                  out.scalar_type());
+      return at::TensorIteratorConfig()
+          .check_all_same_dtype(false)
+          .allow_cpu_scalars(true)
+          .add_output(out)
+          .add_const_input(*operands[0])
+          .add_const_input(*operands[1])
+          .add_const_input(*operands[2])
+          .build();
+    }
   }
   TORCH_CHECK(false, "gems: unknown pointwise builder");
 }
@@ -198,9 +234,18 @@ bool dense_1d(at::TensorIteratorBase& iter) {
   return true;
 }
 
+// The dtype the kernel computes in (the variant's dtype axis).
+c10::ScalarType compute_dtype(const OpDesc& op, at::TensorIteratorBase& iter) {
+  switch (op.builder) {
+    case Builder::k_unary_bool_op: return iter.dtype(1);
+    case Builder::k_where_op: return iter.dtype(0);
+    default: return iter.common_dtype();
+  }
+}
+
 Fallback run_iter(const OpDesc& op, at::TensorIteratorBase& iter, c10::ArrayRef<c10::Scalar> params) {
-  const c10::ScalarType t = iter.common_dtype();
   if (!iter.device().is_cuda()) return Fallback::kDevice;
+  const c10::ScalarType t = compute_dtype(op, iter);
   if (op.dtype_of(t) < 0) return Fallback::kDtype;
   if (iter.dtype(0) != out_dtype(op, t)) return Fallback::kMixedDtype;
   Launch l{&op, t};
@@ -209,7 +254,7 @@ Fallback run_iter(const OpDesc& op, at::TensorIteratorBase& iter, c10::ArrayRef<
       l.scalar_mask |= 1 << i;
       l.scalars[i] = iter.original_scalar_value<double>(i + 1);
       if (!c10::isFloatingType(t)) l.scalars[i] = iter.original_scalar_value<int64_t>(i + 1);
-    } else if (iter.dtype(i + 1) != t) {
+    } else if (iter.dtype(i + 1) != operand_dtype(op, i, t)) {
       return Fallback::kMixedDtype;
     } else {
       l.inputs[i] = iter.data_ptr(i + 1);
@@ -267,6 +312,28 @@ std::string describe(c10::ArrayRef<const at::Tensor*> operands) {
     s << (i ? ", " : "") << t.scalar_type() << t.sizes() << " on " << t.device();
   }
   return s.str();
+}
+
+c10::Scalar no_lower_bound(c10::ScalarType t) {
+  if (c10::isFloatingType(t)) return -std::numeric_limits<double>::infinity();
+  return AT_DISPATCH_INTEGRAL_TYPES(t, "no_lower_bound", [] { return c10::Scalar(std::numeric_limits<scalar_t>::lowest()); });
+}
+
+c10::Scalar no_upper_bound(c10::ScalarType t) {
+  if (c10::isFloatingType(t)) return std::numeric_limits<double>::infinity();
+  return AT_DISPATCH_INTEGRAL_TYPES(t, "no_upper_bound", [] { return c10::Scalar(std::numeric_limits<scalar_t>::max()); });
+}
+
+c10::Scalar finite_min(c10::ScalarType t) {
+  return AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, t, "finite_min", [] {
+    return c10::Scalar(static_cast<double>(std::numeric_limits<scalar_t>::lowest()));
+  });
+}
+
+c10::Scalar finite_max(c10::ScalarType t) {
+  return AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, t, "finite_max", [] {
+    return c10::Scalar(static_cast<double>(std::numeric_limits<scalar_t>::max()));
+  });
 }
 
 }  // namespace gems::pointwise

@@ -14,7 +14,16 @@ namespace gems::pointwise {
 
 // ATen's TensorIterator builder whose promotion, output dtype and layout rules the op follows
 // (names as in aot/pointwise.py BUILDERS).
-enum class Builder { k_unary_op, k_unary_float_op, k_binary_op, k_binary_float_op, k_comparison_op };
+enum class Builder {
+  k_unary_op,
+  k_unary_float_op,
+  k_unary_bool_op,  // any input dtype, bool out (logical_not, isnan)
+  k_binary_op,
+  k_binary_float_op,
+  k_comparison_op,
+  k_ternary_op,  // TensorIteratorBase::build_ternary_op (addcmul, addcdiv)
+  k_where_op,  // where.self: bool condition, self and other of the result type
+};
 
 // The layout axis of every pointwise grid (aot/pointwise.py LAYOUTS).
 enum Layout : int { kContig = 0, kContig64 = 1, kStrided3 = 2, kStrided8 = 3 };
@@ -27,6 +36,7 @@ struct OpDesc {
   int (*dtype_of)(c10::ScalarType);  // dtype axis index, -1 if not compiled
   int (*find)(int dtype, int form, int layout);  // kernel id, -1 if not compiled
   const int* forms;  // [1 << arity]: the form axis index by scalar-operand bitmask, -1 if none
+  const c10::ScalarType* operand_dtypes;  // [arity]: a fixed dtype, or Undefined (the compute dtype)
   const OpDesc* scalar_divisor;  // tensor / Python scalar runs as this op with 1 / scalar
   bool alpha;  // params[0] is alpha (ATen's alpha_check)
 };
@@ -41,5 +51,12 @@ void meta(const OpDesc& op, c10::ArrayRef<const at::Tensor*> operands, c10::Arra
           at::Tensor& out);
 
 std::string describe(c10::ArrayRef<const at::Tensor*> operands);
+
+// clamp's missing bound: -inf / +inf for floating types, the integer type's extremes otherwise.
+c10::Scalar no_lower_bound(c10::ScalarType t);
+c10::Scalar no_upper_bound(c10::ScalarType t);
+// nan_to_num's defaults: the dtype's finite extremes.
+c10::Scalar finite_min(c10::ScalarType t);
+c10::Scalar finite_max(c10::ScalarType t);
 
 }  // namespace gems::pointwise
