@@ -16,6 +16,10 @@ NUMBERS = FLOATS + INTS
 BITS = INTS + ("bool",)
 TENSOR_SCALAR = ("tt", "ts")  # ops whose scalar operand only comes second (x < 2, x & 1)
 
+# (case, exponent, dtypes) of pow(Tensor, Scalar) that ATen's kernel computes without pow.
+POW_CASES = (("sqrt", 0.5, FLOATS), ("square", 2, NUMBERS), ("cube", 3, NUMBERS), ("rsqrt", -0.5, FLOATS),
+             ("reciprocal", -1, FLOATS), ("inv_square", -2, FLOATS))
+
 OPS = [
     # Same dtype in and out (TensorIterator::unary_op).
     *(PointwiseOp(n, n, 1, "unary_op", NUMBERS) for n in ("abs", "neg", "sign", "relu")),
@@ -52,6 +56,11 @@ OPS = [
     *(PointwiseOp(n, n, 2, "binary_op", BITS, forms=TENSOR_SCALAR) for n in ("bitwise_and", "bitwise_or", "bitwise_xor")),
     *(PointwiseOp(n, n, 2, "binary_op", INTS, forms=TENSOR_SCALAR)
       for n in ("bitwise_left_shift", "bitwise_right_shift")),
+    # pow: Tensor ** Tensor and the general Tensor ** Scalar; the exponents ATen computes
+    # without pow are ops of their own.
+    PointwiseOp("pow", "pow", 2, "binary_op", NUMBERS, forms=("tt", "ts")),
+    *(PointwiseOp(f"pow_{case}", "pow_tensor_scalar", 2, "binary_op", dtypes, consts=(("CASE", case),), forms=("ts",))
+      for case, _, dtypes in POW_CASES),
     # Backward ops (binary_op over grad and the saved input or output).
     PointwiseOp("gelu_backward", "gelu_backward", 2, "binary_op", FLOATS, consts=(("APPROXIMATE", "none"),),
                 forms=("tt",)),
@@ -82,6 +91,8 @@ OPS = [
 ]
 
 SUB_CHECK = "at::native::sub_check(self, other);"
+POW_CHECK = ('TORCH_CHECK(!(c10::isIntegralType(self.scalar_type(), true) && exponent.isIntegral(true) && '
+             'exponent.toLong() < 0), "Integers to negative integer powers are not allowed.");')
 # ATen promotes an integer tensor clamped by a float bound to float: not a same-dtype variant.
 INT_BY_FLOAT = "c10::isIntegralType(self.scalar_type(), true) && {}"
 CLAMP_GUARD = "!(" + INT_BY_FLOAT.format("((min && min->isFloatingPoint()) || (max && max->isFloatingPoint()))") + ")"
@@ -145,6 +156,13 @@ OVERLOADS = [
     *Overload.family("addcmul", "addcmul", operands=("self", "tensor1", "tensor2"), params=("value",)),
     *Overload.family("addcdiv", "addcdiv", operands=("self", "tensor1", "tensor2"), params=("value",)),
     *Overload.family("where.self", "where", operands=("condition", "self", "other")),
+    *Overload.family("pow.Tensor_Tensor", "pow", operands=("self", "exponent")),
+    *(
+        Overload(name, "", operands=("self", "exponent"), check=POW_CHECK, gems=name == "pow.Tensor_Scalar",
+                 select=(None, tuple((f"exponent.equal({e})", f"pow_{case}") for case, e, _ in POW_CASES)
+                         + (("true", "pow"),)))
+        for name in ("pow.Tensor_Scalar", "pow_.Scalar", "pow.Tensor_Scalar_out")
+    ),
 ]
 
 check_declarations(OPS, OVERLOADS)

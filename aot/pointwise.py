@@ -97,7 +97,8 @@ class Overload:
       wrapped-number tensor, as ATen's own Scalar overloads do), in order.
     params: the op's runtime scalars, in order: schema argument names, or C++ expressions of
       them (clamp's missing bound becomes the dtype's extreme).
-    select: (argument, ((value or None, op name), ...)) for a `str` / `str?` argument.
+    select: (argument, ((value or None, op name), ...)) for a `str` / `str?` argument, or
+      (None, ((C++ condition, op name), ...)): the first true condition picks (pow's exponents).
     check: a C++ statement run first, with the schema's argument names (ATen's extra checks).
     guard: a C++ condition on the arguments; false sends the call to ATen (reason "args").
     gems: also register the overload as torch.ops.gems.<name> (functional overloads only).
@@ -397,8 +398,11 @@ def _select_op(ov: Overload) -> list:
     if not ov.select:
         return [f"  const pointwise::OpDesc* op = &kOp_{ov.op};"]
     arg, choices = ov.select
-    optional = str(next(a.type for a in aten_schema(ov.aten).arguments if a.name == arg)).startswith("Optional")
     lines = ["  const pointwise::OpDesc* op = nullptr;"]
+    if arg is None:
+        lines += [f"  {'else ' if i else ''}if ({cond}) op = &kOp_{name};" for i, (cond, name) in enumerate(choices)]
+        return lines
+    optional = str(next(a.type for a in aten_schema(ov.aten).arguments if a.name == arg)).startswith("Optional")
     for value, name in choices:
         if value is None:
             lines.append(f"  if (!{arg}.has_value()) op = &kOp_{name};")

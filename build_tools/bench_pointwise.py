@@ -26,7 +26,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from aot import family_pointwise as fam  # noqa: E402
 from aot import pointwise  # noqa: E402
 from build_tools.bench import device_ms, host_us  # noqa: E402
-from pointwise_cases import TORCH, call_kwargs, operand_dtype  # noqa: E402
+from pointwise_cases import TORCH, call_kwargs, operand_dtype, scalar_operand  # noqa: E402
 
 
 def functional_cases():
@@ -43,7 +43,7 @@ def make_call(ov, name, operands):
     fn = getattr(getattr(torch.ops.aten, base), overload or "default")
     kwargs = call_kwargs(ov, name, operands[-1].dtype)
     types_ = {a.name: str(a.type) for a in pointwise.aten_schema(ov.aten).arguments}
-    args = [2 if types_[a] == "number" else t for a, t in zip(ov.operands, operands)]
+    args = [scalar_operand(name, t.dtype) if types_[a] == "number" else t for a, t in zip(ov.operands, operands)]
     return lambda: fn(*args, **kwargs)
 
 

@@ -227,6 +227,29 @@ def pow(x, y):
 
 
 @triton.jit
+def pow_tensor_scalar(x, y, CASE: tl.constexpr):
+    """pow(Tensor, Scalar) as ATen's kernel special-cases the exponent: 0.5, 2, 3, -0.5, -1 and -2
+    are computed without pow (different last bits, and sqrt(-0.0), sqrt(-inf) differ from pow);
+    CASE "general" is pow itself."""
+    if CASE == "sqrt":
+        r = sqrt(x)
+    elif CASE == "square":
+        r = x * x
+    elif CASE == "cube":
+        r = x * x * x
+    elif CASE == "rsqrt":
+        r = rsqrt(x)
+    elif CASE == "reciprocal":
+        r = reciprocal(x)
+    elif CASE == "inv_square":
+        r = _div_rn(1, x * x)
+    else:
+        tl.static_assert(CASE == "general", "CASE is sqrt, square, cube, rsqrt, reciprocal, inv_square or general")
+        r = pow(x, y)
+    return r
+
+
+@triton.jit
 def atan2(x, y):
     return libdevice.atan2(x, y)
 

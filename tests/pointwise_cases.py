@@ -22,6 +22,18 @@ EXPRESSION_PARAMS = {
 }
 
 
+def scalar_operand(op_name, dtype):
+    """The value of a Python-scalar operand: pow's special exponents pick their own ops."""
+    special = {f"pow_{case}": e for case, e, _ in fam.POW_CASES}
+    if op_name in special:
+        return special[op_name]
+    if dtype == torch.bool:
+        return True
+    if op_name == "pow":
+        return 1.75 if dtype.is_floating_point else 4
+    return -1.75 if dtype.is_floating_point else 3
+
+
 def uses(ov):
     """The ops an overload can run."""
     return [n for _, n in ov.select[1]] if ov.select else [ov.op]
@@ -44,7 +56,7 @@ def call_kwargs(ov, op_name, dtype):
         if not dtype.is_floating_point and name in INT_VALUES:
             value = INT_VALUES[name]
         kwargs[name] = value
-    if ov.select:
+    if ov.select and ov.select[0] is not None:  # a condition-select reads the operands instead
         arg, choices = ov.select
         kwargs[arg] = next(v for v, n in choices if n == op_name)
     return kwargs

@@ -20,7 +20,8 @@ from aot import family_pointwise as fam
 from aot import pointwise
 from conftest import interpreted_math, libdevice_by_torch
 
-from pointwise_cases import OPS, TORCH, call_kwargs, functional_overload, kernel_params, operand_dtype, sample
+from pointwise_cases import (OPS, TORCH, call_kwargs, functional_overload, kernel_params, operand_dtype, sample,
+                             scalar_operand)
 
 RTOL = {torch.float32: 1.3e-6, torch.float16: 1e-3, torch.bfloat16: 1.6e-2}
 OLD_INTERPRETER = tuple(int(v) for v in triton.__version__.split(".")[:2]) < (3, 7)
@@ -47,17 +48,13 @@ def reference(op, operands, dtype):
     base, _, name = ov.aten.partition(".")
     fn = getattr(getattr(torch.ops.aten, base), name or "default")
     wide = [o.double() if o.is_floating_point() else o for o in operands]
+    types_ = {a.name: str(a.type) for a in pointwise.aten_schema(ov.aten).arguments}
+    wide = [w.item() if types_[a] == "number" else w for a, w in zip(ov.operands, wide)]
     return fn(*wide, **call_kwargs(ov, op.name, dtype))
 
 
 def params_for(op, dtype):
     return kernel_params(functional_overload(op.name), op.name, dtype)
-
-
-def scalar_value(dtype):
-    if dtype == torch.bool:
-        return True
-    return 3 if not dtype.is_floating_point else -1.75
 
 
 def opmath(values, dtype):
@@ -130,9 +127,7 @@ def test_contig_every_form(name, dtype_name, seeded):
         if op.fn.startswith("logical_") and "s" in form and dtype.is_floating_point:
             continue  # the interpreter cannot `&` the bool of an fp32 scalar argument; the GPU suite runs it
         operands = [sample(op, operand_dtype(op, i, dtype_name), (n,), i, gen=seeded) if c == "t"
-                    else scalar_value(dtype) for i, c in enumerate(form)]
-        if op.fn in ("div", "remainder") and form[1] == "s" and not dtype.is_floating_point:
-            operands[1] = 7
+                    else scalar_operand(name, dtype) for i, c in enumerate(form)]
         out_dtype = TORCH[op.out_dtype(dtype_name)]
         out = torch.full((n,), 1 if out_dtype == torch.bool else 99, dtype=out_dtype)  # poisoned
         run_contig(op, dtype_name, form, operands, out)

@@ -270,6 +270,12 @@ CASES = ACTIVATIONS + [Case(op, getattr(torch, op), 1, FLOATS) for op in UNARY_F
     # torch's fp32 CPU remainder is NaN for huge quotients (3e38 % 0.5) where CUDA's fmod is exact.
     Case("remainder", torch.remainder, 2, FLOATS + INTS, fix=_nonzero_divisor, ref_dtype=torch.float64),
     Case("pow", torch.pow, 2, FLOATS + INTS, fix=_small_exponent),
+    # pow(Tensor, Scalar)'s special exponents ignore the second operand; ATen's CPU kernel
+    # special-cases the same ones.
+    *(Case("pow_tensor_scalar", (lambda e: lambda x, y: torch.pow(x, e))(e), 2, dtypes, modes=(case,), name=case)
+      for case, e, dtypes in (("sqrt", 0.5, FLOATS), ("square", 2, FLOATS + INTS), ("cube", 3, FLOATS + INTS),
+                              ("rsqrt", -0.5, FLOATS), ("reciprocal", -1.0, FLOATS), ("inv_square", -2.0, FLOATS))),
+    Case("pow_tensor_scalar", torch.pow, 2, FLOATS + INTS, modes=("general",), fix=_small_exponent, name="general"),
     Case("atan2", torch.atan2, 2, FLOATS),
     Case("hypot", torch.hypot, 2, FLOATS),
     Case("maximum", torch.maximum, 2, FLOATS + INTS + BOOL),

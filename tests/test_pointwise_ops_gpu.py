@@ -13,7 +13,7 @@ from conftest import requires_gpu
 
 pytestmark = [requires_gpu, pytest.mark.gpu]
 
-from pointwise_cases import OPS, TORCH, call_kwargs, operand_dtype, sample, uses
+from pointwise_cases import OPS, TORCH, call_kwargs, operand_dtype, sample, scalar_operand, uses
 
 RTOL = {torch.float32: 1.3e-6, torch.float16: 1e-3, torch.bfloat16: 1.6e-2}
 # Layouts: a dense tensor, a transposed one (strided path), a sliced one with a storage offset
@@ -57,7 +57,7 @@ def call(ov, name, operands, kind, out=None):
     types_ = {a.name: str(a.type) for a in schema.arguments}
     for i, a in enumerate(ov.operands):
         if types_[a] == "number":
-            args[i] = 3 if not dtype.is_floating_point else -1.75
+            args[i] = scalar_operand(name, dtype)
     if kind == "out":
         written = [a.name for a in schema.arguments if a.alias_info is not None and a.alias_info.is_write]
         kwargs[written[0]] = out
