@@ -84,6 +84,10 @@ OPS = [
     PointwiseOp("lerp_tensor", "lerp", 3, "ternary_op", FLOATS),
     PointwiseOp("where", "where", 3, "where_op", NUMBERS + ("bool",), operand_dtypes=("bool", "", ""),
                 forms=("ttt", "tts", "tst")),
+    # In place: fill_ and masked_fill_ (ATen's own configurations).
+    PointwiseOp("fill", "copy", 0, "nullary_op", NUMBERS + ("bool",), num_params=1),
+    PointwiseOp("masked_fill", "masked_fill", 2, "masked_fill_op", NUMBERS + ("bool",), num_params=1,
+                operand_dtypes=("", "bool"), forms=("tt",)),
     # Comparisons and logical ops: bool out (comparison_op).
     *(PointwiseOp(n, n, 2, "comparison_op", NUMBERS, forms=TENSOR_SCALAR) for n in ("eq", "ne", "lt", "le", "gt", "ge")),
     *(PointwiseOp(n, n, 2, "comparison_op", NUMBERS + ("bool",), forms=TENSOR_SCALAR)
@@ -157,6 +161,12 @@ OVERLOADS = [
     *Overload.family("addcdiv", "addcdiv", operands=("self", "tensor1", "tensor2"), params=("value",)),
     *Overload.family("where.self", "where", operands=("condition", "self", "other")),
     *Overload.family("pow.Tensor_Tensor", "pow", operands=("self", "exponent")),
+    # ATen raises when the value does not fit self's dtype; an expanded self gets ATen's warning.
+    Overload("fill_.Scalar", "fill", operands=(), params=("value",), gems=False,
+             check="pointwise::check_fits(value, self.scalar_type());"),
+    Overload("masked_fill_.Scalar", "masked_fill", operands=("self", "mask"), params=("value",), gems=False,
+             check="pointwise::check_fits(value, self.scalar_type());",
+             guard="at::has_internal_overlap(self) != at::MemOverlap::Yes"),
     *(
         Overload(name, "", operands=("self", "exponent"), check=POW_CHECK, gems=name == "pow.Tensor_Scalar",
                  select=(None, tuple((f"exponent.equal({e})", f"pow_{case}") for case, e, _ in POW_CASES)

@@ -2,7 +2,7 @@
 
   python build_tools/bench_pointwise.py --out DIR [--ops exp,add,...]
 
-Per functional aten overload served by a generated op: host µs per call at 1024 fp32 elements
+Per generated op, through its functional aten overload (in-place for fill_ and masked_fill_): host µs per call at 1024 fp32 elements
 through the aten op after enable() versus ATen, and device GB/s (bytes read + written once) at
 16M elements for fp32 and bf16 contiguous and for fp32 transposed (the strided path), versus
 ATen. Writes bench_pointwise.json and bench_pointwise.md; prints the table and the geometric
@@ -26,16 +26,20 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from aot import family_pointwise as fam  # noqa: E402
 from aot import pointwise  # noqa: E402
 from build_tools.bench import device_ms, host_us  # noqa: E402
-from pointwise_cases import TORCH, call_kwargs, operand_dtype, scalar_operand  # noqa: E402
+from pointwise_cases import TORCH, call_kwargs, operand_dtype, scalar_operand, uses  # noqa: E402
 
 
-def functional_cases():
-    for ov in fam.OVERLOADS:
-        if not ov.override or pointwise.overload_kind(pointwise.aten_schema(ov.aten)) != "functional":
-            continue
-        names = [n for _, n in ov.select[1]] if ov.select else [ov.op]
-        for name in names:
-            yield ov, name
+def cases():
+    """Per op, the functional overridden overload that serves it, else the in-place one."""
+    seen = set()
+    for kind in ("functional", "inplace"):
+        for ov in fam.OVERLOADS:
+            if not ov.override or pointwise.overload_kind(pointwise.aten_schema(ov.aten)) != kind:
+                continue
+            for name in uses(ov):
+                if kind == "functional" or name not in seen:
+                    seen.add(name)
+                    yield ov, name
 
 
 def make_call(ov, name, operands):
@@ -44,12 +48,14 @@ def make_call(ov, name, operands):
     kwargs = call_kwargs(ov, name, operands[-1].dtype)
     types_ = {a.name: str(a.type) for a in pointwise.aten_schema(ov.aten).arguments}
     args = [scalar_operand(name, t.dtype) if types_[a] == "number" else t for a, t in zip(ov.operands, operands)]
+    if not ov.operands:  # fill_: the one tensor is self
+        args = list(operands)
     return lambda: fn(*args, **kwargs)
 
 
 def inputs(op, dtype_name, shape, transposed=False):
     out = []
-    for i in range(op.arity):
+    for i in range(max(op.arity, 1)):  # a fill's one tensor is the self it writes
         dtype = operand_dtype(op, i, dtype_name)
         if dtype == torch.bool:
             t = torch.rand(shape, device="cuda") > 0.5
@@ -71,7 +77,7 @@ def main(argv=None):
     ops = {op.name: op for op in fam.OPS}
     rows, results = [], []
     gems_aot.disable()
-    for ov, name in functional_cases():
+    for ov, name in cases():
         op = ops[name]
         if selected and name not in selected:
             continue
@@ -87,7 +93,8 @@ def main(argv=None):
             shape = (4096, 4096)
             sets = [inputs(op, dtype_name, shape, transposed) for _ in range(2)]
             out_size = TORCH[op.out_dtype(dtype_name)].itemsize
-            moved = shape[0] * shape[1] * (sum(t.element_size() for t in sets[0]) + out_size) / 1e9
+            reads = sets[0] if op.arity else []  # a fill only writes
+            moved = shape[0] * shape[1] * (sum(t.element_size() for t in reads) + out_size) / 1e9
             t_aten = device_ms(lambda s: make_call(ov, name, s), sets)
             with gems_aot.use_gems(include=[ov.aten]):
                 gems_aot.reset_fallback_counts()

@@ -39,12 +39,14 @@ def uses(ov):
     return [n for _, n in ov.select[1]] if ov.select else [ov.op]
 
 
-def functional_overload(op_name):
-    """The functional overload that serves the op (its reference)."""
-    for ov in fam.OVERLOADS:
-        if pointwise.overload_kind(pointwise.aten_schema(ov.aten)) == "functional" and op_name in uses(ov):
-            return ov
-    raise AssertionError(f"no functional overload serves {op_name}")
+def reference_overload(op_name):
+    """The overload that serves the op as the reference: the functional one, else the in-place one
+    (fill_, masked_fill_)."""
+    for kind in ("functional", "inplace"):
+        for ov in fam.OVERLOADS:
+            if pointwise.overload_kind(pointwise.aten_schema(ov.aten)) == kind and op_name in uses(ov):
+                return ov
+    raise AssertionError(f"no overload serves {op_name}")
 
 
 def call_kwargs(ov, op_name, dtype):

@@ -20,7 +20,7 @@ from aot import family_pointwise as fam
 from aot import pointwise
 from conftest import interpreted_math, libdevice_by_torch
 
-from pointwise_cases import (OPS, TORCH, call_kwargs, functional_overload, kernel_params, operand_dtype, sample,
+from pointwise_cases import (OPS, TORCH, call_kwargs, reference_overload, kernel_params, operand_dtype, sample,
                              scalar_operand)
 
 RTOL = {torch.float32: 1.3e-6, torch.float16: 1e-3, torch.bfloat16: 1.6e-2}
@@ -42,19 +42,23 @@ def generated():
             os.environ["TRITON_INTERPRET"] = previous
 
 
-def reference(op, operands, dtype):
-    """torch on float64 (for floats) through the op's functional aten overload."""
-    ov = functional_overload(op.name)
+def reference(op, operands, dtype, out):
+    """torch on float64 (for floats) through the op's functional aten overload, or in place on a
+    copy (of a tensor like `out` when self is no operand)."""
+    ov = reference_overload(op.name)
     base, _, name = ov.aten.partition(".")
     fn = getattr(getattr(torch.ops.aten, base), name or "default")
-    wide = [o.double() if o.is_floating_point() else o for o in operands]
+    wide = [o.double() if o.is_floating_point() else o.clone() for o in operands]
+    if pointwise.overload_kind(pointwise.aten_schema(ov.aten)) == "inplace" and "self" not in ov.operands:
+        return fn(torch.zeros_like(out, dtype=torch.float64 if out.is_floating_point() else out.dtype),
+                  **call_kwargs(ov, op.name, dtype))
     types_ = {a.name: str(a.type) for a in pointwise.aten_schema(ov.aten).arguments}
     wide = [w.item() if types_[a] == "number" else w for a, w in zip(ov.operands, wide)]
     return fn(*wide, **call_kwargs(ov, op.name, dtype))
 
 
 def params_for(op, dtype):
-    return kernel_params(functional_overload(op.name), op.name, dtype)
+    return kernel_params(reference_overload(op.name), op.name, dtype)
 
 
 def opmath(values, dtype):
@@ -137,7 +141,7 @@ def test_contig_every_form(name, dtype_name, seeded):
             out2 = torch.zeros((n,), dtype=torch.bool)  # a second poison: every element is written
             run_contig(op, dtype_name, form, operands, out2)
             assert torch.equal(out, out2), name
-        check(out, reference(op, ref_operands, dtype), op)
+        check(out, reference(op, ref_operands, dtype, out), op)
 
 
 @pytest.mark.parametrize("layout", ["strided3", "strided8"])
@@ -153,7 +157,7 @@ def test_strided_broadcast_and_transposed(name, layout, seeded):
         operands.append(sample(op, dtype, shape[-1:], 1, gen=seeded))  # broadcast: stride 0 on leading dims
     out = torch.full(shape, 1 if op.out_dtype(dtype_name) == "bool" else 99, dtype=TORCH[op.out_dtype(dtype_name)])
     run_strided(op, dtype_name, layout, operands, out)
-    check(out, reference(op, operands, dtype), op)
+    check(out, reference(op, operands, dtype, out), op)
 
 
 def test_strided_python_scalar_operand(seeded):

@@ -9,6 +9,8 @@
 #include "ops/pointwise.h"
 
 #include <ATen/Dispatch.h>
+#include <ATen/ExpandUtils.h>
+#include <ATen/MemoryOverlap.h>
 #include <ATen/TensorIterator.h>
 #include <ATen/cuda/EmptyTensor.h>
 #include <ATen/native/BinaryOps.h>
@@ -220,6 +222,27 @@ at::TensorIterator build(const OpDesc& op, at::Tensor& out, c10::ArrayRef<const 
           .add_const_input(*operands[2])
           .build();
     }
+    case Builder::k_nullary_op:
+      // As ATen's fill_out: an expanded output is allowed (every element gets the same value).
+      return at::TensorIteratorConfig()
+          .set_check_mem_overlap(false)
+          .check_all_same_dtype(false)
+          .add_output(out)
+          .resize_outputs(false)
+          .build();
+    case Builder::k_masked_fill_op: {
+      // As ATen's masked_fill__cuda: the mask broadcast to self, self read and written in place.
+      at::assert_no_partial_overlap(out, *operands[1]);
+      c10::MaybeOwned<at::Tensor> mask = at::expand_inplace(out, *operands[1], "masked_fill_");
+      return at::TensorIteratorConfig()
+          .set_check_mem_overlap(false)
+          .check_all_same_dtype(false)
+          .resize_outputs(false)
+          .add_output(out)
+          .add_const_input(out)
+          .add_owned_const_input(*mask)
+          .build();
+    }
   }
   TORCH_CHECK(false, "gems: unknown pointwise builder");
 }
@@ -238,7 +261,9 @@ bool dense_1d(at::TensorIteratorBase& iter) {
 c10::ScalarType compute_dtype(const OpDesc& op, at::TensorIteratorBase& iter) {
   switch (op.builder) {
     case Builder::k_unary_bool_op: return iter.dtype(1);
-    case Builder::k_where_op: return iter.dtype(0);
+    case Builder::k_where_op:
+    case Builder::k_nullary_op:
+    case Builder::k_masked_fill_op: return iter.dtype(0);
     default: return iter.common_dtype();
   }
 }
@@ -312,6 +337,10 @@ std::string describe(c10::ArrayRef<const at::Tensor*> operands) {
     s << (i ? ", " : "") << t.scalar_type() << t.sizes() << " on " << t.device();
   }
   return s.str();
+}
+
+void check_fits(const c10::Scalar& value, c10::ScalarType t) {
+  AT_DISPATCH_ALL_TYPES_AND3(at::kHalf, at::kBFloat16, at::kBool, t, "check_fits", [&] { (void)value.to<scalar_t>(); });
 }
 
 c10::Scalar no_lower_bound(c10::ScalarType t) {

@@ -23,6 +23,8 @@ enum class Builder {
   k_comparison_op,
   k_ternary_op,  // TensorIteratorBase::build_ternary_op (addcmul, addcdiv)
   k_where_op,  // where.self: bool condition, self and other of the result type
+  k_nullary_op,  // fill_: the output alone
+  k_masked_fill_op,  // masked_fill_: self written where the (broadcast) bool mask is set
 };
 
 // The layout axis of every pointwise grid (aot/pointwise.py LAYOUTS).
@@ -51,6 +53,9 @@ void meta(const OpDesc& op, c10::ArrayRef<const at::Tensor*> operands, c10::Arra
           at::Tensor& out);
 
 std::string describe(c10::ArrayRef<const at::Tensor*> operands);
+
+// Raises ATen's error when `value` does not fit dtype `t` (as fill_ and masked_fill_ do).
+void check_fits(const c10::Scalar& value, c10::ScalarType t);
 
 // clamp's missing bound: -inf / +inf for floating types, the integer type's extremes otherwise.
 c10::Scalar no_lower_bound(c10::ScalarType t);
