@@ -19,6 +19,7 @@ FAMILIES = (
     "aot.family_pointwise",
     "aot.family_reduce",
     "aot.family_gemm",
+    "aot.family_fused",
 )
 
 

@@ -30,6 +30,7 @@ echo "== benchmark"
 $PY build_tools/bench.py --out "$OUT_DIR" >"$OUT_DIR/bench.log" 2>&1 || tail -30 "$OUT_DIR/bench.log"
 $PY build_tools/bench_pointwise.py --out "$OUT_DIR" >"$OUT_DIR/bench_pointwise.log" 2>&1 ||
   tail -30 "$OUT_DIR/bench_pointwise.log"
+$PY build_tools/bench_fused.py --out "$OUT_DIR" >"$OUT_DIR/bench_fused.log" 2>&1 || tail -30 "$OUT_DIR/bench_fused.log"
 t3=$(date +%s)
 echo "== tests"
 $PY -m pytest tests -q -p no:cacheprovider -rfE --junitxml="$OUT_DIR/tests.xml" >"$OUT_DIR/tests.log" 2>&1
@@ -50,4 +51,5 @@ grep "\[gems-aot\].*compiled" "$OUT_DIR/rebuild.log" | tail -2
 tail -1 "$OUT_DIR/tests.log"
 cat "$OUT_DIR/bench.md" 2>/dev/null || echo "no benchmark results"
 tail -7 "$OUT_DIR/bench_pointwise.md" 2>/dev/null || echo "no pointwise benchmark results"
+cat "$OUT_DIR/bench_fused.md" 2>/dev/null || echo "no fused benchmark results"
 exit $tests_rc

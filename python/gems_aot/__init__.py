@@ -19,6 +19,7 @@ from gems_aot._override import (
     use_gems,
 )
 from gems_aot._info import __version__, info
+from gems_aot._fused import gelu_and_mul, silu_and_mul
 
 _load()
 
@@ -28,9 +29,11 @@ __all__ = [
     "enable",
     "enabled_ops",
     "fallback_counts",
+    "gelu_and_mul",
     "info",
     "is_enabled",
     "registered_ops",
     "reset_fallback_counts",
+    "silu_and_mul",
     "use_gems",
 ]
