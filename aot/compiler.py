@@ -150,7 +150,7 @@ class Progress:
             f"[gems-aot] {self.total} images, {self.total - self.cached} compiled, {self.cached} from cache, "
             f"{time.monotonic() - self.start:.1f}s\n"
         )
-        if 0 < len(self.compiled) <= 10 < self.total:
+        if 0 < len(self.compiled) <= 50 < self.total:
             # A rebuild that recompiles a few variants names them (their cache key changed).
             self.stream.write(f"[gems-aot] compiled: {', '.join(sorted(self.compiled))}\n")
 

@@ -35,9 +35,7 @@ OPS = [
     # Activations.
     PointwiseOp("gelu", "gelu", 1, "unary_op", FLOATS, consts=(("APPROXIMATE", "none"),)),
     PointwiseOp("gelu_tanh", "gelu", 1, "unary_op", FLOATS, consts=(("APPROXIMATE", "tanh"),)),
-    # hardsigmoid (in kernels/pointwise_math.py) is not declared: its GPU results differed from
-    # ATen's in the first GPU run; ATen serves it until that is understood.
-    *(PointwiseOp(n, n, 1, "unary_op", FLOATS) for n in ("silu", "mish", "hardswish")),
+    *(PointwiseOp(n, n, 1, "unary_op", FLOATS) for n in ("silu", "mish", "hardswish", "hardsigmoid")),
     PointwiseOp("leaky_relu", "leaky_relu", 1, "unary_op", FLOATS, num_params=1),
     PointwiseOp("elu", "elu", 1, "unary_op", FLOATS, num_params=3),
     PointwiseOp("softplus", "softplus", 1, "unary_op", FLOATS, num_params=2),
@@ -104,7 +102,7 @@ CLAMP_GUARD = "!(" + INT_BY_FLOAT.format("((min && min->isFloatingPoint()) || (m
 OVERLOADS = [
     *(ov for n in ("abs", "neg", "sign", "relu", "floor", "ceil", "round", "trunc", "bitwise_not", "exp", "exp2",
                    "expm1", "log", "log1p", "log2", "log10", "sqrt", "rsqrt", "reciprocal", "sin", "cos", "tan",
-                   "tanh", "sigmoid", "erf", "silu", "mish", "hardswish")
+                   "tanh", "sigmoid", "erf", "silu", "mish", "hardswish", "hardsigmoid")
       for ov in Overload.family(n, n)),
     *Overload.family("gelu", "", select=("approximate", (("none", "gelu"), ("tanh", "gelu_tanh")))),
     *Overload.family("leaky_relu", "leaky_relu", params=("negative_slope",)),

@@ -23,7 +23,7 @@ grep "\[gems-aot\]" "$OUT_DIR/build.log" | tail -3
 t1=$(date +%s)
 echo "== second build (nothing changed: no kernel may recompile)"
 $PY -m pip install -v --no-build-isolation --no-deps -e . >"$OUT_DIR/rebuild.log" 2>&1
-grep "\[gems-aot\].*compiled" "$OUT_DIR/rebuild.log" | tail -2
+grep "\[gems-aot\].*compiled" "$OUT_DIR/rebuild.log" | tail -2 | cut -c1-3000
 t2=$(date +%s)
 
 echo "== benchmark"
@@ -47,7 +47,7 @@ echo
 echo "== summary"
 $PY -m gems_aot info
 echo "build $((t1 - t0)) s, rebuild $((t2 - t1)) s, bench $((t3 - t2)) s, tests $((t4 - t3)) s"
-grep "\[gems-aot\].*compiled" "$OUT_DIR/rebuild.log" | tail -2
+grep "\[gems-aot\].*compiled" "$OUT_DIR/rebuild.log" | tail -2 | cut -c1-3000
 tail -1 "$OUT_DIR/tests.log"
 cat "$OUT_DIR/bench.md" 2>/dev/null || echo "no benchmark results"
 tail -7 "$OUT_DIR/bench_pointwise.md" 2>/dev/null || echo "no pointwise benchmark results"

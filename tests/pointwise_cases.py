@@ -74,7 +74,8 @@ def kernel_params(ov, op_name, dtype):
 
 
 def operand_dtype(op, i, dtype_name):
-    return TORCH[op.operand_dtype(i, dtype_name)]
+    """Operand i's dtype; a fill's one tensor (its self, no operand) has the op's dtype."""
+    return TORCH[op.operand_dtype(i, dtype_name) if i < op.arity else dtype_name]
 
 
 def sample(op, dtype, shape, operand, device="cpu", gen=None, specials=True):
