@@ -103,8 +103,7 @@ def compile_variant(variant, arch: int):
     return compiled.asm["cubin"], meta
 
 
-def _run_job(job: Job, cache: pathlib.Path):
-    key = job.key()
+def _run_job(job: Job, key: str, cache: pathlib.Path):
     cubin_path, meta_path = cache / f"{key}.cubin", cache / f"{key}.json"
     if cubin_path.exists() and meta_path.exists():
         return job, cubin_path.read_bytes(), json.loads(meta_path.read_text()), True
@@ -159,6 +158,10 @@ def compile_all(jobs, workers: int, cache: pathlib.Path | None = None):
     """Compiles jobs (cache first); returns {(symbol, arch): (cubin, meta)} and the compiled count."""
     cache = cache or cache_dir()
     results, progress = {}, Progress(len(jobs))
+    # Keys are taken here, before any compile: a worker that has compiled a kernel can see a
+    # different cache_key for a jit function it shares with the next one (seen with triton 3.6:
+    # a no-change rebuild recompiled a different few strided gelu variants each time).
+    keys = {job: job.key() for job in jobs}
     errors = []
 
     def collect(job, cubin, meta, cached):
@@ -167,11 +170,11 @@ def compile_all(jobs, workers: int, cache: pathlib.Path | None = None):
 
     if workers <= 1 or len(jobs) <= 1:
         for job in jobs:
-            collect(*_run_job(job, cache))
+            collect(*_run_job(job, keys[job], cache))
     else:
         ctx = multiprocessing.get_context("fork")
         with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            futures = {pool.submit(_run_job, job, cache): job for job in jobs}
+            futures = {pool.submit(_run_job, job, keys[job], cache): job for job in jobs}
             for fut in concurrent.futures.as_completed(futures):
                 try:
                     collect(*fut.result())
