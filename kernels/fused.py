@@ -78,6 +78,18 @@ def _act_and_grad(a, ACT: tl.constexpr):
 
 
 @triton.jit
+def _tile(x_ptr, M, H, x_row, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    """This program's rows and columns of the [M, H] halves, the mask, and both halves in fp32."""
+    rows = tl.program_id(0).to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
+    cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    mask = (rows < M)[:, None] & (cols < H)[None, :]
+    a_ptrs = x_ptr + (rows * x_row)[:, None] + cols[None, :]
+    a = tl.load(a_ptrs, mask=mask, other=0).to(tl.float32)
+    b = tl.load(a_ptrs + H, mask=mask, other=0).to(tl.float32)
+    return rows, cols, mask, a, b
+
+
+@triton.jit
 def act_and_mul_fwd(
     x_ptr,
     out_ptr,
@@ -90,12 +102,7 @@ def act_and_mul_fwd(
     BLOCK_N: tl.constexpr,
 ):
     H = H_v * VEC
-    rows = tl.program_id(0).to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
-    cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
-    mask = (rows < M)[:, None] & (cols < H)[None, :]
-    a_ptrs = x_ptr + (rows * (x_row_v * VEC))[:, None] + cols[None, :]
-    a = tl.load(a_ptrs, mask=mask, other=0).to(tl.float32)
-    b = tl.load(a_ptrs + H, mask=mask, other=0).to(tl.float32)
+    rows, cols, mask, a, b = _tile(x_ptr, M, H, x_row_v * VEC, BLOCK_M, BLOCK_N)
     y = _act(a, ACT) * b
     out_ptrs = out_ptr + (rows * H)[:, None] + cols[None, :]
     tl.store(out_ptrs, y.to(out_ptr.dtype.element_ty), mask=mask)
@@ -116,12 +123,7 @@ def act_and_mul_bwd(
     BLOCK_N: tl.constexpr,
 ):
     H = H_v * VEC
-    rows = tl.program_id(0).to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
-    cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
-    mask = (rows < M)[:, None] & (cols < H)[None, :]
-    a_ptrs = x_ptr + (rows * (x_row_v * VEC))[:, None] + cols[None, :]
-    a = tl.load(a_ptrs, mask=mask, other=0).to(tl.float32)
-    b = tl.load(a_ptrs + H, mask=mask, other=0).to(tl.float32)
+    rows, cols, mask, a, b = _tile(x_ptr, M, H, x_row_v * VEC, BLOCK_M, BLOCK_N)
     g_ptrs = grad_ptr + (rows * (grad_row_v * VEC))[:, None] + cols[None, :]
     g = tl.load(g_ptrs, mask=mask, other=0).to(tl.float32)
     act, d = _act_and_grad(a, ACT)
