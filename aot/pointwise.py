@@ -33,13 +33,18 @@ MATH_MODULE = "kernels.pointwise_math"
 # TensorIterator builders (at::TensorIterator::<builder>), i.e. ATen's promotion rules, and the
 # output dtype each gives for a compute dtype.
 BUILDERS = ("unary_op", "unary_float_op", "unary_bool_op", "binary_op", "binary_float_op", "comparison_op",
-            "ternary_op", "where_op", "nullary_op", "masked_fill_op")
+            "ternary_op", "where_op", "nullary_op", "masked_fill_op", "copy_op", "threshold_op", "clamp_op")
 ARITY = {"unary_op": 1, "unary_float_op": 1, "unary_bool_op": 1, "binary_op": 2, "binary_float_op": 2,
-         "comparison_op": 2, "ternary_op": 3, "where_op": 3, "nullary_op": 0, "masked_fill_op": 2}
+         "comparison_op": 2, "ternary_op": 3, "where_op": 3, "nullary_op": 0, "masked_fill_op": 2, "copy_op": 1,
+         "threshold_op": 1, "clamp_op": 3}
 BOOL_OUT = ("comparison_op", "unary_bool_op")
 LAYOUTS = ("contig", "contig64", "strided3", "strided8")
 STRIDED_DIMS = {"strided3": 3, "strided8": 8}
-CONTIG_BLOCK, CONTIG_WARPS = 2048, 8
+# Contiguous kernels' (BLOCK, num_warps): 8 elements per thread, and 16 for 16-bit dtypes, whose
+# transcendental ops are compute-bound and gain up to 8% from the extra work per thread (sweep of
+# build_tools/sweep_pointwise.py on an H100; memory-bound ops do not care).
+CONTIG_LAUNCH = (2048, 8)
+CONTIG_LAUNCH_16BIT = (2048, 4)
 STRIDED_BLOCK, STRIDED_WARPS = 512, 4
 
 
@@ -64,6 +69,12 @@ class PointwiseOp:
     alpha: bool = False  # param 0 is `alpha`: ATen's alpha_check applies
     # Per operand: "" (the compute dtype) or a fixed dtype (where's condition is "bool").
     operand_dtypes: tuple = ()
+    # (BLOCK, num_warps) of the contiguous kernels for every dtype, where the default is slower.
+    contig_launch: tuple = ()
+    # The output's dtype whatever the compute dtype (a cast: copy_op), else the builder's rule.
+    result_dtype: str = ""
+    # ((dtype, fn), ...): another scalar function for a dtype (pow_bf16), with kernels of its own.
+    dtype_fns: tuple = ()
 
     def __post_init__(self):
         if self.builder not in BUILDERS:
@@ -77,16 +88,33 @@ class PointwiseOp:
             raise ValueError(f"{self.name}: unknown dtypes {bad}")
         if not self.forms:
             object.__setattr__(self, "forms", ("tt", "ts", "st") if self.arity == 2 else ("t" * self.arity,))
+        if any(d not in self.dtypes for d, _ in self.dtype_fns):
+            raise ValueError(f"{self.name}: dtype_fns for dtypes it is not compiled for")
+        if self.result_dtype and self.result_dtype not in DTYPES:
+            raise ValueError(f"{self.name}: unknown result_dtype {self.result_dtype}")
         if len(self.operand_dtypes) != self.arity or any(d and d not in DTYPES for d in self.operand_dtypes):
             raise ValueError(f"{self.name}: bad operand_dtypes {self.operand_dtypes}")
         if any(len(f) != self.arity or set(f) - {"t", "s"} or (self.arity and "t" not in f) for f in self.forms):
             raise ValueError(f"{self.name}: bad forms {self.forms}")
 
     def out_dtype(self, dtype: str) -> str:
-        return "bool" if self.builder in BOOL_OUT else dtype
+        return self.result_dtype or ("bool" if self.builder in BOOL_OUT else dtype)
 
     def operand_dtype(self, i: int, dtype: str) -> str:
         return self.operand_dtypes[i] or dtype
+
+    def fn_for(self, dtype: str) -> str:
+        return dict(self.dtype_fns).get(dtype, self.fn)
+
+    def fns(self) -> list:
+        return [self.fn] + sorted({fn for _, fn in self.dtype_fns} - {self.fn})
+
+
+def kernel_name(op: PointwiseOp, dtype: str, layout: str) -> str:
+    """The generated kernel a variant runs: <op>[_<fn>]_<contig | strided3 | strided8>."""
+    fn = op.fn_for(dtype)
+    kind = "contig" if layout.startswith("contig") else layout
+    return f"{op.name}_{kind}" if fn == op.fn else f"{op.name}_{fn}_{kind}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,23 +123,33 @@ class Overload:
 
     operands: schema argument names passed as the op's operands (a Scalar argument becomes a
       wrapped-number tensor, as ATen's own Scalar overloads do), in order.
+    defaults: ((argument, C++ Scalar expression), ...): the wrapped number that stands in for a
+      `Tensor?` operand when it is None (clamp's missing bound).
     params: the op's runtime scalars, in order: schema argument names, or C++ expressions of
       them (clamp's missing bound becomes the dtype's extreme).
     select: (argument, ((value or None, op name), ...)) for a `str` / `str?` argument, or
       (None, ((C++ condition, op name), ...)): the first true condition picks (pow's exponents).
     check: a C++ statement run first, with the schema's argument names (ATen's extra checks).
     guard: a C++ condition on the arguments; false sends the call to ATen (reason "args").
+    result: a C++ expression allocating a functional overload's output where ATen's layout is not
+      TensorIterator's (pow.Scalar's is contiguous whatever the exponent's).
+    out_shape: C++ sizes to which an out= of another shape is resized, contiguous, before the
+      kernel, where ATen resizes it so (pow.Scalar_out; the composite isinf.out).
     gems: also register the overload as torch.ops.gems.<name> (functional overloads only).
-    override: replace ATen's CUDA kernel for it under enable() (it must have one).
+    override: replace ATen's kernel for it at the CUDA key under enable(): its CUDA kernel, or
+      its CompositeExplicitAutograd one (copy_, isinf), which also stays the fallback.
     """
 
     aten: str
     op: str = ""
     operands: tuple = ("self",)
+    defaults: tuple = ()
     params: tuple = ()
     select: tuple = ()
     check: str = ""
     guard: str = ""
+    result: str = ""
+    out_shape: str = ""
     gems: bool = True
     override: bool = True
 
@@ -126,8 +164,11 @@ class Overload:
         written = lambda a: a.alias_info is not None and a.alias_info.is_write  # noqa: E731
         found = [aten]
         inplace_name = f"{base}_" + (f".{name}" if name else "")
+        # The in-place overload of the same name takes the same arguments (pow_.Scalar does not:
+        # it is pow.Tensor_Scalar's).
         if inplace and _has_schema(inplace_name):
-            found.append(inplace_name)
+            if [(a.name, str(a.type)) for a in aten_schema(inplace_name).arguments] == args:
+                found.append(inplace_name)
         for s in _schemas(base):
             if overload_kind(s) == "out" and [(a.name, str(a.type)) for a in s.arguments if not written(a)] == args:
                 found.append(f"{base}.{s.overload_name}")
@@ -176,24 +217,24 @@ def _names(op):
     return ins, scalars, params, flags
 
 
-def _call(op, offs, mask):
-    """The block to store: fn of the operands, in the output dtype."""
+def _call(op, fn, offs, mask, size="BLOCK"):
+    """The block (of `size` elements) to store: fn of the operands, in the output dtype."""
     ins, scalars, params, flags = _names(op)
     args = [f"_operand({p}, {s}, {offs}, {mask}, {f})" for p, s, f in zip(ins, scalars, flags)]
     args += params + [f"{n}={v!r}" for n, v in op.consts]
-    value = f"M.{op.fn}({', '.join(args)}).to(out.dtype.element_ty)"
+    value = f"M.{fn}({', '.join(args)}).to(out.dtype.element_ty)"
     if not op.arity:  # a fill: fn of the params alone is a scalar
-        value = f"tl.full((BLOCK,), {value}, out.dtype.element_ty)"
+        value = f"tl.full(({size},), {value}, out.dtype.element_ty)"
     return value
 
 
-def _contig_source(op) -> str:
+def _contig_source(op, name, fn) -> str:
     ins, scalars, params, flags = _names(op)
     args = ", ".join(ins + ["out", "n"] + scalars + params + [f"{f}: tl.constexpr" for f in flags])
     return f'''
 
 @triton.jit
-def {op.name}_contig({args}, INDEX64: tl.constexpr, BLOCK: tl.constexpr):
+def {name}({args}, INDEX64: tl.constexpr, BLOCK: tl.constexpr):
     pid = tl.program_id(0)
     if INDEX64:
         pid = pid.to(tl.int64)
@@ -201,10 +242,18 @@ def {op.name}_contig({args}, INDEX64: tl.constexpr, BLOCK: tl.constexpr):
     offs = start + tl.arange(0, BLOCK)
     # Full blocks take the unmasked branch, so aligned pointers give 16-byte accesses for any n.
     if start + BLOCK <= n:
-        tl.store(out + offs, {_call(op, "offs", "None")})
+        tl.store(out + offs, {_call(op, fn, "offs", "None")})
     else:
-        mask = offs < n
-        tl.store(out + offs, {_call(op, "offs", "mask")}, mask=mask)
+        # The last block: up to a multiple of 16 elements the mask is uniform per 16-byte vector
+        # and the accesses stay vectorized; the rest (under 16) takes a 16-wide step. A mask down
+        # to one element would scalarise the branch, and its registers count for the whole kernel
+        # (bf16 gelu_backward tanh: 83 registers instead of 72, 0.86x ATen instead of 0.95x, H100).
+        n16 = n // 16 * 16
+        mask = offs < n16
+        tl.store(out + offs, {_call(op, fn, "offs", "mask")}, mask=mask)
+        tail = n16 + tl.arange(0, 16)
+        tail_mask = tail < n
+        tl.store(out + tail, {_call(op, fn, "tail", "tail_mask", "16")}, mask=tail_mask)
 '''
 
 
@@ -215,7 +264,7 @@ def _strided_args(op, dims):
     return sizes, strides
 
 
-def _strided_source(op, layout) -> str:
+def _strided_source(op, name, fn, layout) -> str:
     dims = STRIDED_DIMS[layout]
     ins, scalars, params, flags = _names(op)
     sizes, strides = _strided_args(op, dims)
@@ -230,22 +279,26 @@ def _strided_source(op, layout) -> str:
         body.append(f"    rem = rem // size{d}")
         body += [f"    o_{t} += idx * st_{t}_{d}" for t in tensors]
     body += [f"    o_{t} += rem * st_{t}_0" for t in tensors]
-    call = _call(op, "OFFS", "mask")
+    call = _call(op, fn, "OFFS", "mask")
     for t in ins:
         call = call.replace(f"_operand({t}, sc{t[2:]}, OFFS,", f"_operand({t}, sc{t[2:]}, o_{t},")
     body.append(f"    tl.store(out + o_out, {call}, mask=mask)")
     return f'''
 
 @triton.jit
-def {op.name}_{layout}({args}, BLOCK: tl.constexpr):
+def {name}({args}, BLOCK: tl.constexpr):
 ''' + "\n".join(body) + "\n"
 
 
 def kernel_source(ops) -> str:
     parts = [_PRELUDE]
     for op in ops:
-        parts.append(_contig_source(op))
-        parts += [_strided_source(op, layout) for layout in STRIDED_DIMS]
+        for fn in op.fns():
+            dtype = next((d for d in op.dtypes if op.fn_for(d) == fn), None)
+            if dtype is None:
+                continue  # every dtype has a function of its own
+            parts.append(_contig_source(op, kernel_name(op, dtype, "contig"), fn))
+            parts += [_strided_source(op, kernel_name(op, dtype, layout), fn, layout) for layout in STRIDED_DIMS]
     return "".join(parts)
 
 
@@ -287,11 +340,12 @@ def make_variant(op: PointwiseOp, point, arch):
     sig += [(p, compute_type(dtype)) for p in params]
     consts = [(f, c == "s") for f, c in zip(flags, form)]
     if layout.startswith("contig"):
-        kernel, warps = f"{op.name}_contig", CONTIG_WARPS
-        consts += [("INDEX64", layout == "contig64"), ("BLOCK", CONTIG_BLOCK)]
+        block, warps = op.contig_launch or (CONTIG_LAUNCH_16BIT if dtype in ("fp16", "bf16", "i16") else CONTIG_LAUNCH)
+        kernel = kernel_name(op, dtype, layout)
+        consts += [("INDEX64", layout == "contig64"), ("BLOCK", block)]
         hints = tuple(n for n, c in zip(ins, form) if c == "t") + ("out",)
     else:
-        kernel, warps, hints = f"{op.name}_{layout}", STRIDED_WARPS, ()
+        kernel, warps, hints = kernel_name(op, dtype, layout), STRIDED_WARPS, ()
         sizes, strides = _strided_args(op, STRIDED_DIMS[layout])
         sig += [(s, "i32") for s in sizes + strides]
         consts += [("BLOCK", STRIDED_BLOCK)]
@@ -329,10 +383,14 @@ def _has_schema(name: str) -> bool:
     return any(s.overload_name == overload for s in _schemas(base))
 
 
-def _has_cuda_kernel(name: str) -> bool:
+def _has_kernel(name: str, key: str) -> bool:
     import torch
 
-    return torch._C._dispatch_has_kernel_for_dispatch_key(f"aten::{name}", "CUDA")
+    return torch._C._dispatch_has_kernel_for_dispatch_key(f"aten::{name}", key)
+
+
+def _has_cuda_kernel(name: str) -> bool:
+    return _has_kernel(name, "CUDA")
 
 
 @functools.lru_cache(maxsize=None)
@@ -348,6 +406,7 @@ def aten_schema(name: str):
 
 _CPP_TYPES = {
     "Tensor": "const at::Tensor&",
+    "Optional[Tensor]": "const std::optional<at::Tensor>&",
     "number": "const at::Scalar&",
     "Optional[number]": "const std::optional<at::Scalar>&",
     "str": "c10::string_view",
@@ -388,13 +447,22 @@ def _ret(schema) -> str:
     return "at::Tensor" if overload_kind(schema) == "functional" else "at::Tensor&"
 
 
+def _aten_kernel(name: str) -> str:
+    """The dispatch key of ATen's kernel that an override replaces and falls back to."""
+    for key in ("CUDA", "CompositeExplicitAutograd"):
+        if _has_kernel(name, key):
+            return key
+    raise ValueError(f"aten::{name} has neither a CUDA nor a CompositeExplicitAutograd kernel to override")
+
+
 def _aten_call(ov: Overload) -> str:
-    """ATen's own CUDA kernel for the overload (at::cuda::<op>[_outf])."""
+    """ATen's own kernel for the overload (at::cuda::<op>[_outf], or the composite one)."""
     schema = aten_schema(ov.aten)
     base = ov.aten.split(".")[0]
     names = [a.name for a in schema.arguments]
     fn = f"{base}_outf" if overload_kind(schema) == "out" else base
-    return f"at::cuda::{fn}({', '.join(names)})"
+    ns = "cuda" if _aten_kernel(ov.aten) == "CUDA" else "compositeexplicitautograd"
+    return f"at::{ns}::{fn}({', '.join(names)})"
 
 
 def _select_op(ov: Overload) -> list:
@@ -419,10 +487,15 @@ def _select_op(ov: Overload) -> list:
 
 def _operand_exprs(ov: Overload, schema) -> tuple:
     types_ = {a.name: str(a.type) for a in schema.arguments}
+    defaults = dict(ov.defaults)
     prep, refs = [], []
     for name in ov.operands:
         if types_[name] == "number":
             prep.append(f"  const at::Tensor {name}_t = at::native::wrapped_scalar_tensor({name});")
+            refs.append(f"&{name}_t")
+        elif types_[name] == "Optional[Tensor]":
+            prep.append(f"  const at::Tensor {name}_t = {name}.has_value() ? *{name} : "
+                        f"at::native::wrapped_scalar_tensor({defaults[name]});")
             refs.append(f"&{name}_t")
         else:
             refs.append(f"&{name}")
@@ -451,13 +524,15 @@ def _body(ov: Overload, mode: str) -> list:
     lines.append(f"  const c10::Scalar params[] = {{{params}}};" if ov.params else "  const c10::ArrayRef<c10::Scalar> params;")
     written = [a.name for a in schema.arguments if a.alias_info is not None and a.alias_info.is_write]
     if kind == "functional":
-        out = "at::Tensor out;"
+        out = f"at::Tensor out = {ov.result};" if ov.result else "at::Tensor out;"
     elif kind == "inplace":
         out = "at::Tensor& out = self;"
     else:  # the out= argument, unless it is already named `out` (gelu_backward's is grad_input)
         out = "" if written == ["out"] else f"at::Tensor& out = {written[0]};"
     if out:
         lines.append(f"  {out}")
+    if kind == "out" and ov.out_shape:
+        lines.append(f"  at::native::resize_output(out, {ov.out_shape});")
     if mode == "meta":
         if ov.select or ov.guard:
             lines.append(f'  if (!op) unsupported("gems::{ov.aten}", Fallback::kArgs, "arguments");')
@@ -499,10 +574,12 @@ def cpp_sources(ops, overloads, header_name: str) -> dict:
     h += ["}  // namespace gems", ""]
 
     # In-place overloads (add_) share the header of their op (add).
-    bases = sorted({ov.aten.split(".")[0].rstrip("_") for ov in overrides})
+    headers = sorted({(ov.aten.split(".")[0].rstrip("_"), _aten_kernel(ov.aten).lower())
+                      for ov in overrides})
     c = ["// Generated by aot/pointwise.py. Do not edit.", f'#include "{header_name}"', "",
-         "#include <ATen/MemoryOverlap.h>", "#include <ATen/ScalarOps.h>", "#include <ATen/native/BinaryOps.h>"]
-    c += [f"#include <ATen/ops/{b}_cuda_dispatch.h>" for b in bases]
+         "#include <ATen/MemoryOverlap.h>", "#include <ATen/ScalarOps.h>", "#include <ATen/native/BinaryOps.h>",
+         "#include <ATen/native/Resize.h>"]
+    c += [f"#include <ATen/ops/{b}_{key}_dispatch.h>" for b, key in headers]
     c += ["", '#include "gems_kernels.h"', '#include "ops/pointwise.h"', '#include "runtime/fallback.h"', "",
           "namespace gems {", "namespace {"]
     for op in ops:
@@ -520,10 +597,11 @@ def cpp_sources(ops, overloads, header_name: str) -> dict:
         fixed = ", ".join(f"c10::ScalarType::{DTYPES[d][1]}" if d else "c10::ScalarType::Undefined"
                           for d in op.operand_dtypes)
         c.append(f"constexpr c10::ScalarType kOperandDtypes_{op.name}[] = {{{fixed}}};")
+        result = f"c10::ScalarType::{DTYPES[op.result_dtype][1]}" if op.result_dtype else "c10::ScalarType::Undefined"
         c.append(
             f'const pointwise::OpDesc kOp_{op.name}{{"{op.name}", pointwise::Builder::k_{op.builder}, {op.arity}, '
             f"{op.num_params}, &{g}::dtype_of, &{g}::find, kForms_{op.name}, kOperandDtypes_{op.name}, "
-            f"{divisor}, {'true' if op.alpha else 'false'}}};"
+            f"{divisor}, {'true' if op.alpha else 'false'}, {result}}};"
         )
     first = f"gen::pw_{ops[0].name}"
     c += [f"static_assert({first}::layout_{name} == pointwise::{enum});"
@@ -557,12 +635,22 @@ def check_declarations(ops, overloads):
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise ValueError(f"duplicate pointwise ops: {dup}")
+    layouts = ("contig",) + tuple(STRIDED_DIMS)
+    kernels = {kernel_name(op, d, layout) for op in ops for d in op.dtypes for layout in layouts}
+    if len(kernels) != len({(op.name, op.fn_for(d)) for op in ops for d in op.dtypes}) * len(layouts):
+        raise ValueError("two ops generate kernels of the same name")
     math = importlib.import_module(MATH_MODULE)
     for op in ops:
-        if not hasattr(math, op.fn):
-            raise ValueError(f"{op.name}: {MATH_MODULE} has no function {op.fn}")
+        for fn in op.fns():
+            if not hasattr(math, fn):
+                raise ValueError(f"{op.name}: {MATH_MODULE} has no function {fn}")
+    atens = [ov.aten for ov in overloads]
+    dup = sorted({n for n in atens if atens.count(n) > 1})
+    if dup:
+        raise ValueError(f"overloads declared twice: {dup}")
     for ov in overloads:
         aten_schema(ov.aten)
 
 
-__all__ = ["FLOAT_DTYPES", "Overload", "PointwiseOp", "cpp_sources", "grid", "load_module", "registrations"]
+__all__ = ["FLOAT_DTYPES", "Overload", "PointwiseOp", "cpp_sources", "grid", "kernel_name", "load_module",
+           "registrations"]

@@ -71,6 +71,13 @@ def copy(x):
 
 
 @triton.jit
+def to_fp32(x):
+    # c10 converts an integer to fp16 / bf16 through float: two roundings, as here (a direct
+    # conversion rounds once and differs above 2**24). Floats arrive widened to fp32 already.
+    return x.to(tl.float32)
+
+
+@triton.jit
 def add(x, y, alpha):
     if x.dtype.is_floating():
         r = tl.fma(alpha, y, x)
@@ -224,6 +231,24 @@ def pow(x, y):
     else:
         r = _powi(x, y)
     return r
+
+
+@triton.jit
+def pow_bf16(x, y):
+    """pow for a bf16 result, from fp32 operands: exp2(y * log2|x|) on the approximate hardware
+    log2 and exp2, where libdevice's pow makes bf16 pow compute-bound (0.82x ATen on an H100).
+    A finite nonzero bf16 result has |y * log2|x|| < 134 with |log2|x|| >= log2(1 + 2**-7), so
+    |y| < 12000 and lg2.approx's absolute error (2**-22.6) moves the result by under 0.35 bf16
+    ulp. Signs and special values are C's pow."""
+    r = libdevice.exp2(y * libdevice.fast_log2f(tl.abs(x)))
+    y_int = tl.floor(y) == y  # +-inf count as (even) integers
+    y_odd = (y - 2 * tl.floor(y * 0.5)) == 1  # exact below 2**24; larger floats are even
+    # Nested selects, not `&`: the interpreter cannot `&` a scalar operand's predicate.
+    negative = libdevice.copysign(tl.full(x.shape, 1.0, x.dtype), x) < 0  # -0.0 too
+    r = tl.where(negative, tl.where(y_odd, r * -1, r), r)  # as neg(): triton 3.6's -r is 0 - r, +0.0 for 0.0
+    r = tl.where((x < 0) & (x > -_INF), tl.where(y_int, r, float("nan")), r)
+    r = tl.where(x == -1, tl.where(tl.abs(y) == _INF, 1.0, r), r)
+    return tl.where(y == 0, 1.0, tl.where(x == 1, 1.0, r))
 
 
 @triton.jit
@@ -457,6 +482,7 @@ def relu(x):
 
 @triton.jit
 def threshold(x, threshold, value):
+    # The driver passes threshold and value rounded to x's dtype, as ATen's kernel takes them.
     return tl.where(x <= threshold, value, x)
 
 
@@ -514,8 +540,22 @@ def silu_backward(grad, x):
 
 
 @triton.jit
+def _min_combine(a, b):
+    # tl.reduce's combine (tl.min is a jit function of triton.language that the CPU tests'
+    # interpreter cannot call).
+    return tl.minimum(a, b)
+
+
+@triton.jit
 def softplus(x, beta, threshold):
-    return tl.where(x * beta > threshold, x, _div_rn(libdevice.log1p(libdevice.exp(x * beta)), beta))
+    above = x * beta > threshold
+    # ATen's threads branch: above the threshold they skip log1p(exp()), and a batch of such
+    # values is memory-bound. A block that is all above takes the same shortcut.
+    if tl.reduce(above.to(tl.int32), 0, _min_combine) == 1:
+        r = x
+    else:
+        r = tl.where(above, x, _div_rn(libdevice.log1p(libdevice.exp(x * beta)), beta))
+    return r
 
 
 @triton.jit

@@ -69,7 +69,8 @@ _LIBDEVICE_REFERENCE = {
     "exp": torch.exp, "exp2": torch.exp2, "expm1": torch.expm1, "log": torch.log, "log1p": torch.log1p,
     "log2": torch.log2, "log10": torch.log10, "rsqrt": torch.rsqrt, "sin": torch.sin, "cos": torch.cos,
     "tan": torch.tan, "tanh": torch.tanh, "erf": torch.erf, "atan2": torch.atan2, "hypot": torch.hypot,
-    "pow": torch.pow, "fmod": torch.fmod, "trunc": torch.trunc, "rint": torch.round, "copysign": torch.copysign,
+    "pow": torch.pow, "fast_log2": torch.log2,
+    "fmod": torch.fmod, "trunc": torch.trunc, "rint": torch.round, "copysign": torch.copysign,
 }  # fmt: skip
 
 

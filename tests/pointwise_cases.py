@@ -3,6 +3,8 @@ and build_tools/bench_pointwise.py: from an op declaration (aot/family_pointwise
 overload that serves it, the aten call's keyword arguments, the kernel's runtime scalars as the
 generated C++ wrapper computes them, and operands in a domain where torch defines the op."""
 
+import re
+
 import torch
 
 from aot import family_pointwise as fam
@@ -19,6 +21,8 @@ INT_VALUES = {"alpha": 2, "value": 3, "min": -50, "max": 70}
 EXPRESSION_PARAMS = {
     "clamp": lambda kw: [kw["min"], kw["max"]],
     "nan_to_num": lambda kw: [kw["nan"], kw["posinf"], kw["neginf"]],
+    "threshold": lambda kw: [kw["threshold"], kw["value"]],
+    "threshold_backward": lambda kw: [kw["threshold"]],
 }
 
 
@@ -53,7 +57,8 @@ def call_kwargs(ov, op_name, dtype):
     """Keyword arguments of the aten call: params and the select argument."""
     kwargs = {}
     for p in ov.params:
-        name = p if p in VALUES else p.split(".")[0]  # an expression names its argument first
+        # A C++ expression of the schema's arguments: the one with a test value.
+        name = next(n for n in re.findall(r"[A-Za-z_]\w*", p) if n in VALUES)
         value = VALUES[name]
         if not dtype.is_floating_point and name in INT_VALUES:
             value = INT_VALUES[name]
@@ -68,7 +73,7 @@ def kernel_params(ov, op_name, dtype):
     """The op's runtime scalars, as the generated wrapper passes them."""
     kwargs = call_kwargs(ov, op_name, dtype)
     base = ov.aten.split(".")[0].rstrip("_")
-    if base in EXPRESSION_PARAMS:
+    if ov.params and base in EXPRESSION_PARAMS:
         return EXPRESSION_PARAMS[base](kwargs)
     return [kwargs[p] for p in ov.params]
 
@@ -81,6 +86,8 @@ def operand_dtype(op, i, dtype_name):
 def sample(op, dtype, shape, operand, device="cpu", gen=None, specials=True):
     """Operand `operand` of op: random values, NaN / inf / -0.0 first for floats; integer
     divisors never 0, shift amounts within the width."""
+    if op.builder == "copy_op" and op.result_dtype in ("i32", "i64"):
+        specials = False  # NaN and inf have no integer value (undefined behaviour in C++)
     if dtype == torch.bool:
         return torch.randint(0, 2, shape, generator=gen).bool().to(device)
     if not dtype.is_floating_point:

@@ -1,5 +1,6 @@
 """The built extension on the CPU: schemas, Meta functions, the override switch, info, errors."""
 
+import functools
 import json
 import subprocess
 import sys
@@ -35,8 +36,11 @@ def test_registered_ops_match_declarations():
     for name in DECLARED_OVERRIDES:
         base, _, overload = name.partition(".")
         assert getattr(getattr(torch.ops.aten, base), overload or "default") is not None
-        # Only ops with a CUDA kernel of their own may be overridden (decision 4).
-        assert torch._C._dispatch_has_kernel_for_dispatch_key(f"aten::{name}", "CUDA"), name
+        # Decision 4: only ops with a CUDA kernel or an explicit composite one (copy_, isinf),
+        # whose autograd kernel stays in front of ours; never a CompositeImplicitAutograd op.
+        has = functools.partial(torch._C._dispatch_has_kernel_for_dispatch_key, f"aten::{name}")
+        assert has("CUDA") or (has("CompositeExplicitAutograd") and has("Autograd")
+                                and not has("CompositeImplicitAutograd")), name
 
 
 def _has_gems_kernel(name):
@@ -101,6 +105,13 @@ META_CASES = [
                                                                                            dtype=torch.int64)), {}),
     ("div.Scalar", lambda m: (torch.empty(0, 7, device=m, dtype=torch.float16), 2), {}),
     ("relu", lambda m: (torch.empty(3, 4, 5, 6, device=m).to(memory_format=torch.channels_last),), {}),
+    # A missing Tensor bound: the wrapped extreme must not widen the result (int32 stays int32).
+    ("clamp.Tensor", lambda m: (torch.empty(2, 3, device=m, dtype=torch.int32), torch.empty(3, device=m,
+                                                                                             dtype=torch.int32)), {}),
+    ("clamp.Tensor", lambda m: (torch.empty(2, 3, device=m, dtype=torch.bfloat16), None,
+                                torch.empty(2, 1, device=m)), {}),
+    ("threshold", lambda m: (torch.empty(4, 5, device=m, dtype=torch.float16).t(), 0.1, 2), {}),
+    ("isinf", lambda m: (torch.empty(3, 4, device=m, dtype=torch.int64),), {}),
 ]
 
 
@@ -124,6 +135,11 @@ def test_meta_errors_like_torch():
     with pytest.raises(RuntimeError, match="Subtraction, the `-` operator, with two bool"):
         torch.ops.gems.sub(torch.empty(3, device="meta", dtype=torch.bool), torch.empty(3, device="meta",
                                                                                          dtype=torch.bool))
+
+
+def test_clamp_tensor_needs_a_bound():
+    with pytest.raises(RuntimeError, match="At least one of 'min' or 'max' must not be None"):
+        torch.ops.gems.clamp.Tensor(torch.empty(3, device="meta"), None, None)
 
 
 def test_gems_op_works_under_fake_tensors_and_compile_tracing():

@@ -45,6 +45,8 @@ def generated():
 def reference(op, operands, dtype, out):
     """torch on float64 (for floats) through the op's functional aten overload, or in place on a
     copy (of a tensor like `out` when self is no operand)."""
+    if op.builder == "copy_op":
+        return operands[0].to(out.dtype)  # ATen's CPU cast
     ov = reference_overload(op.name)
     base, _, name = ov.aten.partition(".")
     fn = getattr(getattr(torch.ops.aten, base), name or "default")
@@ -62,15 +64,18 @@ def params_for(op, dtype):
 
 
 def opmath(values, dtype):
-    """Python floats as fp32 (or fp64) interpreter scalars, as the compiled kernel receives them
-    (the interpreter would pass a bare float through)."""
+    """Python floats as fp32 (or fp64) and ints of int64 ops as int64 interpreter scalars, as the
+    compiled kernel receives them (the interpreter would pass a bare float, or an int as int32)."""
     np_type, tl_type = (numpy.float64, tl.float64) if dtype == torch.float64 else (numpy.float32, tl.float32)
-    return [tl.tensor(interpreter.TensorHandle(numpy.array([v], dtype=np_type), tl_type), tl_type)
-            if isinstance(v, float) else v for v in values]
+    typed = {float: (np_type, tl_type)}
+    if dtype == torch.int64:
+        typed[int] = (numpy.int64, tl.int64)
+    return [tl.tensor(interpreter.TensorHandle(numpy.array([v], dtype=typed[type(v)][0]), typed[type(v)][1]),
+                      typed[type(v)][1]) if type(v) in typed else v for v in values]
 
 
 def run_contig(op, dtype_name, form, operands, out, index64=False):
-    k = getattr(generated(), f"{op.name}_contig")
+    k = getattr(generated(), pointwise.kernel_name(op, dtype_name, "contig"))
     dtype = TORCH[dtype_name]
     ptrs = [o if isinstance(o, torch.Tensor) else out for o in operands]
     scalars = opmath([0 if isinstance(o, torch.Tensor) else o for o in operands], dtype)
@@ -89,7 +94,7 @@ def element_strides(t, dims, shape):
 
 
 def run_strided(op, dtype_name, layout, operands, out):
-    k = getattr(generated(), f"{op.name}_{layout}")
+    k = getattr(generated(), pointwise.kernel_name(op, dtype_name, layout))
     dims = pointwise.STRIDED_DIMS[layout]
     dtype = TORCH[dtype_name]
     shape = out.shape
@@ -193,7 +198,11 @@ def test_variant_signatures():
     v = g.make({"dtype": "bf16", "form": "ts", "layout": "contig"}, 90)
     assert v.runtime_args == (("in0", "*bf16"), ("in1", "*bf16"), ("out", "*bf16"), ("n", "i32"),
                               ("sc0", "fp32"), ("sc1", "fp32"), ("p0", "fp32"))
-    assert dict(v.constexprs) == {"S0": False, "S1": True, "INDEX64": False, "BLOCK": pointwise.CONTIG_BLOCK}
+    assert dict(v.constexprs) == {"S0": False, "S1": True, "INDEX64": False, "BLOCK": 2048}
+    assert v.num_warps == 4  # 16 bf16 elements per thread; 8 for 32-bit dtypes
+    assert g.make({"dtype": "fp32", "form": "tt", "layout": "contig"}, 90).num_warps == 8
+    floor = pointwise.grid(OPS["div_floor"]).make({"dtype": "fp32", "form": "tt", "layout": "contig"}, 90)
+    assert (dict(floor.constexprs)["BLOCK"], floor.num_warps) == (512, 4)  # its declared launch shape
     assert set(v.divisible16) == {"in0", "out"}  # the scalar operand's pointer is not dereferenced
     v = g.make({"dtype": "i64", "form": "tt", "layout": "contig64"}, 90)
     assert ("n", "i64") in v.runtime_args and ("p0", "i64") in v.runtime_args
@@ -226,8 +235,46 @@ def test_generated_cpp_wrappers():
     assert "const at::Tensor other_t = at::native::wrapped_scalar_tensor(other);" in cpp  # eq.Scalar
     assert "at::native::sub_check(self, other);" in cpp
     assert 'kOp_div{"div", pointwise::Builder::k_binary_float_op, 2, 0, &gen::pw_div::dtype_of, ' in cpp
-    assert "&kOp_mul, false};" in cpp  # div's tensor / scalar form runs as mul by the reciprocal
+    assert "&kOp_mul, false, c10::ScalarType::Undefined};" in cpp  # div's tensor / scalar form runs as mul by the reciprocal
     assert src[f"{pointwise.GENERATED_MODULE}.py"] == pointwise.kernel_source(fam.OPS)
+
+
+def test_composite_overrides_fall_back_to_the_composite_kernel():
+    """copy_ and isinf have no CUDA kernel in ATen: their overrides fall back to the
+    CompositeExplicitAutograd one (which a CUDA-key registration would otherwise hide)."""
+    names = {o.name for o in fam.ATEN_OVERRIDES}
+    assert {"copy_", "isinf", "isinf.out", "threshold.out", "clamp.Tensor", "clamp_min_.Tensor"} <= names
+    cpp = fam.generated_sources()["family_pointwise_ops.cpp"]
+    assert "return at::compositeexplicitautograd::copy_(self, src, non_blocking);" in cpp
+    assert "return at::compositeexplicitautograd::isinf_outf(self, out);" in cpp
+    assert "#include <ATen/ops/copy_compositeexplicitautograd_dispatch.h>" in cpp
+    assert "if (self.scalar_type() == c10::ScalarType::BFloat16) op = &kOp_copy_to_bf16;" in cpp
+    assert ("const at::Tensor max_t = max.has_value() ? *max : at::native::wrapped_scalar_tensor("
+            "pointwise::no_upper_bound(at::result_type(self, *min)));") in cpp
+    assert "pointwise::in_dtype(threshold, self.scalar_type())" in cpp
+
+
+def test_copy_variants_cast_to_the_result_dtype():
+    op = OPS["copy_to_bf16"]
+    assert (op.fn, op.dtypes) == ("to_fp32", fam.CAST)
+    v = pointwise.grid(op).make({"dtype": "i64", "form": "t", "layout": "strided3"}, 90)
+    assert v.runtime_args[:3] == (("in0", "*i64"), ("out", "*bf16"), ("n", "i32"))
+    with pytest.raises(ValueError, match="result_dtype"):
+        pointwise.PointwiseOp("x", "copy", 1, "copy_op", ("fp32",), result_dtype="fp8")
+
+
+@pytest.mark.parametrize("src", ["i64", "i32", "bool"])
+def test_integer_to_bf16_rounds_through_fp32(src):
+    """c10 converts an integer to bf16 through float (two roundings); so must the kernel."""
+    op = OPS["copy_to_bf16"]
+    # 2**24 + 2**16 + 1 rounds to fp32's 2**24 + 2**16, a bf16 tie that goes to 2**24; rounded
+    # once it would be 2**24 + 2**17.
+    values = {"i64": [2**24 + 2**16 + 1, 2**40 + 2**32 + 1, -(2**24 + 2**16 + 1), 7],
+              "i32": [2**24 + 2**16 + 1, 2**31 - 1, -5, 0], "bool": [True, False, True, True]}[src]
+    x = torch.tensor(values, dtype=TORCH[src])
+    out = torch.full((4,), float("nan"), dtype=torch.bfloat16)
+    run_contig(op, src, "t", [x], out)
+    assert torch.equal(out, x.to(torch.bfloat16)) and torch.equal(out, x.float().to(torch.bfloat16))
 
 
 def test_bad_declarations_are_rejected():
@@ -241,3 +288,18 @@ def test_bad_declarations_are_rejected():
         pointwise.check_declarations([pointwise.PointwiseOp("x", "no_such_fn", 1, "unary_op", ("fp32",))], [])
     with pytest.raises(ValueError, match="no such overload"):
         pointwise.aten_schema("exp.no_such_overload")
+
+
+@pytest.mark.parametrize("dtype_name", ["fp32", "bf16"])
+def test_softplus_block_above_threshold_is_the_identity(dtype_name, seeded):
+    """A block whose values are all above the threshold skips log1p(exp()), as ATen's threads do;
+    the next block mixes both sides."""
+    op = OPS["softplus"]
+    dtype = TORCH[dtype_name]
+    x = torch.cat([torch.rand(BLOCK, generator=seeded) + 0.5, torch.randn(BLOCK + 5, generator=seeded)]).to(dtype)
+    out = torch.full_like(x, float("nan"))
+    k = getattr(generated(), pointwise.kernel_name(op, dtype_name, "contig"))
+    with libdevice_by_torch():
+        k[(3,)](x, out, x.numel(), *opmath([0.0, 1.5, 0.25], dtype), S0=False, INDEX64=False, BLOCK=BLOCK)
+    assert torch.equal(out[:BLOCK], x[:BLOCK])
+    check(out, torch.nn.functional.softplus(x.double(), 1.5, 0.25), op)

@@ -249,6 +249,8 @@ UNARY_FLOAT = ["exp", "exp2", "expm1", "log", "log1p", "log2", "log10", "sqrt", 
 
 CASES = ACTIVATIONS + [Case(op, getattr(torch, op), 1, FLOATS) for op in UNARY_FLOAT] + [
     Case("copy", torch.clone, 1, FLOATS + INTS + BOOL),
+    # copy_ into fp16 / bf16: the harness then rounds this fp32 once more, as c10 does.
+    Case("to_fp32", lambda x: x.float(), 1, FLOATS + INTS + BOOL),
     Case("abs", torch.abs, 1, FLOATS + INTS),
     Case("neg", torch.neg, 1, FLOATS + INTS),
     Case("sign", torch.sign, 1, FLOATS + INTS + BOOL),
@@ -270,6 +272,8 @@ CASES = ACTIVATIONS + [Case(op, getattr(torch, op), 1, FLOATS) for op in UNARY_F
     # torch's fp32 CPU remainder is NaN for huge quotients (3e38 % 0.5) where CUDA's fmod is exact.
     Case("remainder", torch.remainder, 2, FLOATS + INTS, fix=_nonzero_divisor, ref_dtype=torch.float64),
     Case("pow", torch.pow, 2, FLOATS + INTS, fix=_small_exponent),
+    # The approximate log2 and exp2 run exact here: this checks the signs and special values.
+    Case("pow_bf16", torch.pow, 2, (torch.bfloat16,), fix=_small_exponent),
     # pow(Tensor, Scalar)'s special exponents ignore the second operand; ATen's CPU kernel
     # special-cases the same ones.
     *(Case("pow_tensor_scalar", (lambda e: lambda x, y: torch.pow(x, e))(e), 2, dtypes, modes=(case,), name=case)

@@ -3,9 +3,10 @@
 // torch's), then one launch of the variant for the operands' dtype, form and layout. Dense
 // same-shape operands in a functional call skip TensorIterator (the hot case).
 //
-// Fallbacks: kDevice (not CUDA), kDtype (no variant for the dtype), kMixedDtype (operands or
-// out= of another dtype than the computation: no casting variants), kRank (more than 8 dims
-// after collapsing), kIndex64 (strided beyond 32-bit offsets), kArch (no image for the GPU).
+// Fallbacks: kDevice (not CUDA), kTransfer (a copy between devices), kDtype (no variant for the dtype),
+// kMixedDtype (operands or out= of another dtype than the computation: only copy_ casts),
+// kRank (more than 8 dims after collapsing), kIndex64 (strided beyond 32-bit offsets), kArch
+// (no image for the GPU).
 #include "ops/pointwise.h"
 
 #include <ATen/Dispatch.h>
@@ -19,6 +20,7 @@
 #include <c10/cuda/CUDAGuard.h>
 
 #include <limits>
+#include <type_traits>
 #include <sstream>
 
 #include "runtime/kernels.h"
@@ -30,6 +32,7 @@ constexpr int64_t kMaxI32 = std::numeric_limits<int32_t>::max();
 constexpr int kMaxOperands = 3;
 
 c10::ScalarType out_dtype(const OpDesc& op, c10::ScalarType compute) {
+  if (op.result_dtype != c10::ScalarType::Undefined) return op.result_dtype;
   const bool bool_out = op.builder == Builder::k_comparison_op || op.builder == Builder::k_unary_bool_op;
   return bool_out ? c10::ScalarType::Bool : compute;
 }
@@ -190,6 +193,21 @@ bool try_fast(const OpDesc& op, c10::ArrayRef<const at::Tensor*> operands, c10::
   return true;
 }
 
+// copy_ between dense tensors of one layout (x.to(dtype), clone): one contiguous launch over
+// their storage, skipping TensorIterator. Distinct storages, so no overlap analysis is needed.
+bool try_fast_copy(const OpDesc& op, const at::Tensor& src, at::Tensor& self) {
+  if (!self.sizes().equals(src.sizes()) || !self.strides().equals(src.strides()) || self.numel() == 0) return false;
+  if (!self.is_non_overlapping_and_dense() || self.is_alias_of(src)) return false;
+  Launch l{&op, src.scalar_type()};
+  l.inputs[0] = src.const_data_ptr();
+  l.out = self.mutable_data_ptr();
+  if (op.dtype_of(l.dtype) < 0 || !aligned16(l.out) || !inputs_aligned(l, 1)) return false;
+  l.n = self.numel();
+  const c10::DeviceIndex device = self.device().index();
+  c10::cuda::CUDAGuard guard(device);
+  return launch_contig(l, {}, device) == Fallback::kNone;
+}
+
 at::TensorIterator build(const OpDesc& op, at::Tensor& out, c10::ArrayRef<const at::Tensor*> operands) {
   switch (op.builder) {
     case Builder::k_unary_op: return at::TensorIterator::unary_op(out, *operands[0]);
@@ -230,6 +248,41 @@ at::TensorIterator build(const OpDesc& op, at::Tensor& out, c10::ArrayRef<const 
           .add_output(out)
           .resize_outputs(false)
           .build();
+    case Builder::k_copy_op:
+      // As ATen's copy_impl (the caller has checked the devices).
+      return at::TensorIteratorConfig()
+          .add_output(out)
+          .add_const_input(*operands[0])
+          .resize_outputs(false)
+          .check_all_same_dtype(false)
+          .check_all_same_device(false)
+          .build();
+    case Builder::k_threshold_op:
+      // As ATen's threshold meta function: threshold is idempotent, so overlap is allowed; the
+      // kernel reads the first input only.
+      return at::TensorIteratorConfig()
+          .set_check_mem_overlap(false)
+          .add_output(out)
+          .add_const_input(*operands[0])
+          .add_const_input(*operands[0])
+          .allow_cpu_scalars(true)
+          .promote_inputs_to_common_dtype(true)
+          .cast_common_dtype_to_outputs(true)
+          .enforce_safe_casting_to_output(true)
+          .build();
+    case Builder::k_clamp_op:
+      // As ATen's clamp.Tensor meta function, whose config takes no CPU scalars: the generated
+      // wrapper sends a CPU bound to ATen, so the only one here is the wrapped missing bound.
+      return at::TensorIteratorConfig()
+          .add_output(out)
+          .add_const_input(*operands[0])
+          .add_const_input(*operands[1])
+          .add_const_input(*operands[2])
+          .allow_cpu_scalars(true)
+          .promote_inputs_to_common_dtype(true)
+          .cast_common_dtype_to_outputs(true)
+          .enforce_safe_casting_to_output(true)
+          .build();
     case Builder::k_masked_fill_op: {
       // As ATen's masked_fill__cuda: the mask broadcast to self, self read and written in place.
       at::assert_no_partial_overlap(out, *operands[1]);
@@ -260,7 +313,8 @@ bool dense_1d(at::TensorIteratorBase& iter) {
 // The dtype the kernel computes in (the variant's dtype axis).
 c10::ScalarType compute_dtype(const OpDesc& op, at::TensorIteratorBase& iter) {
   switch (op.builder) {
-    case Builder::k_unary_bool_op: return iter.dtype(1);
+    case Builder::k_unary_bool_op:
+    case Builder::k_copy_op: return iter.dtype(1);
     case Builder::k_where_op:
     case Builder::k_nullary_op:
     case Builder::k_masked_fill_op: return iter.dtype(0);
@@ -315,7 +369,14 @@ Fallback run_iter(const OpDesc& op, at::TensorIteratorBase& iter, c10::ArrayRef<
 
 Fallback run(const OpDesc& op, c10::ArrayRef<const at::Tensor*> operands, c10::ArrayRef<c10::Scalar> params,
              at::Tensor& out) {
-  if (!out.defined() && try_fast(op, operands, params, out)) return Fallback::kNone;
+  if (op.builder == Builder::k_copy_op) {
+    const at::Tensor& src = *operands[0];
+    if (out.is_same(src)) return Fallback::kNone;
+    if (!out.is_cuda() || src.device() != out.device()) return Fallback::kTransfer;
+    if (try_fast_copy(op, src, out)) return Fallback::kNone;
+  } else if (!out.defined() && try_fast(op, operands, params, out)) {
+    return Fallback::kNone;
+  }
   at::TensorIterator iter = build(op, out, operands);
   if (op.alpha) at::native::alpha_check(iter.common_dtype(), params[0]);
   const Fallback r = run_iter(op, iter, params);
@@ -343,14 +404,33 @@ void check_fits(const c10::Scalar& value, c10::ScalarType t) {
   AT_DISPATCH_ALL_TYPES_AND3(at::kHalf, at::kBFloat16, at::kBool, t, "check_fits", [&] { (void)value.to<scalar_t>(); });
 }
 
+// Bool, complex and the other dtypes without clamp variants get a placeholder: their call goes to ATen.
 c10::Scalar no_lower_bound(c10::ScalarType t) {
   if (c10::isFloatingType(t)) return -std::numeric_limits<double>::infinity();
+  if (!c10::isIntegralType(t, /*includeBool=*/false)) return 0;
   return AT_DISPATCH_INTEGRAL_TYPES(t, "no_lower_bound", [] { return c10::Scalar(std::numeric_limits<scalar_t>::lowest()); });
 }
 
 c10::Scalar no_upper_bound(c10::ScalarType t) {
   if (c10::isFloatingType(t)) return std::numeric_limits<double>::infinity();
+  if (!c10::isIntegralType(t, /*includeBool=*/false)) return 0;
   return AT_DISPATCH_INTEGRAL_TYPES(t, "no_upper_bound", [] { return c10::Scalar(std::numeric_limits<scalar_t>::max()); });
+}
+
+c10::Scalar in_dtype(const c10::Scalar& value, c10::ScalarType t) {
+  return AT_DISPATCH_ALL_TYPES_AND3(at::kHalf, at::kBFloat16, at::kBool, t, "in_dtype", [&] {
+    const scalar_t v = value.to<scalar_t>();
+    if constexpr (std::is_floating_point_v<scalar_t> || std::is_same_v<scalar_t, at::Half> ||
+                  std::is_same_v<scalar_t, at::BFloat16>) {
+      return c10::Scalar(static_cast<double>(v));
+    } else {
+      return c10::Scalar(static_cast<int64_t>(v));
+    }
+  });
+}
+
+bool plain_copy(const at::Tensor& self, const at::Tensor& src) {
+  return !self._is_zerotensor() && !src._is_zerotensor() && !self.is_neg() && !src.is_neg();
 }
 
 c10::Scalar finite_min(c10::ScalarType t) {

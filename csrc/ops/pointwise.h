@@ -25,6 +25,9 @@ enum class Builder {
   k_where_op,  // where.self: bool condition, self and other of the result type
   k_nullary_op,  // fill_: the output alone
   k_masked_fill_op,  // masked_fill_: self written where the (broadcast) bool mask is set
+  k_copy_op,  // copy_: src broadcast to self and cast to its dtype (the op's result_dtype)
+  k_threshold_op,  // threshold: ATen's config (self twice; the output may be a wider dtype)
+  k_clamp_op,  // clamp.Tensor: ATen's config, and a CPU wrapped number for a missing bound
 };
 
 // The layout axis of every pointwise grid (aot/pointwise.py LAYOUTS).
@@ -41,6 +44,7 @@ struct OpDesc {
   const c10::ScalarType* operand_dtypes;  // [arity]: a fixed dtype, or Undefined (the compute dtype)
   const OpDesc* scalar_divisor;  // tensor / Python scalar runs as this op with 1 / scalar
   bool alpha;  // params[0] is alpha (ATen's alpha_check)
+  c10::ScalarType result_dtype;  // the output's dtype whatever the compute dtype, or Undefined
 };
 
 // Runs `op`. `out` undefined: allocated as ATen would (functional); defined: written in place
@@ -57,9 +61,14 @@ std::string describe(c10::ArrayRef<const at::Tensor*> operands);
 // Raises ATen's error when `value` does not fit dtype `t` (as fill_ and masked_fill_ do).
 void check_fits(const c10::Scalar& value, c10::ScalarType t);
 
-// clamp's missing bound: -inf / +inf for floating types, the integer type's extremes otherwise.
+// clamp's missing bound: -inf / +inf for floating types, the integer type's extremes otherwise
+// (0 for dtypes clamp has no variant for).
 c10::Scalar no_lower_bound(c10::ScalarType t);
 c10::Scalar no_upper_bound(c10::ScalarType t);
+// `value` as ATen's kernels take a parameter in dtype t (threshold: value.to<scalar_t>()).
+c10::Scalar in_dtype(const c10::Scalar& value, c10::ScalarType t);
+// copy_ without what ATen's copy_ handles before its kernel: zero tensors, negative views.
+bool plain_copy(const at::Tensor& self, const at::Tensor& src);
 // nan_to_num's defaults: the dtype's finite extremes.
 c10::Scalar finite_min(c10::ScalarType t);
 c10::Scalar finite_max(c10::ScalarType t);

@@ -21,6 +21,7 @@ enum class Fallback : uint8_t {
   kDevice,  // operands on different devices or not on CUDA
   kLayout,  // a memory layout the variants do not cover
   kArgs,  // an argument value the variants do not cover
+  kTransfer,  // a copy between devices: ATen's memcpy, which no kernel replaces (not counted)
   kCount
 };
 
@@ -29,7 +30,9 @@ const char* fallback_name(Fallback reason);
 class FallbackCounter {
  public:
   explicit FallbackCounter(const char* op) : op_(op) {}
-  void hit(Fallback reason) { counts_[static_cast<int>(reason)].fetch_add(1, std::memory_order_relaxed); }
+  void hit(Fallback reason) {
+    if (reason != Fallback::kTransfer) counts_[static_cast<int>(reason)].fetch_add(1, std::memory_order_relaxed);
+  }
   const char* op() const { return op_; }
   uint64_t count(Fallback reason) const { return counts_[static_cast<int>(reason)].load(std::memory_order_relaxed); }
   void reset() {
