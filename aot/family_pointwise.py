@@ -86,6 +86,8 @@ OPS = [
     # Bool out from any dtype.
     *(PointwiseOp(n, n, 1, "unary_bool_op", NUMBERS + ("bool",)) for n in ("logical_not",)),
     *(PointwiseOp(n, n, 1, "unary_bool_op", NUMBERS) for n in ("isnan", "isinf")),
+    # Two results: mantissa and int32 exponent (ATen's CUDA frexp takes fp32, fp16 and fp64).
+    PointwiseOp("frexp", "frexp", 1, "frexp_op", ("fp32", "fp16"), extra_results=("i32",)),
     # Three operands.
     PointwiseOp("addcmul", "addcmul", 3, "ternary_op", NUMBERS, num_params=1),
     PointwiseOp("addcdiv", "addcdiv", 3, "ternary_op", FLOATS, num_params=1),
@@ -185,6 +187,11 @@ OVERLOADS = [
     *Overload.family("lerp.Tensor", "lerp_tensor", operands=("self", "end", "weight")),
     *Overload.family("logical_not", "logical_not"),
     *Overload.family("isnan", "isnan"),
+    # frexp.Tensor (composite) allocates both results and calls this; a result of another dtype
+    # goes to ATen, which raises.
+    Overload("frexp.Tensor_out", "frexp", gems=False,
+             guard="c10::isFloatingType(self.scalar_type()) && mantissa.scalar_type() == self.scalar_type() && "
+                   "exponent.scalar_type() == at::kInt"),
     # isinf is CompositeExplicitAutograd (abs, then eq): one kernel at the CUDA key instead.
     *(Overload(n, "isinf", gems=n == "isinf", out_shape="self.sizes()") for n in ("isinf", "isinf.out")),
     # copy_ (CompositeExplicitAutograd: x.to(dtype), clone and contiguous reach it too), by self's dtype.

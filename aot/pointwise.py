@@ -33,10 +33,11 @@ MATH_MODULE = "kernels.pointwise_math"
 # TensorIterator builders (at::TensorIterator::<builder>), i.e. ATen's promotion rules, and the
 # output dtype each gives for a compute dtype.
 BUILDERS = ("unary_op", "unary_float_op", "unary_bool_op", "binary_op", "binary_float_op", "comparison_op",
-            "ternary_op", "where_op", "nullary_op", "masked_fill_op", "copy_op", "threshold_op", "clamp_op")
+            "ternary_op", "where_op", "nullary_op", "masked_fill_op", "copy_op", "threshold_op", "clamp_op",
+            "frexp_op")
 ARITY = {"unary_op": 1, "unary_float_op": 1, "unary_bool_op": 1, "binary_op": 2, "binary_float_op": 2,
          "comparison_op": 2, "ternary_op": 3, "where_op": 3, "nullary_op": 0, "masked_fill_op": 2, "copy_op": 1,
-         "threshold_op": 1, "clamp_op": 3}
+         "threshold_op": 1, "clamp_op": 3, "frexp_op": 1}
 BOOL_OUT = ("comparison_op", "unary_bool_op")
 LAYOUTS = ("contig", "contig64", "strided3", "strided8")
 STRIDED_DIMS = {"strided3": 3, "strided8": 8}
@@ -75,6 +76,9 @@ class PointwiseOp:
     result_dtype: str = ""
     # ((dtype, fn), ...): another scalar function for a dtype (pow_bf16), with kernels of its own.
     dtype_fns: tuple = ()
+    # Results after the first, for a fn returning a tuple (frexp): "" (the compute dtype) or a
+    # fixed dtype each. Served through out= overloads only.
+    extra_results: tuple = ()
 
     def __post_init__(self):
         if self.builder not in BUILDERS:
@@ -90,6 +94,8 @@ class PointwiseOp:
             object.__setattr__(self, "forms", ("tt", "ts", "st") if self.arity == 2 else ("t" * self.arity,))
         if any(d not in self.dtypes for d, _ in self.dtype_fns):
             raise ValueError(f"{self.name}: dtype_fns for dtypes it is not compiled for")
+        if any(d and d not in DTYPES for d in self.extra_results) or (self.extra_results and self.arity == 0):
+            raise ValueError(f"{self.name}: bad extra_results {self.extra_results}")
         if self.result_dtype and self.result_dtype not in DTYPES:
             raise ValueError(f"{self.name}: unknown result_dtype {self.result_dtype}")
         if len(self.operand_dtypes) != self.arity or any(d and d not in DTYPES for d in self.operand_dtypes):
@@ -102,6 +108,9 @@ class PointwiseOp:
 
     def operand_dtype(self, i: int, dtype: str) -> str:
         return self.operand_dtypes[i] or dtype
+
+    def result_dtypes(self, dtype: str) -> list:
+        return [self.out_dtype(dtype)] + [d or dtype for d in self.extra_results]
 
     def fn_for(self, dtype: str) -> str:
         return dict(self.dtype_fns).get(dtype, self.fn)
@@ -209,6 +218,11 @@ def _operand(ptr, scalar, offs, mask, IS_SCALAR: tl.constexpr):
 '''
 
 
+def _results(op):
+    """The kernel's output pointers: out, out1, ..."""
+    return ["out"] + [f"out{k + 1}" for k in range(len(op.extra_results))]
+
+
 def _names(op):
     ins = [f"in{i}" for i in range(op.arity)]
     scalars = [f"sc{i}" for i in range(op.arity)]
@@ -217,20 +231,31 @@ def _names(op):
     return ins, scalars, params, flags
 
 
-def _call(op, fn, offs, mask, size="BLOCK"):
-    """The block (of `size` elements) to store: fn of the operands, in the output dtype."""
+def _stores(op, fn, offs, mask, indent, size="BLOCK", at=lambda result: "offs"):
+    """Statements storing fn of the operands (loaded at `offs`) into every result, each at
+    `result + at(result)` and in its dtype."""
     ins, scalars, params, flags = _names(op)
     args = [f"_operand({p}, {s}, {offs}, {mask}, {f})" for p, s, f in zip(ins, scalars, flags)]
     args += params + [f"{n}={v!r}" for n, v in op.consts]
-    value = f"M.{fn}({', '.join(args)}).to(out.dtype.element_ty)"
-    if not op.arity:  # a fill: fn of the params alone is a scalar
-        value = f"tl.full(({size},), {value}, out.dtype.element_ty)"
-    return value
+    value = f"M.{fn}({', '.join(args)})"
+    masked = "" if mask == "None" else f", mask={mask}"
+    results = _results(op)
+    if len(results) > 1:  # fn returns a tuple, named after its block (one shape per name)
+        r = f"r_{offs.lower()}"
+        lines = [f"{r} = {value}"]
+        lines += [f"tl.store({o} + {at(o)}, {r}[{k}].to({o}.dtype.element_ty){masked})" for k, o in enumerate(results)]
+    elif not op.arity:  # a fill: fn of the params alone is a scalar
+        lines = [f"tl.store(out + {at('out')}, tl.full(({size},), {value}.to(out.dtype.element_ty), out.dtype.element_ty)"
+                 f"{masked})"]
+    else:
+        lines = [f"tl.store(out + {at('out')}, {value}.to(out.dtype.element_ty){masked})"]
+    return "\n".join(indent + line for line in lines)
 
 
 def _contig_source(op, name, fn) -> str:
     ins, scalars, params, flags = _names(op)
-    args = ", ".join(ins + ["out", "n"] + scalars + params + [f"{f}: tl.constexpr" for f in flags])
+    args = ", ".join(ins + _results(op) + ["n"] + scalars + params + [f"{f}: tl.constexpr" for f in flags])
+    tail_at = lambda result: "tail"  # noqa: E731
     return f'''
 
 @triton.jit
@@ -242,7 +267,7 @@ def {name}({args}, INDEX64: tl.constexpr, BLOCK: tl.constexpr):
     offs = start + tl.arange(0, BLOCK)
     # Full blocks take the unmasked branch, so aligned pointers give 16-byte accesses for any n.
     if start + BLOCK <= n:
-        tl.store(out + offs, {_call(op, fn, "offs", "None")})
+{_stores(op, fn, "offs", "None", "        ")}
     else:
         # The last block: up to a multiple of 16 elements the mask is uniform per 16-byte vector
         # and the accesses stay vectorized; the rest (under 16) takes a 16-wide step. A mask down
@@ -250,17 +275,17 @@ def {name}({args}, INDEX64: tl.constexpr, BLOCK: tl.constexpr):
         # (bf16 gelu_backward tanh: 83 registers instead of 72, 0.86x ATen instead of 0.95x, H100).
         n16 = n // 16 * 16
         mask = offs < n16
-        tl.store(out + offs, {_call(op, fn, "offs", "mask")}, mask=mask)
+{_stores(op, fn, "offs", "mask", "        ")}
         tail = n16 + tl.arange(0, 16)
         tail_mask = tail < n
-        tl.store(out + tail, {_call(op, fn, "tail", "tail_mask", "16")}, mask=tail_mask)
+{_stores(op, fn, "tail", "tail_mask", "        ", "16", tail_at)}
 '''
 
 
 def _strided_args(op, dims):
     ins = _names(op)[0]
     sizes = [f"size{d}" for d in range(1, dims)]
-    strides = [f"st_{t}_{d}" for t in ins + ["out"] for d in range(dims)]
+    strides = [f"st_{t}_{d}" for t in ins + _results(op) for d in range(dims)]
     return sizes, strides
 
 
@@ -268,8 +293,9 @@ def _strided_source(op, name, fn, layout) -> str:
     dims = STRIDED_DIMS[layout]
     ins, scalars, params, flags = _names(op)
     sizes, strides = _strided_args(op, dims)
-    args = ", ".join(ins + ["out", "n"] + scalars + params + sizes + strides + [f"{f}: tl.constexpr" for f in flags])
-    tensors = ins + ["out"]
+    args = ", ".join(ins + _results(op) + ["n"] + scalars + params + sizes + strides
+                     + [f"{f}: tl.constexpr" for f in flags])
+    tensors = ins + _results(op)
     # Iteration shape (n / (size1 * ... ), size1, ..., size<dims-1>), the last dim fastest;
     # offsets in elements, 32-bit (the driver checks).
     body = ["    rem = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)", "    mask = rem < n"]
@@ -279,10 +305,10 @@ def _strided_source(op, name, fn, layout) -> str:
         body.append(f"    rem = rem // size{d}")
         body += [f"    o_{t} += idx * st_{t}_{d}" for t in tensors]
     body += [f"    o_{t} += rem * st_{t}_0" for t in tensors]
-    call = _call(op, fn, "OFFS", "mask")
+    stores = _stores(op, fn, "OFFS", "mask", "    ", at=lambda result: f"o_{result}")
     for t in ins:
-        call = call.replace(f"_operand({t}, sc{t[2:]}, OFFS,", f"_operand({t}, sc{t[2:]}, o_{t},")
-    body.append(f"    tl.store(out + o_out, {call}, mask=mask)")
+        stores = stores.replace(f"_operand({t}, sc{t[2:]}, OFFS,", f"_operand({t}, sc{t[2:]}, o_{t},")
+    body.append(stores)
     return f'''
 
 @triton.jit
@@ -335,7 +361,7 @@ def make_variant(op: PointwiseOp, point, arch):
     ins, scalars, params, flags = _names(op)
     index = "i64" if layout == "contig64" else "i32"
     sig = [(n, ptr(op.operand_dtype(i, dtype))) for i, n in enumerate(ins)]
-    sig += [("out", ptr(op.out_dtype(dtype))), ("n", index)]
+    sig += [(o, ptr(d)) for o, d in zip(_results(op), op.result_dtypes(dtype))] + [("n", index)]
     sig += [(s, compute_type(op.operand_dtype(i, dtype))) for i, s in enumerate(scalars)]
     sig += [(p, compute_type(dtype)) for p in params]
     consts = [(f, c == "s") for f, c in zip(flags, form)]
@@ -343,7 +369,7 @@ def make_variant(op: PointwiseOp, point, arch):
         block, warps = op.contig_launch or (CONTIG_LAUNCH_16BIT if dtype in ("fp16", "bf16", "i16") else CONTIG_LAUNCH)
         kernel = kernel_name(op, dtype, layout)
         consts += [("INDEX64", layout == "contig64"), ("BLOCK", block)]
-        hints = tuple(n for n, c in zip(ins, form) if c == "t") + ("out",)
+        hints = tuple(n for n, c in zip(ins, form) if c == "t") + tuple(_results(op))
     else:
         kernel, warps, hints = kernel_name(op, dtype, layout), STRIDED_WARPS, ()
         sizes, strides = _strided_args(op, STRIDED_DIMS[layout])
@@ -443,7 +469,14 @@ def gems_schema(ov: Overload) -> str:
     return str(aten_schema(ov.aten)).split("::", 1)[1]
 
 
+def _written(schema) -> list:
+    return [a.name for a in schema.arguments if a.alias_info is not None and a.alias_info.is_write]
+
+
 def _ret(schema) -> str:
+    written = _written(schema)
+    if len(written) > 1:
+        return f"std::tuple<{', '.join(['at::Tensor&'] * len(written))}>"
     return "at::Tensor" if overload_kind(schema) == "functional" else "at::Tensor&"
 
 
@@ -522,7 +555,15 @@ def _body(ov: Overload, mode: str) -> list:
     else:
         lines.append("  const c10::ArrayRef<const at::Tensor*> operands;")
     lines.append(f"  const c10::Scalar params[] = {{{params}}};" if ov.params else "  const c10::ArrayRef<c10::Scalar> params;")
-    written = [a.name for a in schema.arguments if a.alias_info is not None and a.alias_info.is_write]
+    written = _written(schema)
+    if len(written) > 1:  # out= of several results: run_results
+        if mode != "aten":
+            raise ValueError(f"{ov.aten}: several results are served through the aten override only")
+        lines.append(f"  at::Tensor* results[] = {{{', '.join('&' + w for w in written)}}};")
+        lines.append("  const Fallback r = op ? pointwise::run_results(*op, operands, params, results) : Fallback::kArgs;")
+        lines += [f"  if (r == Fallback::kNone) return std::forward_as_tuple({', '.join(written)});",
+                  "  counter.hit(r);", f"  return {_aten_call(ov)};"]
+        return lines
     if kind == "functional":
         out = f"at::Tensor out = {ov.result};" if ov.result else "at::Tensor out;"
     elif kind == "inplace":
@@ -566,7 +607,7 @@ def cpp_sources(ops, overloads, header_name: str) -> dict:
     overrides = [ov for ov in overloads if ov.override]
 
     h = ["// Generated by aot/pointwise.py. Do not edit.", "#pragma once", "", "#include <ATen/core/Tensor.h>",
-         "", "#include <optional>", "", "namespace gems {"]
+         "", "#include <optional>", "#include <tuple>", "", "namespace gems {"]
     for ns, group in (("cuda", gems), ("meta", gems), ("aten_impl", overrides)):
         h.append(f"namespace {ns} {{")
         h += [f"{sig[ov.aten][0]} {cpp_name(ov.aten)}({sig[ov.aten][1]});" for ov in group]
@@ -597,11 +638,13 @@ def cpp_sources(ops, overloads, header_name: str) -> dict:
         fixed = ", ".join(f"c10::ScalarType::{DTYPES[d][1]}" if d else "c10::ScalarType::Undefined"
                           for d in op.operand_dtypes)
         c.append(f"constexpr c10::ScalarType kOperandDtypes_{op.name}[] = {{{fixed}}};")
-        result = f"c10::ScalarType::{DTYPES[op.result_dtype][1]}" if op.result_dtype else "c10::ScalarType::Undefined"
+        results = ", ".join(f"c10::ScalarType::{DTYPES[d][1]}" if d else "c10::ScalarType::Undefined"
+                            for d in (op.result_dtype,) + tuple(op.extra_results))
+        c.append(f"constexpr c10::ScalarType kResultDtypes_{op.name}[] = {{{results}}};")
         c.append(
             f'const pointwise::OpDesc kOp_{op.name}{{"{op.name}", pointwise::Builder::k_{op.builder}, {op.arity}, '
             f"{op.num_params}, &{g}::dtype_of, &{g}::find, kForms_{op.name}, kOperandDtypes_{op.name}, "
-            f"{divisor}, {'true' if op.alpha else 'false'}, {result}}};"
+            f"{divisor}, {'true' if op.alpha else 'false'}, {1 + len(op.extra_results)}, kResultDtypes_{op.name}}};"
         )
     first = f"gen::pw_{ops[0].name}"
     c += [f"static_assert({first}::layout_{name} == pointwise::{enum});"

@@ -602,6 +602,24 @@ def isnan(x):
 
 
 @triton.jit
+def frexp(x):
+    """(mantissa, exponent): x = mantissa * 2**exponent with 0.5 <= |mantissa| < 1, from fp32 bits
+    (integer operations only, so subnormals need no FTZ-free arithmetic); 0, +-inf and NaN are
+    their own mantissa with exponent 0, as CUDA's frexpf gives them."""
+    bits = x.to(tl.int32, bitcast=True)
+    field = (bits >> 23) & 0xFF
+    fraction = bits & 0x7FFFFF
+    # A subnormal's leading bit p (of fraction * 2**-149) is the exponent of the exact float(fraction).
+    lead = ((fraction.to(tl.float32).to(tl.int32, bitcast=True) >> 23) & 0xFF) - 127
+    subnormal = field == 0
+    exponent = tl.where(subnormal, lead - 148, field - 126)
+    fraction = tl.where(subnormal, (fraction << tl.where(subnormal, 23 - lead, 0)) & 0x7FFFFF, fraction)
+    mantissa = ((bits & -2147483648) | (126 << 23) | fraction).to(tl.float32, bitcast=True)
+    special = (x == 0) | (x != x) | (tl.abs(x) == _INF)
+    return tl.where(special, x, mantissa), tl.where(special, 0, exponent)
+
+
+@triton.jit
 def isinf(x):
     if x.dtype.is_floating():
         r = tl.abs(x) == _INF

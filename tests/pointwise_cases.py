@@ -45,8 +45,8 @@ def uses(ov):
 
 def reference_overload(op_name):
     """The overload that serves the op as the reference: the functional one, else the in-place one
-    (fill_, masked_fill_)."""
-    for kind in ("functional", "inplace"):
+    (fill_, masked_fill_), else the out= one (frexp's two results)."""
+    for kind in ("functional", "inplace", "out"):
         for ov in fam.OVERLOADS:
             if pointwise.overload_kind(pointwise.aten_schema(ov.aten)) == kind and op_name in uses(ov):
                 return ov

@@ -1,7 +1,8 @@
 """GPU suite for what the generic pointwise suite does not cover: copy_ between every pair of
 dtypes (and the ops that reach it: _to_copy, clone, contiguous), the CompositeImplicitAutograd
 ops served through the ops they decompose into (isclose, isfinite, true_divide) and pow.Scalar
-through pow.Tensor_Tensor_out, clamp.Tensor with one bound, and threshold's ATen-specific rules.
+through pow.Tensor_Tensor_out, clamp.Tensor with one bound, threshold's ATen-specific rules, and
+frexp's two results.
 Each result is compared with ATen's own on the same inputs (exactly: a cast has one answer)."""
 
 import pytest
@@ -200,3 +201,35 @@ def test_threshold_out_of_a_wider_dtype_falls_back():
     assert gems_aot.fallback_counts() == {("threshold.out", "mixed_dtype"): 1}
     with gems_aot.use_gems(include=[]):
         same(out, F.threshold(x, 0.5, -1.0).double())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
+@pytest.mark.parametrize("layout", ["dense", "transposed", "offset"])
+def test_frexp_two_results_like_aten(dtype, layout):
+    x = cast_source(dtype, (65, 33) if layout == "transposed" else (33 * 65 + 1,))
+    x = x.t() if layout == "transposed" else x[1:].view(33, 65) if layout == "offset" else x.view(33 * 65 + 1)
+    x.view(-1)[7:10] = torch.tensor([1e-40, 6e-8, -3e-45]).to(dtype)  # subnormals (of fp32 or fp16)
+    with gems_aot.use_gems(include=[]):
+        expected = torch.frexp(x)
+        expected_out = torch.frexp(x, out=(torch.empty(1, device="cuda", dtype=dtype),
+                                           torch.empty(1, device="cuda", dtype=torch.int32)))
+    gems_aot.reset_fallback_counts()
+    with gems_aot.use_gems(include=["frexp.Tensor_out"]):
+        res = torch.frexp(x)  # frexp.Tensor (composite) allocates and calls frexp.Tensor_out
+        outs = (torch.empty(1, device="cuda", dtype=dtype), torch.empty(1, device="cuda", dtype=torch.int32))
+        res_out = torch.frexp(x, out=outs)  # of the wrong size: resized as ATen does
+    assert gems_aot.fallback_counts() == {}
+    assert res_out[0] is outs[0] and res_out[1] is outs[1]
+    for got, want in zip(res + res_out, expected + expected_out):
+        same(got, want)
+
+
+def test_frexp_rules_like_aten():
+    x = torch.randn(10, device="cuda")
+    for make in (lambda: torch.frexp(x.bfloat16()),  # ATen's CUDA frexp has no bf16
+                 lambda: torch.frexp(x, out=(torch.empty(10, device="cuda"), torch.empty(10, device="cuda")))):
+        with gems_aot.use_gems(include=[]), pytest.raises(RuntimeError) as aten_error:
+            make()
+        with gems_aot.use_gems(include=["frexp.Tensor_out"]), pytest.raises(RuntimeError) as gems_error:
+            make()
+        assert str(gems_error.value) == str(aten_error.value)

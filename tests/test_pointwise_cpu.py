@@ -25,6 +25,7 @@ from pointwise_cases import (OPS, TORCH, call_kwargs, reference_overload, kernel
 
 RTOL = {torch.float32: 1.3e-6, torch.float16: 1e-3, torch.bfloat16: 1.6e-2}
 OLD_INTERPRETER = tuple(int(v) for v in triton.__version__.split(".")[:2]) < (3, 7)
+DTYPE_NAMES = {v: k for k, v in TORCH.items()}
 BLOCK = 64  # small blocks keep the interpreter fast; the math does not depend on the size
 
 
@@ -50,6 +51,10 @@ def reference(op, operands, dtype, out):
     ov = reference_overload(op.name)
     base, _, name = ov.aten.partition(".")
     fn = getattr(getattr(torch.ops.aten, base), name or "default")
+    if op.extra_results:  # several results: into new tensors of their dtypes (exact ops only)
+        written = [a.name for a in pointwise.aten_schema(ov.aten).arguments if a.alias_info and a.alias_info.is_write]
+        results = {w: torch.empty(0, dtype=TORCH[d]) for w, d in zip(written, op.result_dtypes(DTYPE_NAMES[dtype]))}
+        return fn(*operands, **results)
     wide = [o.double() if o.is_floating_point() else o.clone() for o in operands]
     if pointwise.overload_kind(pointwise.aten_schema(ov.aten)) == "inplace" and "self" not in ov.operands:
         return fn(torch.zeros_like(out, dtype=torch.float64 if out.is_floating_point() else out.dtype),
@@ -75,14 +80,16 @@ def opmath(values, dtype):
 
 
 def run_contig(op, dtype_name, form, operands, out, index64=False):
+    """out: the result tensor, or a list of them for an op of several results."""
+    outs = list(out) if isinstance(out, (list, tuple)) else [out]
     k = getattr(generated(), pointwise.kernel_name(op, dtype_name, "contig"))
     dtype = TORCH[dtype_name]
-    ptrs = [o if isinstance(o, torch.Tensor) else out for o in operands]
+    ptrs = [o if isinstance(o, torch.Tensor) else outs[0] for o in operands]
     scalars = opmath([0 if isinstance(o, torch.Tensor) else o for o in operands], dtype)
     flags = {f"S{i}": c == "s" for i, c in enumerate(form)}
-    n = out.numel()
+    n = outs[0].numel()
     with libdevice_by_torch():
-        k[(-(-n // BLOCK),)](*ptrs, out, n, *scalars, *opmath(params_for(op, dtype), dtype), **flags,
+        k[(-(-n // BLOCK),)](*ptrs, *outs, n, *scalars, *opmath(params_for(op, dtype), dtype), **flags,
                              INDEX64=index64, BLOCK=BLOCK)
 
 
@@ -94,20 +101,22 @@ def element_strides(t, dims, shape):
 
 
 def run_strided(op, dtype_name, layout, operands, out):
+    """out: the result tensor, or a list of them for an op of several results."""
+    outs = list(out) if isinstance(out, (list, tuple)) else [out]
     k = getattr(generated(), pointwise.kernel_name(op, dtype_name, layout))
     dims = pointwise.STRIDED_DIMS[layout]
     dtype = TORCH[dtype_name]
-    shape = out.shape
+    shape = outs[0].shape
     sizes = [1] * (dims - len(shape)) + list(shape)
-    ptrs = [o if isinstance(o, torch.Tensor) else out for o in operands]
+    ptrs = [o if isinstance(o, torch.Tensor) else outs[0] for o in operands]
     scalars = opmath([0 if isinstance(o, torch.Tensor) else o for o in operands], dtype)
     strides = []
-    for t in list(operands) + [out]:
+    for t in list(operands) + outs:
         strides += element_strides(t, dims, shape)
     flags = {f"S{i}": not isinstance(o, torch.Tensor) for i, o in enumerate(operands)}
-    n = out.numel()
+    n = outs[0].numel()
     with libdevice_by_torch():
-        k[(-(-n // BLOCK),)](*ptrs, out, n, *scalars, *opmath(params_for(op, dtype), dtype), *sizes[1:],
+        k[(-(-n // BLOCK),)](*ptrs, *outs, n, *scalars, *opmath(params_for(op, dtype), dtype), *sizes[1:],
                              *strides, **flags, BLOCK=BLOCK)
 
 
@@ -137,11 +146,17 @@ def test_contig_every_form(name, dtype_name, seeded):
             continue  # the interpreter cannot `&` the bool of an fp32 scalar argument; the GPU suite runs it
         operands = [sample(op, operand_dtype(op, i, dtype_name), (n,), i, gen=seeded) if c == "t"
                     else scalar_operand(name, dtype) for i, c in enumerate(form)]
+        ref_operands = [o if isinstance(o, torch.Tensor) else torch.tensor(o, dtype=operand_dtype(op, i, dtype_name))
+                        for i, o in enumerate(operands)]
+        if op.extra_results:
+            outs = [torch.full((n,), 99, dtype=TORCH[d]) for d in op.result_dtypes(dtype_name)]  # poisoned
+            run_contig(op, dtype_name, form, operands, outs)
+            for res, ref in zip(outs, reference(op, ref_operands, dtype, outs[0])):
+                check(res, ref, op)
+            continue
         out_dtype = TORCH[op.out_dtype(dtype_name)]
         out = torch.full((n,), 1 if out_dtype == torch.bool else 99, dtype=out_dtype)  # poisoned
         run_contig(op, dtype_name, form, operands, out)
-        ref_operands = [o if isinstance(o, torch.Tensor) else torch.tensor(o, dtype=operand_dtype(op, i, dtype_name))
-                        for i, o in enumerate(operands)]
         if out_dtype == torch.bool:
             out2 = torch.zeros((n,), dtype=torch.bool)  # a second poison: every element is written
             run_contig(op, dtype_name, form, operands, out2)
@@ -235,7 +250,12 @@ def test_generated_cpp_wrappers():
     assert "const at::Tensor other_t = at::native::wrapped_scalar_tensor(other);" in cpp  # eq.Scalar
     assert "at::native::sub_check(self, other);" in cpp
     assert 'kOp_div{"div", pointwise::Builder::k_binary_float_op, 2, 0, &gen::pw_div::dtype_of, ' in cpp
-    assert "&kOp_mul, false, c10::ScalarType::Undefined};" in cpp  # div's tensor / scalar form runs as mul by the reciprocal
+    assert "&kOp_mul, false, 1, kResultDtypes_div};" in cpp  # div's tensor / scalar form runs as mul by the reciprocal
+    # Several results: the out= overload returns both, through run_results.
+    assert ("std::tuple<at::Tensor&, at::Tensor&> frexp_Tensor_out(const at::Tensor& self, at::Tensor& mantissa, "
+            "at::Tensor& exponent);") in header
+    assert "at::Tensor* results[] = {&mantissa, &exponent};" in cpp
+    assert "constexpr c10::ScalarType kResultDtypes_frexp[] = {c10::ScalarType::Undefined, c10::ScalarType::Int};" in cpp
     assert src[f"{pointwise.GENERATED_MODULE}.py"] == pointwise.kernel_source(fam.OPS)
 
 
@@ -303,3 +323,23 @@ def test_softplus_block_above_threshold_is_the_identity(dtype_name, seeded):
         k[(3,)](x, out, x.numel(), *opmath([0.0, 1.5, 0.25], dtype), S0=False, INDEX64=False, BLOCK=BLOCK)
     assert torch.equal(out[:BLOCK], x[:BLOCK])
     check(out, torch.nn.functional.softplus(x.double(), 1.5, 0.25), op)
+
+
+def test_frexp_two_results_subnormals_and_strided(seeded):
+    """frexp writes two results (mantissa in the input dtype, int32 exponent): subnormals, the
+    specials and both layouts, exactly as torch."""
+    op = OPS["frexp"]
+    assert op.result_dtypes("fp16") == ["fp16", "i32"]
+    values = [1e-40, -3e-45, 1.1754942e-38, 2.0**-149, 0.0, -0.0, float("inf"), -float("inf"), float("nan"),
+              1.0, -0.75, 3e38, 6.5e-5, 12345.678]
+    x = torch.cat([torch.tensor(values), torch.randn(BLOCK + 40, generator=seeded) * 1e3])
+    outs = [torch.full_like(x, 99.0), torch.full(x.shape, 99, dtype=torch.int32)]
+    run_contig(op, "fp32", "t", [x], outs)
+    mantissa, exponent = torch.frexp(x)
+    torch.testing.assert_close(outs[0], mantissa, rtol=0, atol=0, equal_nan=True)
+    assert torch.equal(outs[1], exponent)
+    xt = (torch.randn(5, 6, generator=seeded) * 100).to(torch.float16).t()  # transposed fp16
+    outs = [torch.full((6, 5), 99.0, dtype=torch.float16), torch.full((6, 5), 99, dtype=torch.int32)]
+    run_strided(op, "fp16", "strided3", [xt], outs)
+    mantissa, exponent = torch.frexp(xt)
+    assert torch.equal(outs[0], mantissa) and torch.equal(outs[1], exponent)

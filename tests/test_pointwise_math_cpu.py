@@ -378,10 +378,41 @@ def test_matches_torch(pm, case, dtype):
     assert not where, [(tuple(o[i].item() for o in operands), out[i].item(), ref[i].item()) for i in where]
 
 
+# Functions of two results, with a test of their own.
+PAIR_FUNCTIONS = {"frexp"}
+
+
+@_interpreter_jit
+def _apply_pair(out0, out1, a, n, FN: tl.constexpr, BLOCK: tl.constexpr):
+    offs = tl.arange(0, BLOCK)
+    mask = offs < n
+    v = tl.load(a + offs, mask=mask)
+    if v.dtype == tl.float16:
+        v = v.to(tl.float32)
+    r0, r1 = FN(v)
+    tl.store(out0 + offs, r0.to(out0.dtype.element_ty), mask=mask)
+    tl.store(out1 + offs, r1.to(out1.dtype.element_ty), mask=mask)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
+def test_frexp(pm, dtype):
+    """Mantissa and exponent of the specials, subnormals (of fp32; fp16's are normal there) and
+    random values of every magnitude, exactly as torch."""
+    x = torch.cat([make_operands(1, dtype, torch.Generator().manual_seed(0))[0],
+                   torch.tensor([1e-40, -3e-45, 2.0**-149, 1.1754942e-38, 6e-8, -6.1e-5]).to(dtype)])
+    mantissa = torch.full_like(x, NAN)
+    exponent = torch.full(x.shape, 123, dtype=torch.int32)
+    _apply_pair[(1,)](mantissa, exponent, x, x.numel(), FN=pm.frexp, BLOCK=triton.next_power_of_2(x.numel()))
+    ref_mantissa, ref_exponent = torch.frexp(x)
+    torch.testing.assert_close(mantissa, ref_mantissa, rtol=0, atol=0, equal_nan=True)
+    assert torch.equal(exponent, ref_exponent)
+    assert torch.equal(mantissa.signbit(), ref_mantissa.signbit())
+
+
 def test_every_function_has_a_case():
     functions = {name for name, v in vars(pointwise_math).items()
                  if isinstance(v, triton.runtime.JITFunction) and not name.startswith("_")}
-    assert functions == {case.op for case in CASES}
+    assert functions == {case.op for case in CASES} | PAIR_FUNCTIONS
 
 
 # --- compiled ------------------------------------------------------------------------------

@@ -30,11 +30,13 @@ namespace {
 
 constexpr int64_t kMaxI32 = std::numeric_limits<int32_t>::max();
 constexpr int kMaxOperands = 3;
+constexpr int kMaxResults = 2;
 
-c10::ScalarType out_dtype(const OpDesc& op, c10::ScalarType compute) {
-  if (op.result_dtype != c10::ScalarType::Undefined) return op.result_dtype;
+// Result k's dtype: a fixed one, else bool for comparisons (result 0), else the compute dtype.
+c10::ScalarType out_dtype(const OpDesc& op, c10::ScalarType compute, int k = 0) {
+  if (op.result_dtypes[k] != c10::ScalarType::Undefined) return op.result_dtypes[k];
   const bool bool_out = op.builder == Builder::k_comparison_op || op.builder == Builder::k_unary_bool_op;
-  return bool_out ? c10::ScalarType::Bool : compute;
+  return bool_out && k == 0 ? c10::ScalarType::Bool : compute;
 }
 
 c10::ScalarType operand_dtype(const OpDesc& op, int i, c10::ScalarType compute) {
@@ -61,7 +63,7 @@ struct Launch {
   int scalar_mask = 0;  // bit k: operand k is a Python scalar
   c10::Scalar scalars[kMaxOperands];
   const void* inputs[kMaxOperands] = {};
-  void* out = nullptr;
+  void* outs[kMaxResults] = {};
   int64_t n = 0;
 };
 
@@ -69,7 +71,7 @@ struct Launch {
 struct Strided {
   int dims;
   int64_t size[8];
-  int64_t stride[kMaxOperands + 1][8];  // inputs, then out
+  int64_t stride[kMaxOperands + kMaxResults][8];  // inputs, then results
 };
 
 Fallback launch_variant(Launch& l, c10::ArrayRef<c10::Scalar> params, int layout, const Strided* strided,
@@ -94,7 +96,7 @@ Fallback launch_variant(Launch& l, c10::ArrayRef<c10::Scalar> params, int layout
   if (!k) return Fallback::kArch;
   KernelArgs args;
   for (int i = 0; i < op->arity; ++i) args.ptr(l.inputs[i]);
-  args.ptr(l.out);
+  for (int k = 0; k < op->num_results; ++k) args.ptr(l.outs[k]);
   if (layout == kContig64) {
     args.i64(l.n);
   } else {
@@ -104,7 +106,7 @@ Fallback launch_variant(Launch& l, c10::ArrayRef<c10::Scalar> params, int layout
   for (const c10::Scalar& p : params) push_scalar(args, l.dtype, p);
   if (strided) {
     for (int d = 1; d < strided->dims; ++d) args.i32(static_cast<int32_t>(strided->size[d]));
-    for (int t = 0; t <= op->arity; ++t) {
+    for (int t = 0; t < op->arity + op->num_results; ++t) {
       for (int d = 0; d < strided->dims; ++d) args.i32(static_cast<int32_t>(strided->stride[t][d]));
     }
   }
@@ -186,7 +188,7 @@ bool try_fast(const OpDesc& op, c10::ArrayRef<const at::Tensor*> operands, c10::
   c10::cuda::CUDAGuard guard(device);
   // The caching allocator's blocks are 512-byte aligned.
   at::Tensor result = at::detail::empty_cuda(first->sizes(), out_dtype(op, l.dtype), first->device(), std::nullopt);
-  l.out = result.mutable_data_ptr();
+  l.outs[0] = result.mutable_data_ptr();
   l.n = first->numel();
   if (launch_contig(l, params, device) != Fallback::kNone) return false;
   out = std::move(result);
@@ -200,8 +202,8 @@ bool try_fast_copy(const OpDesc& op, const at::Tensor& src, at::Tensor& self) {
   if (!self.is_non_overlapping_and_dense() || self.is_alias_of(src)) return false;
   Launch l{&op, src.scalar_type()};
   l.inputs[0] = src.const_data_ptr();
-  l.out = self.mutable_data_ptr();
-  if (op.dtype_of(l.dtype) < 0 || !aligned16(l.out) || !inputs_aligned(l, 1)) return false;
+  l.outs[0] = self.mutable_data_ptr();
+  if (op.dtype_of(l.dtype) < 0 || !aligned16(l.outs[0]) || !inputs_aligned(l, 1)) return false;
   l.n = self.numel();
   const c10::DeviceIndex device = self.device().index();
   c10::cuda::CUDAGuard guard(device);
@@ -283,6 +285,8 @@ at::TensorIterator build(const OpDesc& op, at::Tensor& out, c10::ArrayRef<const 
           .cast_common_dtype_to_outputs(true)
           .enforce_safe_casting_to_output(true)
           .build();
+    case Builder::k_frexp_op:
+      break;  // several results: run_results
     case Builder::k_masked_fill_op: {
       // As ATen's masked_fill__cuda: the mask broadcast to self, self read and written in place.
       at::assert_no_partial_overlap(out, *operands[1]);
@@ -297,7 +301,7 @@ at::TensorIterator build(const OpDesc& op, at::Tensor& out, c10::ArrayRef<const 
           .build();
     }
   }
-  TORCH_CHECK(false, "gems: unknown pointwise builder");
+  TORCH_CHECK(false, "gems: no one-result iterator configuration for ", op.name);
 }
 
 // All tensor operands dense in iteration order: the 1-D path applies.
@@ -318,33 +322,43 @@ c10::ScalarType compute_dtype(const OpDesc& op, at::TensorIteratorBase& iter) {
     case Builder::k_where_op:
     case Builder::k_nullary_op:
     case Builder::k_masked_fill_op: return iter.dtype(0);
+    case Builder::k_frexp_op: return iter.dtype(op.num_results);
     default: return iter.common_dtype();
   }
 }
 
+// The iterator's operands are the results (0 .. num_results - 1), then the inputs.
 Fallback run_iter(const OpDesc& op, at::TensorIteratorBase& iter, c10::ArrayRef<c10::Scalar> params) {
   if (!iter.device().is_cuda()) return Fallback::kDevice;
+  const int nres = op.num_results;
   const c10::ScalarType t = compute_dtype(op, iter);
   if (op.dtype_of(t) < 0) return Fallback::kDtype;
-  if (iter.dtype(0) != out_dtype(op, t)) return Fallback::kMixedDtype;
+  for (int k = 0; k < nres; ++k) {
+    if (iter.dtype(k) != out_dtype(op, t, k)) return Fallback::kMixedDtype;
+  }
   Launch l{&op, t};
   for (int i = 0; i < op.arity; ++i) {
-    if (iter.is_cpu_scalar(i + 1)) {
+    const int operand = nres + i;
+    if (iter.is_cpu_scalar(operand)) {
       l.scalar_mask |= 1 << i;
-      l.scalars[i] = iter.original_scalar_value<double>(i + 1);
-      if (!c10::isFloatingType(t)) l.scalars[i] = iter.original_scalar_value<int64_t>(i + 1);
-    } else if (iter.dtype(i + 1) != operand_dtype(op, i, t)) {
+      l.scalars[i] = iter.original_scalar_value<double>(operand);
+      if (!c10::isFloatingType(t)) l.scalars[i] = iter.original_scalar_value<int64_t>(operand);
+    } else if (iter.dtype(operand) != operand_dtype(op, i, t)) {
       return Fallback::kMixedDtype;
     } else {
-      l.inputs[i] = iter.data_ptr(i + 1);
+      l.inputs[i] = iter.data_ptr(operand);
     }
   }
   l.n = iter.numel();
   if (l.n == 0) return Fallback::kNone;
-  l.out = iter.data_ptr(0);
+  bool outs_aligned = true;
+  for (int k = 0; k < nres; ++k) {
+    l.outs[k] = iter.data_ptr(k);
+    outs_aligned = outs_aligned && aligned16(l.outs[k]);
+  }
   const c10::DeviceIndex device = iter.device().index();
   c10::cuda::CUDAGuard guard(device);
-  if (dense_1d(iter) && aligned16(l.out) && inputs_aligned(l, op.arity)) return launch_contig(l, params, device);
+  if (dense_1d(iter) && outs_aligned && inputs_aligned(l, op.arity)) return launch_contig(l, params, device);
 
   const int ndim = static_cast<int>(iter.ndim());
   if (ndim > 8) return Fallback::kRank;
@@ -354,9 +368,9 @@ Fallback run_iter(const OpDesc& op, at::TensorIteratorBase& iter, c10::ArrayRef<
   for (int d = 0; d < s.dims; ++d) {
     const int it = s.dims - 1 - d;  // TensorIterator's dim 0 is the fastest
     s.size[d] = it < ndim ? iter.shape()[it] : 1;
-    for (int k = 0; k <= op.arity; ++k) {
-      // Operand k of the kernel is iterator operand k + 1; the output (last) is operand 0.
-      const int operand = k == op.arity ? 0 : k + 1;
+    for (int k = 0; k < op.arity + nres; ++k) {
+      // The kernel's inputs, then its results.
+      const int operand = k < op.arity ? nres + k : k - op.arity;
       const bool scalar = k < op.arity && (l.scalar_mask >> k & 1);
       s.stride[k][d] = it < ndim && !scalar ? iter.strides(operand)[it] / static_cast<int64_t>(iter.element_size(operand))
                                             : 0;
@@ -382,6 +396,21 @@ Fallback run(const OpDesc& op, c10::ArrayRef<const at::Tensor*> operands, c10::A
   const Fallback r = run_iter(op, iter, params);
   if (!out.defined()) out = iter.output();
   return r;
+}
+
+Fallback run_results(const OpDesc& op, c10::ArrayRef<const at::Tensor*> operands, c10::ArrayRef<c10::Scalar> params,
+                     c10::ArrayRef<at::Tensor*> results) {
+  TORCH_CHECK(op.builder == Builder::k_frexp_op && static_cast<int>(results.size()) == op.num_results,
+              "gems: ", op.name, " has no several-result configuration");
+  // As ATen's frexp_out: both results, then the input, of dtypes checked by the caller.
+  at::TensorIterator iter = at::TensorIteratorConfig()
+                                .add_output(*results[0])
+                                .add_output(*results[1])
+                                .add_const_input(*operands[0])
+                                .check_all_same_dtype(false)
+                                .set_check_mem_overlap(true)
+                                .build();
+  return run_iter(op, iter, params);
 }
 
 void meta(const OpDesc& op, c10::ArrayRef<const at::Tensor*> operands, c10::ArrayRef<c10::Scalar> params,

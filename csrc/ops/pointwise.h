@@ -28,6 +28,7 @@ enum class Builder {
   k_copy_op,  // copy_: src broadcast to self and cast to its dtype (the op's result_dtype)
   k_threshold_op,  // threshold: ATen's config (self twice; the output may be a wider dtype)
   k_clamp_op,  // clamp.Tensor: ATen's config, and a CPU wrapped number for a missing bound
+  k_frexp_op,  // frexp.Tensor_out: two results (mantissa, exponent), through run_results
 };
 
 // The layout axis of every pointwise grid (aot/pointwise.py LAYOUTS).
@@ -44,13 +45,18 @@ struct OpDesc {
   const c10::ScalarType* operand_dtypes;  // [arity]: a fixed dtype, or Undefined (the compute dtype)
   const OpDesc* scalar_divisor;  // tensor / Python scalar runs as this op with 1 / scalar
   bool alpha;  // params[0] is alpha (ATen's alpha_check)
-  c10::ScalarType result_dtype;  // the output's dtype whatever the compute dtype, or Undefined
+  int num_results;  // outputs of the kernel (several: frexp)
+  const c10::ScalarType* result_dtypes;  // [num_results]: a fixed dtype, or Undefined (the builder's rule)
 };
 
 // Runs `op`. `out` undefined: allocated as ATen would (functional); defined: written in place
 // (in-place and out=, resized as ATen resizes). Returns the reason when no gems kernel ran.
 Fallback run(const OpDesc& op, c10::ArrayRef<const at::Tensor*> operands, c10::ArrayRef<c10::Scalar> params,
              at::Tensor& out);
+
+// Runs an op of several results into the given tensors (out= overloads; resized as ATen does).
+Fallback run_results(const OpDesc& op, c10::ArrayRef<const at::Tensor*> operands, c10::ArrayRef<c10::Scalar> params,
+                     c10::ArrayRef<at::Tensor*> results);
 
 // The output ATen would give (shape, dtype, strides), for Meta tensors.
 void meta(const OpDesc& op, c10::ArrayRef<const at::Tensor*> operands, c10::ArrayRef<c10::Scalar> params,
