@@ -1,9 +1,10 @@
 """Launch-shape sweep for the generated contiguous pointwise kernels (JIT, on the GPU box).
 
-  python build_tools/sweep_pointwise.py --out DIR [--ops softplus,elu] [--dtypes bf16,fp32]
+  python build_tools/sweep_pointwise.py --out DIR --ops softplus,elu [--dtypes bf16,fp32]
 
-Runs each op's generated `<op>_contig` kernel through Triton's JIT with every (BLOCK, num_warps)
-of CONFIGS at 16M elements, beside ATen's own kernel on the same input sets, and writes
+Runs each op's generated contiguous kernel through Triton's JIT with every (BLOCK, num_warps) of
+CONFIGS at 16M elements, beside ATen's own kernel on the same input sets (those, the overload and
+its arguments as build_tools/bench_pointwise.py takes them, from the declarations), and writes
 sweep_pointwise.json: the data behind the launch shapes chosen in aot/pointwise.py.
 """
 
@@ -15,71 +16,57 @@ import pathlib
 import sys
 
 import torch
-import torch.nn.functional as F
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT)]
-from aot import family_pointwise as fam  # noqa: E402
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from aot import pointwise  # noqa: E402
+from build_tools.bench_pointwise import cases, inputs, make_call  # noqa: E402
+from pointwise_cases import OPS, TORCH, kernel_params  # noqa: E402
 
 CONFIGS = ((512, 4), (1024, 4), (1024, 8), (2048, 4), (2048, 8), (4096, 8), (4096, 16))
 
-# op: (ATen call, params passed to the kernel)
-CASES = {
-    "softplus": (lambda a: F.softplus(a), (1.0, 20.0)),
-    "softplus_above": (lambda a: F.softplus(a, 1.5, 0.25), (1.5, 0.25)),  # bench_pointwise's: all above
-    "elu": (lambda a: F.elu(a), (1.0, 1.0, 1.0)),
-    "atan2": (torch.atan2, ()),
-    "pow": (torch.pow, ()),
-    "div_floor": (lambda a, b: torch.div(a, b, rounding_mode="floor"), ()),
-    "gelu": (F.gelu, ()),
-    "gelu_tanh": (lambda a: F.gelu(a, approximate="tanh"), ()),
-    "gelu_backward": (lambda g, a: torch.ops.aten.gelu_backward(g, a), ()),
-    "gelu_backward_tanh": (lambda g, a: torch.ops.aten.gelu_backward(g, a, approximate="tanh"), ()),
-    "remainder": (torch.remainder, ()),
-    "tanh": (torch.tanh, ()),
-    "sigmoid": (torch.sigmoid, ()),
-    "silu": (F.silu, ()),
-    "mish": (F.mish, ()),
-    "hypot": (torch.hypot, ()),
-    "tan": (torch.tan, ()),
-    "exp": (torch.exp, ()),
-    "add": (torch.add, (1.0,)),
-}
+
+def tensor_overload(name):
+    """The first functional overload that serves the op with tensor operands only (the kernel's
+    all-tensor form)."""
+    for ov, op_name in cases():
+        types_ = {a.name: str(a.type) for a in pointwise.aten_schema(ov.aten).arguments}
+        if op_name == name and all(types_[a] == "Tensor" for a in ov.operands):
+            return ov
+    raise SystemExit(f"{name}: no overload with tensor operands only")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("."))
-    parser.add_argument("--ops", default=",".join(CASES))
+    parser.add_argument("--ops", required=True, help="comma-separated op names of aot/family_pointwise.py")
     parser.add_argument("--dtypes", default="bf16,fp32")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    ops = {op.name: op for op in fam.OPS}
     module = sys.modules[pointwise.GENERATED_MODULE]
     n = 4096 * 4096
     results = []
     for name in args.ops.split(","):
-        op, (aten, params) = ops[name.removesuffix("_above")], CASES[name]
+        op, ov = OPS[name], tensor_overload(name)
         for dtype_name in args.dtypes.split(","):
             kernel = getattr(module, pointwise.kernel_name(op, dtype_name, "contig"))
-            dtype = getattr(torch, {"bf16": "bfloat16", "fp32": "float32", "fp16": "float16"}[dtype_name])
-            sets = [[torch.rand(n, device="cuda").to(dtype) + 0.5 for _ in range(op.arity)] for _ in range(2)]
-            outs = [torch.empty(n, device="cuda", dtype=dtype) for _ in sets]
-            moved = n * dtype.itemsize * (op.arity + 1) / 1e9
-            row = {"op": name, "dtype": dtype_name, "aten_ms": device_ms(lambda s: lambda: aten(*s), sets)}
+            dtype = TORCH[dtype_name]
+            sets = [inputs(op, dtype_name, (n,)) for _ in range(2)]
+            outs = [torch.empty(n, device="cuda", dtype=TORCH[op.out_dtype(dtype_name)]) for _ in sets]
+            params = kernel_params(ov, name, dtype)
+            moved = n * (sum(t.element_size() for t in sets[0]) + outs[0].element_size()) / 1e9
+            row = {"op": name, "aten": ov.aten, "dtype": dtype_name,
+                   "aten_ms": device_ms(lambda s: make_call(ov, name, s), sets)}
 
             def launch(s, o, block, warps):
                 flags = {f"S{i}": False for i in range(op.arity)}
                 return lambda: kernel[(triton_cdiv(n, block),)](
-                    *s, o, n, *([0.0] * op.arity), *params, **flags, INDEX64=False, BLOCK=block, num_warps=warps)
+                    *s, o, n, *([0] * op.arity), *params, **flags, INDEX64=False, BLOCK=block, num_warps=warps)
 
             for block, warps in CONFIGS:
-                fns = [launch(s, o, block, warps) for s, o in zip(sets, outs)]
-                fns[0]()
-                ms = device_ms(lambda f: f, fns)
-                row[f"{block}x{warps}"] = ms
-            torch.testing.assert_close(outs[0], aten(*sets[0]), rtol=2e-2, atol=1e-3, equal_nan=True)
+                row[f"{block}x{warps}"] = device_ms(lambda f: f, [launch(s, o, block, warps) for s, o in zip(sets, outs)])
+            expected = make_call(ov, name, sets[0])()
+            torch.testing.assert_close(outs[0], expected, rtol=2e-2, atol=1e-3, equal_nan=True)
             best = min(CONFIGS, key=lambda c: row[f"{c[0]}x{c[1]}"])
             row["best"] = f"{best[0]}x{best[1]}"
             results.append(row)
