@@ -32,6 +32,7 @@
 #include <sstream>
 #include <string>
 
+#include "gems_fused_tiles.h"
 #include "gems_kernels.h"
 #include "runtime/fallback.h"
 #include "runtime/kernels.h"
@@ -43,8 +44,6 @@ namespace g = gen::act_and_mul;
 
 constexpr int64_t kMaxGridX = std::numeric_limits<int32_t>::max();
 constexpr int64_t kMaxGridY = 65535;
-// Tile bounds on H, as TILE_MAX_H in aot/family_fused.py.
-constexpr int64_t kTileH64Max = 64, kTileH256Max = 256;
 
 constexpr const char* kSilu = "gems::silu_and_mul";
 constexpr const char* kGelu = "gems::gelu_and_mul";
@@ -52,12 +51,6 @@ constexpr const char* kSiluBackward = "gems::silu_and_mul_backward";
 constexpr const char* kGeluBackward = "gems::gelu_and_mul_backward";
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-int tile_for(int64_t h) {
-  if (h <= kTileH64Max) return g::tile_h64;
-  if (h <= kTileH256Max) return g::tile_h256;
-  return g::tile_h1k;
-}
 
 int gelu_act(const char* op, c10::string_view approximate) {
   if (approximate == "none") return g::act_gelu;
@@ -148,7 +141,7 @@ Fallback prepare(int pass, int act, c10::ScalarType dtype, int64_t M, int64_t H,
   bool aligned = H % vec == 0;
   for (const void* p : pointers) aligned = aligned && aligned16(p);
   for (int64_t s : strides) aligned = aligned && s % vec == 0;
-  const int tile = tile_for(H);
+  const int tile = fused_tiles::tile_for(H);
   int id = aligned ? g::find(pass, act, dt, tile, g::align_16) : -1;
   if (id < 0) {
     id = g::find(pass, act, dt, tile, g::align_any);
