@@ -115,8 +115,12 @@ class PointwiseOp:
     def fn_for(self, dtype: str) -> str:
         return dict(self.dtype_fns).get(dtype, self.fn)
 
-    def fns(self) -> list:
-        return [self.fn] + sorted({fn for _, fn in self.dtype_fns} - {self.fn})
+    def kernel_dtypes(self) -> dict:
+        """{scalar function: a dtype that runs it}: one set of kernels per function."""
+        found = {}
+        for d in self.dtypes:
+            found.setdefault(self.fn_for(d), d)
+        return found
 
 
 def kernel_name(op: PointwiseOp, dtype: str, layout: str) -> str:
@@ -184,7 +188,7 @@ class Overload:
                 break
         out = []
         for n in found:
-            cuda = _has_cuda_kernel(n)
+            cuda = _has_kernel(n, "CUDA")
             gems = n == aten
             if cuda or gems:
                 out.append(cls(n, op, override=cuda, gems=gems, **kw))
@@ -319,10 +323,7 @@ def {name}({args}, BLOCK: tl.constexpr):
 def kernel_source(ops) -> str:
     parts = [_PRELUDE]
     for op in ops:
-        for fn in op.fns():
-            dtype = next((d for d in op.dtypes if op.fn_for(d) == fn), None)
-            if dtype is None:
-                continue  # every dtype has a function of its own
+        for fn, dtype in op.kernel_dtypes().items():
             parts.append(_contig_source(op, kernel_name(op, dtype, "contig"), fn))
             parts += [_strided_source(op, kernel_name(op, dtype, layout), fn, layout) for layout in STRIDED_DIMS]
     return "".join(parts)
@@ -414,9 +415,6 @@ def _has_kernel(name: str, key: str) -> bool:
 
     return torch._C._dispatch_has_kernel_for_dispatch_key(f"aten::{name}", key)
 
-
-def _has_cuda_kernel(name: str) -> bool:
-    return _has_kernel(name, "CUDA")
 
 
 @functools.lru_cache(maxsize=None)
@@ -678,13 +676,13 @@ def check_declarations(ops, overloads):
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise ValueError(f"duplicate pointwise ops: {dup}")
-    layouts = ("contig",) + tuple(STRIDED_DIMS)
-    kernels = {kernel_name(op, d, layout) for op in ops for d in op.dtypes for layout in layouts}
-    if len(kernels) != len({(op.name, op.fn_for(d)) for op in ops for d in op.dtypes}) * len(layouts):
+    kernels = [kernel_name(op, d, layout) for op in ops for d in op.kernel_dtypes().values()
+               for layout in ("contig",) + tuple(STRIDED_DIMS)]
+    if len(set(kernels)) != len(kernels):
         raise ValueError("two ops generate kernels of the same name")
     math = importlib.import_module(MATH_MODULE)
     for op in ops:
-        for fn in op.fns():
+        for fn in op.kernel_dtypes():
             if not hasattr(math, fn):
                 raise ValueError(f"{op.name}: {MATH_MODULE} has no function {fn}")
     atens = [ov.aten for ov in overloads]

@@ -123,3 +123,11 @@ def libdevice_by_torch():
     with mock.patch.object(builder, "create_extern_elementwise", _extern_elementwise), \
             mock.patch.object(builder, "create_fma", _fused_fma):
         yield
+
+
+def cuda_kernel_names(fn):
+    """The names of the CUDA kernels (and memcpy / memset) that fn launches."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        fn()
+        torch.cuda.synchronize()
+    return {e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA}

@@ -276,9 +276,7 @@ def test_variant_count():
 
 def test_declarations_match_kernels():
     for point, arch in _points():
-        v = GRID.make(point, arch)
-        fn = v.jit_function()
-        assert [n for n, _ in v.signature] == list(inspect.signature(fn.fn).parameters), v.kernel
+        v = GRID.make(point, arch)  # its signature against the kernel: test_aot.py, for every family
         assert v.kernel == f"kernels.fused:act_and_mul_{point['pass']}"
         sig = dict(v.signature)
         pointers = [n for n, t in v.signature if t.startswith("*")]

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import gems_aot
-from conftest import requires_gpu
+from conftest import cuda_kernel_names, requires_gpu
 
 pytestmark = [requires_gpu, pytest.mark.gpu]
 
@@ -274,13 +274,6 @@ def test_autograd(dtype):
 
 hopper = pytest.mark.skipif(not torch.cuda.is_available() or torch.cuda.get_device_capability() != (9, 0),
                             reason="the TMA variants are sm_90a only")
-
-
-def cuda_kernel_names(fn):
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
-        fn()
-        torch.cuda.synchronize()
-    return {e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA}
 
 
 @hopper

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 import gems_aot
 from aot import family_pointwise as fam
-from conftest import requires_gpu
+from conftest import cuda_kernel_names, requires_gpu
 from pointwise_cases import TORCH
 
 pytestmark = [requires_gpu, pytest.mark.gpu]
@@ -34,13 +34,6 @@ def cast_source(dtype, shape):
 def same(res, expected, rtol=0.0, atol=0.0):
     assert res.dtype == expected.dtype and res.shape == expected.shape and res.stride() == expected.stride()
     torch.testing.assert_close(res, expected, rtol=rtol, atol=atol, equal_nan=True)
-
-
-def cuda_kernel_names(fn):
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
-        fn()
-        torch.cuda.synchronize()
-    return {e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA}
 
 
 def assert_gems_kernels_only(fn):

@@ -6,7 +6,6 @@ expanded and sliced inputs too.
 """
 
 import dataclasses
-import inspect
 import itertools
 import math
 import sys
@@ -475,10 +474,7 @@ def test_declarations_match_kernels():
         v = GRID.make(point, arch)
         if v is None:
             continue
-        fn = v.jit_function()
-        params = list(inspect.signature(fn.fn).parameters)
-        assert [n for n, _ in v.signature] == params, v.kernel
-        sig = dict(v.signature)
+        sig = dict(v.signature)  # its names against the kernel: test_aot.py, for every family
         assert sig["in_ptr"] == DTYPES[point["in_dtype"]][0] and sig["out_ptr"] == DTYPES[point["out_dtype"]][0]
         assert all(t == "i64" for n, t in v.signature if n not in ("in_ptr", "out_ptr") and t != "constexpr")
         kernel, block_out, block_r, warps = fam.KINDS[point["kind"]]
