@@ -86,8 +86,8 @@ OPS = [
     # Bool out from any dtype.
     *(PointwiseOp(n, n, 1, "unary_bool_op", NUMBERS + ("bool",)) for n in ("logical_not",)),
     *(PointwiseOp(n, n, 1, "unary_bool_op", NUMBERS) for n in ("isnan", "isinf")),
-    # Two results: mantissa and int32 exponent (ATen's CUDA frexp takes fp32, fp16 and fp64).
-    PointwiseOp("frexp", "frexp", 1, "frexp_op", ("fp32", "fp16"), extra_results=("i32",)),
+    # Two results: mantissa and int32 exponent.
+    PointwiseOp("frexp", "frexp", 1, "frexp_op", FLOATS, extra_results=("i32",)),
     # Three operands.
     PointwiseOp("addcmul", "addcmul", 3, "ternary_op", NUMBERS, num_params=1),
     PointwiseOp("addcdiv", "addcdiv", 3, "ternary_op", FLOATS, num_params=1),

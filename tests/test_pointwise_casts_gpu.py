@@ -196,21 +196,24 @@ def test_threshold_out_of_a_wider_dtype_falls_back():
         same(out, F.threshold(x, 0.5, -1.0).double())
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("layout", ["dense", "transposed", "offset"])
 def test_frexp_two_results_like_aten(dtype, layout):
-    x = cast_source(dtype, (65, 33) if layout == "transposed" else (33 * 65 + 1,))
-    x = x.t() if layout == "transposed" else x[1:].view(33, 65) if layout == "offset" else x.view(33 * 65 + 1)
-    x.view(-1)[7:10] = torch.tensor([1e-40, 6e-8, -3e-45]).to(dtype)  # subnormals (of fp32 or fp16)
+    base = cast_source(dtype, (65, 33) if layout == "transposed" else (33 * 65 + 1,))
+    base.view(-1)[7:10] = torch.tensor([1e-40, 6e-8, -3e-45]).to(dtype)  # subnormals (of fp32 or fp16)
+    x = base.t() if layout == "transposed" else base[1:].view(33, 65) if layout == "offset" else base
+
+    def empty_results():
+        return torch.empty(0, device="cuda", dtype=dtype), torch.empty(0, device="cuda", dtype=torch.int32)
+
     with gems_aot.use_gems(include=[]):
         expected = torch.frexp(x)
-        expected_out = torch.frexp(x, out=(torch.empty(1, device="cuda", dtype=dtype),
-                                           torch.empty(1, device="cuda", dtype=torch.int32)))
+        expected_out = torch.frexp(x, out=empty_results())
     gems_aot.reset_fallback_counts()
     with gems_aot.use_gems(include=["frexp.Tensor_out"]):
         res = torch.frexp(x)  # frexp.Tensor (composite) allocates and calls frexp.Tensor_out
-        outs = (torch.empty(1, device="cuda", dtype=dtype), torch.empty(1, device="cuda", dtype=torch.int32))
-        res_out = torch.frexp(x, out=outs)  # of the wrong size: resized as ATen does
+        outs = empty_results()
+        res_out = torch.frexp(x, out=outs)  # resized as ATen does
     assert gems_aot.fallback_counts() == {}
     assert res_out[0] is outs[0] and res_out[1] is outs[1]
     for got, want in zip(res + res_out, expected + expected_out):
@@ -218,11 +221,18 @@ def test_frexp_two_results_like_aten(dtype, layout):
 
 
 def test_frexp_rules_like_aten():
+    """Results of another dtype raise ATen's error; fp64 (no gems kernel) falls back to ATen."""
     x = torch.randn(10, device="cuda")
-    for make in (lambda: torch.frexp(x.bfloat16()),  # ATen's CUDA frexp has no bf16
-                 lambda: torch.frexp(x, out=(torch.empty(10, device="cuda"), torch.empty(10, device="cuda")))):
+    for out in ((torch.empty(10, device="cuda"), torch.empty(10, device="cuda")),
+                (torch.empty(10, device="cuda", dtype=torch.half), torch.empty(10, device="cuda", dtype=torch.int32))):
         with gems_aot.use_gems(include=[]), pytest.raises(RuntimeError) as aten_error:
-            make()
+            torch.frexp(x, out=out)
         with gems_aot.use_gems(include=["frexp.Tensor_out"]), pytest.raises(RuntimeError) as gems_error:
-            make()
+            torch.frexp(x, out=out)
         assert str(gems_error.value) == str(aten_error.value)
+    gems_aot.reset_fallback_counts()
+    with gems_aot.use_gems(include=["frexp.Tensor_out"]):
+        res = torch.frexp(x.double())
+    assert gems_aot.fallback_counts() == {("frexp.Tensor_out", "dtype"): 1}
+    for got, want in zip(res, torch.frexp(x.double())):
+        same(got, want)

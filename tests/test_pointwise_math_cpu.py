@@ -389,12 +389,14 @@ def _apply_pair(out0, out1, a, n, FN: tl.constexpr, BLOCK: tl.constexpr):
     v = tl.load(a + offs, mask=mask)
     if v.dtype == tl.float16:
         v = v.to(tl.float32)
+    if v.dtype == tl.bfloat16:  # by its bits: the interpreter's cast flushes bf16 subnormals, the GPU's does not
+        v = (v.to(tl.int16, bitcast=True).to(tl.int32) << 16).to(tl.float32, bitcast=True)
     r0, r1 = FN(v)
     tl.store(out0 + offs, r0.to(out0.dtype.element_ty), mask=mask)
     tl.store(out1 + offs, r1.to(out1.dtype.element_ty), mask=mask)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
 def test_frexp(pm, dtype):
     """Mantissa and exponent of the specials, subnormals (of fp32; fp16's are normal there) and
     random values of every magnitude, exactly as torch."""
@@ -406,7 +408,8 @@ def test_frexp(pm, dtype):
     ref_mantissa, ref_exponent = torch.frexp(x)
     torch.testing.assert_close(mantissa, ref_mantissa, rtol=0, atol=0, equal_nan=True)
     assert torch.equal(exponent, ref_exponent)
-    assert torch.equal(mantissa.signbit(), ref_mantissa.signbit())
+    signed = ~ref_mantissa.isnan()  # a NaN's sign bit is not a result (torch's bf16 frexp makes it +)
+    assert torch.equal(mantissa.signbit()[signed], ref_mantissa.signbit()[signed])
 
 
 def test_every_function_has_a_case():
