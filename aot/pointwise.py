@@ -559,8 +559,8 @@ def _body(ov: Overload, mode: str) -> list:
             raise ValueError(f"{ov.aten}: several results are served through the aten override only")
         lines.append(f"  at::Tensor* results[] = {{{', '.join('&' + w for w in written)}}};")
         lines.append("  const Fallback r = op ? pointwise::run_results(*op, operands, params, results) : Fallback::kArgs;")
-        lines += [f"  if (r == Fallback::kNone) return std::forward_as_tuple({', '.join(written)});",
-                  "  counter.hit(r);", f"  return {_aten_call(ov)};"]
+        lines += ["  counter.hit(r);", f"  if (r == Fallback::kNone) return std::forward_as_tuple({', '.join(written)});",
+                  f"  return {_aten_call(ov)};"]
         return lines
     if kind == "functional":
         out = f"at::Tensor out = {ov.result};" if ov.result else "at::Tensor out;"
@@ -582,7 +582,7 @@ def _body(ov: Overload, mode: str) -> list:
         "  const Fallback r = op ? pointwise::run(*op, operands, params, out) : Fallback::kArgs;"
     )
     if mode == "aten":
-        lines += ["  if (r == Fallback::kNone) return out;", "  counter.hit(r);", f"  return {_aten_call(ov)};"]
+        lines += ["  counter.hit(r);", "  if (r == Fallback::kNone) return out;", f"  return {_aten_call(ov)};"]
     else:
         lines += [f'  if (r != Fallback::kNone) unsupported("gems::{ov.aten}", r, pointwise::describe(operands));',
                   "  return out;"]

@@ -14,6 +14,11 @@ export PYTHONUNBUFFERED=1
 if [ -x /usr/bin/g++ ]; then export CXX=/usr/bin/g++ CC=/usr/bin/gcc; fi
 cd "$(dirname "$0")/.."
 
+# The box has no network: optional packages (matplotlib for the plots, flag_gems) come as wheels in .whl/.
+if compgen -G ".whl/*.whl" >/dev/null; then
+  $PY -m pip install -q --no-index --no-deps .whl/*.whl >"$OUT_DIR/wheels.log" 2>&1 || tail -5 "$OUT_DIR/wheels.log"
+fi
+
 t0=$(date +%s)
 echo "== build (jobs: $GEMS_AOT_JOBS)"
 if ! $PY -m pip install -v --no-build-isolation --no-deps -e . >"$OUT_DIR/build.log" 2>&1; then
@@ -41,7 +46,7 @@ t4=$(date +%s)
 
 echo "== demo"
 $PY -m gems_aot demo >"$OUT_DIR/demo.log" 2>&1 || tail -30 "$OUT_DIR/demo.log"
-tail -12 "$OUT_DIR/demo.log"
+grep -B2 -A3 "^| model" "$OUT_DIR/demo.log"; tail -1 "$OUT_DIR/demo.log"
 
 echo
 echo "== summary"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Sets everything up on a fresh machine and runs the main job: installs torch (CUDA build) and
-# the build tools when missing, builds the kernels and the extension, then runs the demo (which
-# only reports the build on a machine without a supported GPU).
+# Sets everything up on a fresh machine and runs the main job: installs torch (CUDA build) when
+# missing, the build tools, and the harness' optional packages (matplotlib for its plots,
+# transformers for its Hugging Face models), builds the kernels and the extension, then runs the
+# demo (which only reports the build on a machine without a supported GPU).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -9,7 +10,7 @@ PY=${PYTHON:-python3}
 if ! $PY -c "import torch, triton" 2>/dev/null; then
   $PY -m pip install "torch==2.14.1"
 fi
-$PY -m pip install ninja pytest setuptools wheel
+$PY -m pip install ninja pytest setuptools wheel matplotlib transformers
 command -v cmake >/dev/null || $PY -m pip install cmake
 $PY -m pip install --no-build-isolation --no-deps -e .
 $PY -m gems_aot demo

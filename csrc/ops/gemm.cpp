@@ -190,16 +190,16 @@ at::Tensor mm(const at::Tensor& self, const at::Tensor& mat2) {
   static FallbackCounter& counter = fallback_counter("mm");
   at::Tensor out;
   const Fallback r = run_mm(self, mat2, out);
-  if (r == Fallback::kNone) return out;
   counter.hit(r);
+  if (r == Fallback::kNone) return out;
   return at::cuda::mm(self, mat2);
 }
 
 at::Tensor& mm_out(const at::Tensor& self, const at::Tensor& mat2, at::Tensor& out) {
   static FallbackCounter& counter = fallback_counter("mm.out");
   const Fallback r = run_mm(self, mat2, out);
-  if (r == Fallback::kNone) return out;
   counter.hit(r);
+  if (r == Fallback::kNone) return out;
   return at::cuda::mm_out(out, self, mat2);
 }
 }  // namespace aten_impl

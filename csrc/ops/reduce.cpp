@@ -368,7 +368,10 @@ at::Tensor sum_new(const at::Tensor& self, at::OptionalIntArrayRef dim, bool kee
     c10::cuda::CUDAGuard guard(self.device());
     at::Tensor out = at::detail::empty_cuda(shape, out_dtype, self.device(), std::nullopt);
     r = sum_into(self, mask, keepdim, out);
-    if (r == Fallback::kNone) return out;
+    if (r == Fallback::kNone) {
+      if (counter) counter->hit(r);
+      return out;
+    }
   }
   if (!counter) unsupported(op, r, describe(self, out_dtype));
   counter->hit(r);
@@ -432,10 +435,8 @@ at::Tensor& sum_IntList_out(const at::Tensor& self, at::OptionalIntArrayRef dim,
     c10::cuda::CUDAGuard guard(self.device());
     r = sum_into(self, mask, keepdim, out);
   }
-  if (r != Fallback::kNone) {
-    counter.hit(r);
-    at::cuda::sum_outf(self, dim, keepdim, dtype, out);
-  }
+  counter.hit(r);
+  if (r != Fallback::kNone) at::cuda::sum_outf(self, dim, keepdim, dtype, out);
   return out;
 }
 }  // namespace aten_impl

@@ -12,6 +12,8 @@ std::mutex g_mutex;
 std::deque<FallbackCounter> g_counters;  // stable addresses; guarded by g_mutex
 }  // namespace
 
+RecordedTotals g_recorded;
+
 const char* fallback_name(Fallback reason) {
   switch (reason) {
     case Fallback::kNone: return "none";
@@ -41,7 +43,7 @@ std::string fallback_report() {
   std::lock_guard<std::mutex> lock(g_mutex);
   std::ostringstream out;
   for (const auto& c : g_counters) {
-    for (int r = 1; r < static_cast<int>(Fallback::kCount); ++r) {
+    for (int r = 0; r < static_cast<int>(Fallback::kCount); ++r) {
       const uint64_t n = c.count(static_cast<Fallback>(r));
       if (n) out << c.op() << '\t' << fallback_name(static_cast<Fallback>(r)) << '\t' << n << '\n';
     }
@@ -52,6 +54,14 @@ std::string fallback_report() {
 void reset_fallback_counts() {
   std::lock_guard<std::mutex> lock(g_mutex);
   for (auto& c : g_counters) c.reset();
+}
+
+bool set_recording(bool on) { return g_recorded.on.exchange(on); }
+
+std::vector<int64_t> recorded_totals() {
+  std::vector<int64_t> totals;
+  for (const auto& n : g_recorded.outcomes) totals.push_back(static_cast<int64_t>(n.load(std::memory_order_relaxed)));
+  return totals;
 }
 
 void unsupported(const char* op, Fallback reason, const std::string& detail) {

@@ -1,13 +1,16 @@
-// Why an input was not run by a gems kernel, and the per-op counters of ATen fallbacks.
+// Why an input was not run by a gems kernel, and the per-op counters of each call's outcome.
 //
 // Op drivers return a `Fallback`: kNone when a gems kernel ran, otherwise the reason. An aten
-// override then calls ATen's own CUDA kernel and counts the reason; a torch.ops.gems.* call
-// raises `unsupported(...)` instead (ARCHITECTURE.md decision 3).
+// override counts the outcome, then calls ATen's own CUDA kernel for a fallback; a
+// torch.ops.gems.* call raises `unsupported(...)` instead (ARCHITECTURE.md decision 3).
+// Fallbacks are always counted; calls served by gems and copies between devices only while a
+// coverage recorder runs (gems_aot.record()), so that the common path costs one relaxed load.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace gems {
 
@@ -27,11 +30,23 @@ enum class Fallback : uint8_t {
 
 const char* fallback_name(Fallback reason);
 
+// Calls of every op while recording, by outcome: served, fallen back, transfer.
+struct RecordedTotals {
+  std::atomic<bool> on{false};
+  std::atomic<uint64_t> outcomes[3] = {};
+};
+extern RecordedTotals g_recorded;
+
 class FallbackCounter {
  public:
   explicit FallbackCounter(const char* op) : op_(op) {}
   void hit(Fallback reason) {
-    if (reason != Fallback::kTransfer) counts_[static_cast<int>(reason)].fetch_add(1, std::memory_order_relaxed);
+    const bool fallback = reason != Fallback::kNone && reason != Fallback::kTransfer;
+    if (fallback) counts_[static_cast<int>(reason)].fetch_add(1, std::memory_order_relaxed);
+    if (!g_recorded.on.load(std::memory_order_relaxed)) return;
+    if (!fallback) counts_[static_cast<int>(reason)].fetch_add(1, std::memory_order_relaxed);
+    const int outcome = reason == Fallback::kNone ? 0 : fallback ? 1 : 2;
+    g_recorded.outcomes[outcome].fetch_add(1, std::memory_order_relaxed);
   }
   const char* op() const { return op_; }
   uint64_t count(Fallback reason) const { return counts_[static_cast<int>(reason)].load(std::memory_order_relaxed); }
@@ -48,9 +63,14 @@ class FallbackCounter {
 // function-local static so the lookup happens once.
 FallbackCounter& fallback_counter(const char* op);
 
-// "op\treason\tcount\n" for every non-zero count.
+// "op\treason\tcount\n" for every non-zero count: fallbacks, and while recording also "none"
+// (served by gems) and "transfer".
 std::string fallback_report();
 void reset_fallback_counts();
+// Turns recording on or off; returns whether it was on.
+bool set_recording(bool on);
+// The calls recorded so far: {served, fallen back, transfers}.
+std::vector<int64_t> recorded_totals();
 
 // Raises the error a torch.ops.gems.* call gives for input no variant covers.
 [[noreturn]] void unsupported(const char* op, Fallback reason, const std::string& detail);

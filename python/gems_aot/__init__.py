@@ -4,6 +4,9 @@
     gems_aot.enable()            # aten CUDA ops now run gems kernels, falling back to ATen
     with gems_aot.use_gems(include=["add", "mm"]):
         ...
+    with gems_aot.use_gems(record=True) as rec:   # which aten ops ran, and on what
+        ...
+    rec.report()
     torch.ops.gems.add(a, b)     # the gems ops themselves (with Meta functions)
 """
 
@@ -19,6 +22,7 @@ from gems_aot._override import (
     use_gems,
 )
 from gems_aot._info import __version__, info
+from gems_aot._record import OpRecord, Recorder, record
 from gems_aot._fused import gelu_and_mul, silu_and_mul
 
 _load()
@@ -31,6 +35,9 @@ __all__ = [
     "fallback_counts",
     "gelu_and_mul",
     "info",
+    "OpRecord",
+    "record",
+    "Recorder",
     "is_enabled",
     "registered_ops",
     "reset_fallback_counts",

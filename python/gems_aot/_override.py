@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from typing import Iterable, Iterator, Optional
+from typing import Iterable, Iterator, Optional, Union
 
 import torch
+
+from gems_aot._record import Recorder, _extension_counts
 
 _lock = threading.Lock()
 
@@ -79,13 +81,21 @@ def is_enabled() -> bool:
 
 
 @contextlib.contextmanager
-def use_gems(include: Optional[Iterable[str]] = None, exclude: Optional[Iterable[str]] = None) -> Iterator[list[str]]:
+def use_gems(include: Optional[Iterable[str]] = None, exclude: Optional[Iterable[str]] = None,
+             record: bool = False) -> Iterator[Union[list[str], Recorder]]:
     """`enable(include, exclude)` for the block, then the previous selection again (also when the
-    block raises, and when blocks nest)."""
+    block raises, and when blocks nest). Yields the overloads enabled; with record=True, a
+    `Recorder` of the block's aten calls on CUDA instead (its `enabled` holds that list)."""
     with _lock:
         previous = list(torch.ops.gems._installed_overrides())
     try:
-        yield enable(include, exclude)
+        enabled = enable(include, exclude)
+        if not record:
+            yield enabled
+            return
+        with Recorder() as rec:
+            rec.enabled = enabled
+            yield rec
     finally:
         with _lock:
             _install(previous)
@@ -93,11 +103,7 @@ def use_gems(include: Optional[Iterable[str]] = None, exclude: Optional[Iterable
 
 def fallback_counts() -> dict[tuple[str, str], int]:
     """{(aten overload, reason): calls that went to ATen} since load or the last reset."""
-    counts = {}
-    for line in torch.ops.gems._fallback_report().splitlines():
-        op, reason, n = line.split("\t")
-        counts[(op, reason)] = int(n)
-    return counts
+    return {key: n for key, n in _extension_counts().items() if key[1] not in ("none", "transfer")}
 
 
 def reset_fallback_counts() -> None:

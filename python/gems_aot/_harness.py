@@ -1,0 +1,308 @@
+"""Model-level harness: gems against ATen on whole models, in one run on one GPU.
+
+    python -m gems_aot models --out DIR [--models tiny_llama,llama,qwen2,gpt2] [--steps 300]
+
+Per model (the built-in TinyLlama; Hugging Face Llama / Qwen2 / GPT-2 of the same small size
+when transformers is installed; random weights, nothing downloaded):
+
+- inference in bf16: prefill and greedy-decode tokens/s with gems enabled and with ATen
+  (interleaved rounds, the fastest of each kept), the largest logit difference and the share of
+  generated tokens that agree;
+- accuracy of one training step (fp32 weights, bf16 autocast, as mixed-precision training runs):
+  the logits' and the gradients' largest error against an fp32 ATen reference, for ATen and for
+  gems, so gems' error reads next to ATen's own;
+- a training run of `steps` AdamW steps on a fixed synthetic task (`SyntheticTask`) three times
+  from the same initial weights: ATen with data order 0, ATen with data order 1, and gems with data
+  order 0. The two ATen runs measure the noise band: the gap between their smoothed loss curves
+  (mean and largest). The gems run agrees when its gap to ATen's run on the same data order is
+  within the band (mean and largest); ms per step of each run comes with it;
+- the coverage report (`gems_aot.use_gems(record=True)`) of one training step and one decode
+  step.
+
+Writes models.json, models.md and loss_<model>.png (with matplotlib) to the output folder.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import pathlib
+import time
+import traceback
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+
+import gems_aot
+from gems_aot import _plots
+from gems_aot._models import (DecoderConfig, SyntheticTask, TinyLlama, generate_greedy, logits_of,
+                              transformers_models)
+
+SMOOTHING = 20  # steps in the moving average of a loss curve
+MODELS = ("tiny_llama", "llama", "qwen2", "gpt2")  # the last three need transformers
+
+
+@dataclasses.dataclass
+class HarnessConfig:
+    models: tuple[str, ...] = MODELS
+    batch: int = 8  # inference sequences
+    prompt: int = 128
+    new_tokens: int = 32
+    train_batch: int = 16
+    seq_len: int = 128
+    steps: int = 300
+    lr: float = 3e-3
+    rounds: int = 3  # interleaved timing rounds per side
+    decoder: DecoderConfig = dataclasses.field(default_factory=DecoderConfig)
+    device: str = "cuda"  # gems kernels run on CUDA only; another device runs ATen on both sides
+
+
+def builders(decoder: DecoderConfig) -> dict[str, Callable[[], torch.nn.Module]]:
+    """The models the harness knows: the built-in one, and transformers' where installed."""
+    return {"tiny_llama": lambda: TinyLlama(decoder), **transformers_models(decoder)}
+
+
+def _synchronize(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def _seconds(fn: Callable[[], object], reps: int, device: str) -> float:
+    fn()
+    _synchronize(device)
+    start = time.perf_counter()
+    for _ in range(reps):
+        fn()
+    _synchronize(device)
+    return (time.perf_counter() - start) / reps
+
+
+def _aten_and_gems_seconds(fn: Callable[[], object], cfg: HarnessConfig, reps: int) -> tuple[float, float]:
+    """The fastest round of each side, ATen and gems rounds interleaved (host timings drift)."""
+    aten, gems = [], []
+    for _ in range(cfg.rounds):
+        with gems_aot.use_gems(include=[]):
+            aten.append(_seconds(fn, reps, cfg.device))
+        with gems_aot.use_gems():
+            gems.append(_seconds(fn, reps, cfg.device))
+    return min(aten), min(gems)
+
+
+def _max_error(got: torch.Tensor, want: torch.Tensor) -> float:
+    return (got.float() - want.float()).abs().max().item()
+
+
+def inference(model: torch.nn.Module, cfg: HarnessConfig) -> dict:
+    vocab = cfg.decoder.vocab_size
+    generator = torch.Generator().manual_seed(1)
+    ids = torch.randint(vocab, (cfg.batch, cfg.prompt), generator=generator).to(cfg.device)
+    with torch.inference_mode():
+        prefill = lambda: logits_of(model, ids)  # noqa: E731
+        generate = lambda: generate_greedy(model, ids, cfg.new_tokens)  # noqa: E731
+        prefill_s = _aten_and_gems_seconds(prefill, cfg, reps=5)
+        generate_s = _aten_and_gems_seconds(generate, cfg, reps=2)
+        with gems_aot.use_gems(include=[]):
+            ref_logits, ref_tokens = prefill(), generate()
+        with gems_aot.use_gems():
+            logits, tokens = prefill(), generate()
+    decode_s = [g - p for g, p in zip(generate_s, prefill_s)]
+    return {
+        "prefill_tokens_per_s": {"aten": cfg.batch * cfg.prompt / prefill_s[0], "gems": cfg.batch * cfg.prompt / prefill_s[1]},
+        "decode_tokens_per_s": {"aten": cfg.batch * (cfg.new_tokens - 1) / decode_s[0],
+                                "gems": cfg.batch * (cfg.new_tokens - 1) / decode_s[1]},
+        "logits_max_abs_diff": _max_error(logits, ref_logits),
+        "logits_max_abs": ref_logits.float().abs().max().item(),
+        "greedy_tokens_agree": (tokens == ref_tokens).float().mean().item(),
+    }
+
+
+def _loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, autocast: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=autocast):
+        logits = logits_of(model, x)
+    return F.cross_entropy(logits.float().flatten(0, 1), y.flatten()), logits
+
+
+def step_accuracy(model: torch.nn.Module, task: SyntheticTask, cfg: HarnessConfig) -> dict:
+    """Logits and gradients of one bf16-autocast step, ATen's and gems', against fp32 ATen."""
+    x, y = (t.to(cfg.device) for t in next(task.batches(cfg.train_batch, 1, order_seed=0)))
+    results = {}
+    for name, include, autocast in (("fp32", [], False), ("aten", [], True), ("gems", None, True)):
+        m = copy.deepcopy(model)
+        with gems_aot.use_gems(include=include):
+            loss, logits = _loss(m, x, y, autocast)
+            loss.backward()
+        results[name] = (logits.float(), [p.grad.float() for p in m.parameters()])
+    ref_logits, ref_grads = results["fp32"]
+    grad_scale = max(g.abs().max().item() for g in ref_grads)
+    out = {"logits_max_abs": ref_logits.abs().max().item(), "grad_max_abs": grad_scale}
+    for name in ("aten", "gems"):
+        logits, grads = results[name]
+        out[f"{name}_logits_max_error"] = _max_error(logits, ref_logits)
+        out[f"{name}_grad_max_error"] = max(_max_error(g, r) for g, r in zip(grads, ref_grads))
+    return out
+
+
+def train_run(model: torch.nn.Module, task: SyntheticTask, cfg: HarnessConfig, order_seed: int,
+              gems: bool) -> tuple[list[float], float]:
+    """Losses of `steps` AdamW steps from a copy of model, and the ms per step."""
+    m = copy.deepcopy(model)
+    opt = torch.optim.AdamW(m.parameters(), lr=cfg.lr)
+    batches = [(x.to(cfg.device), y.to(cfg.device)) for x, y in task.batches(cfg.train_batch, cfg.steps, order_seed)]
+    losses = []
+    with gems_aot.use_gems(include=None if gems else []):
+        _synchronize(cfg.device)
+        start = time.perf_counter()
+        for x, y in batches:
+            loss, _ = _loss(m, x, y, autocast=True)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(loss.detach())
+        _synchronize(cfg.device)
+        ms = (time.perf_counter() - start) / cfg.steps * 1e3
+    return torch.stack(losses).tolist(), ms
+
+
+def smooth(values: list[float], window: int = SMOOTHING) -> list[float]:
+    """Trailing moving average (the first window - 1 points average what exists so far)."""
+    out, total = [], 0.0
+    for i, v in enumerate(values):
+        total += v
+        if i >= window:
+            total -= values[i - window]
+        out.append(total / min(i + 1, window))
+    return out
+
+
+def curve_agreement(aten: list[float], aten_other_order: list[float], gems: list[float]) -> dict:
+    """The noise band: the gap between the two ATen runs' smoothed curves past the first window,
+    its mean and its largest value; gems' gap to ATen on the same data order, likewise. They agree
+    when gems' mean gap and largest gap are both within the band's."""
+    a, b, g = smooth(aten), smooth(aten_other_order), smooth(gems)
+    start = min(SMOOTHING, len(a) - 1)
+    noise = [abs(x - y) for x, y in zip(a[start:], b[start:])]
+    gap = [abs(x - y) for x, y in zip(a[start:], g[start:])]
+    result = {"noise_band_mean": sum(noise) / len(noise), "noise_band_max": max(noise),
+              "gems_gap_mean": sum(gap) / len(gap), "gems_gap_max": max(gap)}
+    result["agree"] = (result["gems_gap_mean"] <= result["noise_band_mean"]
+                       and result["gems_gap_max"] <= result["noise_band_max"])
+    result["final_loss"] = {"aten": a[-1], "aten_other_order": b[-1], "gems": g[-1]}
+    return result
+
+
+def coverage(model: torch.nn.Module, task: SyntheticTask, cfg: HarnessConfig) -> gems_aot.Recorder:
+    """The aten calls of one training step and one prefill + decode step, with gems enabled."""
+    m = copy.deepcopy(model)
+    opt = torch.optim.AdamW(m.parameters(), lr=cfg.lr)
+    x, y = (t.to(cfg.device) for t in next(task.batches(cfg.train_batch, 1, order_seed=0)))
+    with gems_aot.use_gems() as enabled, gems_aot.record(cfg.device) as rec:
+        rec.enabled = enabled
+        loss, _ = _loss(m, x, y, autocast=True)
+        loss.backward()
+        opt.step()
+        with torch.inference_mode():
+            generate_greedy(m.to(torch.bfloat16), x[:, :16], 2)
+    return rec
+
+
+def run_model(name: str, build: Callable[[], torch.nn.Module], cfg: HarnessConfig, task: SyntheticTask) -> dict:
+    torch.manual_seed(0)
+    model = build().to(cfg.device).eval()
+    result = {"parameters": sum(p.numel() for p in model.parameters())}
+    result["inference"] = inference(copy.deepcopy(model).to(torch.bfloat16), cfg)
+    result["step_accuracy"] = step_accuracy(model, task, cfg)
+    model.train()
+    warm = dataclasses.replace(cfg, steps=3)  # one-time costs (library handles, allocator) out of the timings
+    train_run(model, task, warm, 0, gems=False)
+    train_run(model, task, warm, 0, gems=True)
+    gems_aot.reset_fallback_counts()
+    runs = {}
+    for label, order, gems in (("aten", 0, False), ("aten_other_order", 1, False), ("gems", 0, True)):
+        runs[label] = train_run(model, task, cfg, order, gems)
+    result["fallbacks_in_training"] = {f"{op} ({reason})": n for (op, reason), n in gems_aot.fallback_counts().items()}
+    result["training"] = {
+        "ms_per_step": {label: ms for label, (_, ms) in runs.items()},
+        **curve_agreement(runs["aten"][0], runs["aten_other_order"][0], runs["gems"][0]),
+        "losses": {label: losses for label, (losses, _) in runs.items()},
+    }
+    rec = coverage(model, task, cfg)
+    result["coverage"] = rec.as_dict()
+    result["coverage_table"] = rec.table()
+    return result
+
+
+def _plot_losses(path: pathlib.Path, name: str, training: dict, floor: float) -> None:
+    losses = training["losses"]
+    aten = smooth(losses["aten"])
+    noise = training["noise_band_mean"]
+    _plots.loss_curves(
+        path, {"ATen, data order 0": aten, "ATen, data order 1": smooth(losses["aten_other_order"]),
+               "gems, data order 0": smooth(losses["gems"])},
+        title=f"{name}: training loss ({SMOOTHING}-step mean), bf16 autocast, AdamW",
+        band=([v - noise for v in aten], [v + noise for v in aten]), band_label="ATen ± mean noise band", floor=floor)
+
+
+def markdown(results: dict, meta: dict) -> str:
+    lines = [f"Device: {meta['device']}, torch {meta['torch']}, gems_aot {meta['gems_aot']}", "",
+             "| model | params | prefill tok/s gems / ATen | decode tok/s gems / ATen | train ms/step gems / ATen "
+             "| logits err gems / ATen (vs fp32) | grad err gems / ATen (vs fp32) | loss noise / gems gap (mean) | agree "
+             "| gems share of kernel calls |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, r in results.items():
+        if "error" in r:
+            lines.append(f"| {name} | failed: {r['error']} |" + " |" * 8)
+            continue
+        inf, acc, tr = r["inference"], r["step_accuracy"], r["training"]
+        share = r["coverage"]["summary"]["served_share"]
+        lines.append(
+            f"| {name} | {r['parameters'] / 1e6:.1f}M "
+            f"| {inf['prefill_tokens_per_s']['gems']:.0f} / {inf['prefill_tokens_per_s']['aten']:.0f} "
+            f"| {inf['decode_tokens_per_s']['gems']:.0f} / {inf['decode_tokens_per_s']['aten']:.0f} "
+            f"| {tr['ms_per_step']['gems']:.2f} / {tr['ms_per_step']['aten']:.2f} "
+            f"| {acc['gems_logits_max_error']:.3g} / {acc['aten_logits_max_error']:.3g} "
+            f"| {acc['gems_grad_max_error']:.3g} / {acc['aten_grad_max_error']:.3g} "
+            f"| {tr['noise_band_mean']:.3g} / {tr['gems_gap_mean']:.3g} | {'yes' if tr['agree'] else 'NO'} "
+            f"| {100 * share:.1f}% |")
+    for name, r in results.items():
+        if "coverage_table" in r:
+            lines += ["", f"### {name}: coverage of one training step and one decode step", "", "```",
+                      r["coverage_table"], "```"]
+    return "\n".join(lines) + "\n"
+
+
+def run(cfg: HarnessConfig, out: Optional[pathlib.Path]) -> dict:
+    """Runs every model of cfg that can be built here; writes the files when out is given."""
+    unknown = [m for m in cfg.models if m not in MODELS]
+    if unknown:
+        raise ValueError(f"gems_aot models: unknown models {unknown}; known: {', '.join(MODELS)}")
+    available = builders(cfg.decoder)
+    missing = [m for m in cfg.models if m not in available]
+    task = SyntheticTask(cfg.decoder.vocab_size, cfg.seq_len, num_sequences=4096, seed=0)
+    results = {}
+    for name in cfg.models:
+        if name not in available:
+            continue
+        print(f"[gems-aot models] {name} ...", flush=True)
+        try:
+            results[name] = run_model(name, available[name], cfg, task)
+        except Exception as e:  # one model's failure is reported, and the others still run
+            traceback.print_exc()
+            results[name] = {"error": f"{type(e).__name__}: {e}"}
+    device = torch.cuda.get_device_name() if cfg.device == "cuda" else cfg.device
+    meta = {"device": device, "torch": torch.__version__, "gems_aot": gems_aot.__version__,
+            "config": dataclasses.asdict(cfg), "entropy_floor": task.entropy_floor(), "not_available": missing}
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "models.json").write_text(json.dumps({"meta": meta, "models": results}, indent=1))
+        (out / "models.md").write_text(markdown(results, meta))
+        if _plots.available():
+            for name, r in results.items():
+                if "training" in r:
+                    _plot_losses(out / f"loss_{name}.png", name, r["training"], task.entropy_floor())
+    print(markdown(results, meta))
+    if missing:
+        print(f"not run (transformers not installed?): {', '.join(missing)}")
+    return {"meta": meta, "models": results}
