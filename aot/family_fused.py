@@ -11,7 +11,7 @@ act_and_mul_bwd), activation, dtype, tile and alignment. The C++ driver picks th
 multiples of VEC = 16 bytes of elements (8 for fp16 / bf16, 4 for fp32); "any" otherwise.
 """
 
-from aot.ops import GemsOp
+from aot.ops import GemsOp, bench_case
 from aot.variants import FLOAT_DTYPES, KernelGrid, Variant, ptr
 
 CPP_HEADER = "ops/fused.h"
@@ -99,3 +99,8 @@ def generated_sources() -> dict:
         lines.append(f"  if (h <= {bound}) {choice}" if bound is not None else f"  {choice}")
     lines += ["}", "", "}  // namespace gems::fused_tiles", ""]
     return {TILE_HEADER: "\n".join(lines)}
+
+
+def bench_cases() -> list:
+    return [bench_case("silu_and_mul", "gems::silu_and_mul", "fused", "act_and_mul", FLOAT_DTYPES),
+            bench_case("gelu_and_mul", "gems::gelu_and_mul", "fused", "act_and_mul", FLOAT_DTYPES, extra_args=("tanh",))]

@@ -29,8 +29,8 @@ on an H100 against 540 for the aligned one, so ragged N or K (or an unaligned sl
 a middle tier (aligned pointers and strides, ragged sizes) would be the next variant to add.
 """
 
-from aot.ops import AtenOverride, GemsOp
-from aot.variants import KernelGrid, Variant, ptr
+from aot.ops import AtenOverride, GemsOp, bench_case
+from aot.variants import FLOAT_DTYPES, KernelGrid, Variant, ptr
 
 KERNEL = "kernels.gemm:mm_kernel"
 TMA_KERNEL = "kernels.gemm:mm_tma_kernel"
@@ -156,7 +156,7 @@ GRIDS = [
     KernelGrid(
         "mm",
         axes=(
-            ("dtype", ("fp32", "fp16", "bf16")),
+            ("dtype", FLOAT_DTYPES),
             ("precision", ("ieee", "tf32")),
             ("a_layout", ("row", "col")),
             ("b_layout", ("row", "col")),
@@ -172,3 +172,7 @@ GEMS_OPS = [GemsOp("mm(Tensor self, Tensor mat2) -> Tensor")]
 ATEN_OVERRIDES = [AtenOverride("mm"), AtenOverride("mm.out")]
 
 CPP_HEADER = "ops/gemm.h"
+
+
+def bench_cases() -> list:
+    return [bench_case("mm", "mm", "gemm", "matmul", FLOAT_DTYPES, inputs=2)]

@@ -229,3 +229,9 @@ GEMS_OPS, ATEN_OVERRIDES = registrations(OVERLOADS)
 
 def generated_sources() -> dict:
     return cpp_sources(OPS, OVERLOADS, CPP_HEADER)
+
+
+def bench_cases() -> list:
+    from aot import pointwise_calls  # it reads this module's declarations
+
+    return pointwise_calls.bench_cases()

@@ -6,7 +6,7 @@ inner kinds when the innermost dims in memory are reduced (by the length R of th
 run), outer kinds when they are kept (by the length B of the kept contiguous run).
 """
 
-from aot.ops import AtenOverride, GemsOp
+from aot.ops import AtenOverride, GemsOp, bench_case
 from aot.variants import FLOAT_DTYPES, KernelGrid, Variant, ptr
 
 CPP_HEADER = "ops/reduce.h"
@@ -95,3 +95,8 @@ GEMS_OPS = [
 ]
 
 ATEN_OVERRIDES = [AtenOverride("sum.dim_IntList"), AtenOverride("sum.IntList_out")]
+
+
+def bench_cases() -> list:
+    return [bench_case("sum", "sum.dim_IntList", "reduce", "rows", FLOAT_DTYPES + ("i32", "i64"), extra_args=([1],),
+                       out=lambda dt: "i64" if dt in INT_INPUTS else dt)]

@@ -3,7 +3,8 @@
 Each family module (aot/family_*.py) declares GRIDS (its kernel variants), GEMS_OPS (schemas of
 torch.ops.gems.*), ATEN_OVERRIDES (aten overloads whose CUDA kernel `enable()` replaces) and
 CPP_HEADER (the header that declares the C++ functions), and optionally generated_sources()
-(C++ and other files the family generates into the build folder). The codegen derives the C++
+(C++ and other files the family generates into the build folder) and bench_cases() (the calls
+`python -m gems_aot bench` measures, see `bench_case`; the build embeds them in the extension). The codegen derives the C++
 function names from the op names, so a declaration without its C++ function fails to link.
 
 C++ naming: op "add.Tensor" -> function `add_Tensor`; gems ops live in `gems::cuda::` (CUDA
@@ -57,6 +58,7 @@ class Family:
     aten_overrides: tuple
     cpp_header: str
     generated_sources: object = None  # () -> {file name: text} written to the build folder
+    bench_cases: object = None  # () -> [bench case]
 
 
 def families(modules=FAMILIES) -> list:
@@ -64,7 +66,7 @@ def families(modules=FAMILIES) -> list:
     for m in modules:
         mod = importlib.import_module(m)
         out.append(Family(m, tuple(mod.GRIDS), tuple(mod.GEMS_OPS), tuple(mod.ATEN_OVERRIDES), mod.CPP_HEADER,
-                          getattr(mod, "generated_sources", None)))
+                          getattr(mod, "generated_sources", None), getattr(mod, "bench_cases", None)))
     grids = [g.name for f in out for g in f.grids]
     ops = [o.name for f in out for o in f.gems_ops]
     overrides = [o.name for f in out for o in f.aten_overrides]
@@ -73,3 +75,22 @@ def families(modules=FAMILIES) -> list:
         if dup:
             raise ValueError(f"duplicate {what} names: {dup}")
     return out
+
+
+# How a benchmark case's inputs are shaped for a size of n elements (python -m gems_aot bench):
+# elementwise: every input (n,); rows: one (n / cols, cols) input reduced over dim 1; matmul:
+# (n, n) @ (n, n) with n the matrix size; act_and_mul: one (n / 2H, 2H) input.
+BENCH_KINDS = ("elementwise", "rows", "matmul", "act_and_mul")
+
+
+def bench_case(op: str, call: str, family: str, kind: str, dtypes, inputs: int = 1, out=None, kwargs=None,
+               extra_args=()) -> dict:
+    """A benchmark case of an op whose inputs all share the call's dtype. call: the aten overload
+    ("sum.dim_IntList") or the gems op ("gems::silu_and_mul"). out: the result dtype per input
+    dtype (default: the same). extra_args: literal arguments after the inputs."""
+    if kind not in BENCH_KINDS:
+        raise ValueError(f"{op}: unknown bench kind {kind!r}")
+    args = [{"tensor": i} for i in range(inputs)] + [{"value": v} for v in extra_args]
+    calls = {dt: {"tensors": [dt] * inputs, "args": args, "kwargs": dict(kwargs or {}), "reads": list(range(inputs)),
+                  "out": out(dt) if out else dt} for dt in dtypes}
+    return {"op": op, "call": call, "family": family, "kind": kind, "calls": calls}

@@ -33,8 +33,8 @@ t2=$(date +%s)
 
 echo "== benchmark"
 $PY build_tools/bench.py --out "$OUT_DIR" >"$OUT_DIR/bench.log" 2>&1 || tail -30 "$OUT_DIR/bench.log"
-$PY build_tools/bench_pointwise.py --out "$OUT_DIR" >"$OUT_DIR/bench_pointwise.log" 2>&1 ||
-  tail -30 "$OUT_DIR/bench_pointwise.log"
+$PY -m gems_aot bench --out "$OUT_DIR" --dtypes fp32,bf16 --layouts contiguous,transposed --no-flaggems \
+  >"$OUT_DIR/bench_ops.log" 2>&1 || tail -30 "$OUT_DIR/bench_ops.log"
 $PY build_tools/bench_fused.py --out "$OUT_DIR" >"$OUT_DIR/bench_fused.log" 2>&1 || tail -30 "$OUT_DIR/bench_fused.log"
 t3=$(date +%s)
 echo "== tests"
@@ -55,6 +55,6 @@ echo "build $((t1 - t0)) s, rebuild $((t2 - t1)) s, bench $((t3 - t2)) s, tests 
 grep "\[gems-aot\].*compiled" "$OUT_DIR/rebuild.log" | tail -2 | cut -c1-3000
 tail -1 "$OUT_DIR/tests.log"
 cat "$OUT_DIR/bench.md" 2>/dev/null || echo "no benchmark results"
-tail -7 "$OUT_DIR/bench_pointwise.md" 2>/dev/null || echo "no pointwise benchmark results"
+grep -A20 "^| summary" "$OUT_DIR/bench_ops.md" 2>/dev/null || echo "no op benchmark results"
 cat "$OUT_DIR/bench_fused.md" 2>/dev/null || echo "no fused benchmark results"
 exit $tests_rc

@@ -4,7 +4,7 @@
 
 Runs each op's generated contiguous kernel through Triton's JIT with every (BLOCK, num_warps) of
 CONFIGS at 16M elements, beside ATen's own kernel on the same input sets (those, the overload and
-its arguments as build_tools/bench_pointwise.py takes them, from the declarations), and writes
+its arguments as `python -m gems_aot bench` takes them, from the declarations), and writes
 sweep_pointwise.json: the data behind the launch shapes chosen in aot/pointwise.py.
 """
 
@@ -20,20 +20,21 @@ import torch
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from aot import pointwise  # noqa: E402
-from build_tools.bench_pointwise import cases, inputs, make_call  # noqa: E402
+from aot.pointwise_calls import benchmarked_overloads  # noqa: E402
+from gems_aot import _bench  # noqa: E402
 from pointwise_cases import OPS, TORCH, kernel_params  # noqa: E402
 
 CONFIGS = ((512, 4), (1024, 4), (1024, 8), (2048, 4), (2048, 8), (4096, 8), (4096, 16))
 
 
 def tensor_overload(name):
-    """The first functional overload that serves the op with tensor operands only (the kernel's
-    all-tensor form)."""
-    for ov, op_name in cases():
-        types_ = {a.name: str(a.type) for a in pointwise.aten_schema(ov.aten).arguments}
-        if op_name == name and all(types_[a] == "Tensor" for a in ov.operands):
-            return ov
-    raise SystemExit(f"{name}: no overload with tensor operands only")
+    """The overload the benchmark calls for the op, which must take tensor operands only (the
+    kernel's all-tensor form)."""
+    ov = next(ov for ov, op_name, _ in benchmarked_overloads() if op_name == name)
+    types_ = {a.name: str(a.type) for a in pointwise.aten_schema(ov.aten).arguments}
+    if not all(types_[a] == "Tensor" for a in ov.operands):
+        raise SystemExit(f"{name}: its benchmarked overload {ov.aten} takes a scalar operand")
+    return ov
 
 
 def main(argv=None):
@@ -45,18 +46,19 @@ def main(argv=None):
     args.out.mkdir(parents=True, exist_ok=True)
     module = sys.modules[pointwise.GENERATED_MODULE]
     n = 4096 * 4096
+    cases = {c["op"]: c for c in _bench.cases()}
     results = []
     for name in args.ops.split(","):
-        op, ov = OPS[name], tensor_overload(name)
+        op, ov, case = OPS[name], tensor_overload(name), cases[name]
         for dtype_name in args.dtypes.split(","):
             kernel = getattr(module, pointwise.kernel_name(op, dtype_name, "contig"))
             dtype = TORCH[dtype_name]
-            sets = [inputs(op, dtype_name, (n,)) for _ in range(2)]
-            outs = [torch.empty(n, device="cuda", dtype=TORCH[op.out_dtype(dtype_name)]) for _ in sets]
+            sets = [_bench.make_inputs(case, dtype_name, n) for _ in range(2)]
+            outs = [torch.empty(s[0].shape, device="cuda", dtype=TORCH[op.out_dtype(dtype_name)]) for s in sets]
             params = kernel_params(ov, name, dtype)
             moved = n * (sum(t.element_size() for t in sets[0]) + outs[0].element_size()) / 1e9
             row = {"op": name, "aten": ov.aten, "dtype": dtype_name,
-                   "aten_ms": device_ms(lambda s: make_call(ov, name, s), sets)}
+                   "aten_ms": device_ms(lambda s: _bench.make_call(case, dtype_name, s), sets)}
 
             def launch(s, o, block, warps):
                 flags = {f"S{i}": False for i in range(op.arity)}
@@ -65,7 +67,7 @@ def main(argv=None):
 
             for block, warps in CONFIGS:
                 row[f"{block}x{warps}"] = device_ms(lambda f: f, [launch(s, o, block, warps) for s, o in zip(sets, outs)])
-            expected = make_call(ov, name, sets[0])()
+            expected = _bench.make_call(case, dtype_name, sets[0])()
             torch.testing.assert_close(outs[0], expected, rtol=2e-2, atol=1e-3, equal_nan=True)
             best = min(CONFIGS, key=lambda c: row[f"{c[0]}x{c[1]}"])
             row["best"] = f"{best[0]}x{best[1]}"

@@ -1,22 +1,33 @@
-"""Inputs and arguments for the generated pointwise ops, shared by the CPU suite, the GPU suite
-and build_tools/bench_pointwise.py: from an op declaration (aot/family_pointwise.py) and the
-overload that serves it, the aten call's keyword arguments, the kernel's runtime scalars as the
-generated C++ wrapper computes them, and operands in a domain where torch defines the op."""
-
-import re
+"""Inputs and arguments for the generated pointwise ops, shared by the CPU and GPU suites: from
+an op declaration (aot/family_pointwise.py) and the overload that serves it, the aten call's
+arguments (aot/pointwise_calls.py, which the benchmark uses too), the kernel's runtime scalars as
+the generated C++ wrapper computes them, and operands in a domain where torch defines the op."""
 
 import torch
 
 from aot import family_pointwise as fam
 from aot import pointwise
+from aot import pointwise_calls as calls
 
 TORCH = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "i32": torch.int32,
          "i64": torch.int64, "bool": torch.bool}
-OPS = {op.name: op for op in fam.OPS}
-# Keyword values by schema argument name (floats; integer dtypes take INT_VALUES).
-VALUES = {"negative_slope": 0.05, "alpha": 0.5, "scale": 0.75, "input_scale": 1.5, "beta": 1.5, "threshold": 0.25,
-          "weight": 0.3, "value": -1.25, "min": -0.5, "max": 0.75, "nan": 1.5, "posinf": 100.0, "neginf": -100.0}
-INT_VALUES = {"alpha": 2, "value": 3, "min": -50, "max": 70}
+OPS = calls.OPS
+uses = calls.uses
+
+
+def _dtype_name(dtype):
+    """The declaration dtype name that stands for a torch dtype in a call's arguments."""
+    return "bool" if dtype == torch.bool else "fp32" if dtype.is_floating_point else "i64"
+
+
+def call_kwargs(ov, op_name, dtype):
+    return calls.call_kwargs(ov, op_name, _dtype_name(dtype))
+
+
+def scalar_operand(op_name, dtype):
+    return calls.scalar_operand(op_name, _dtype_name(dtype))
+
+
 # Kernel scalars of overloads whose params are C++ expressions, from the call's keywords.
 EXPRESSION_PARAMS = {
     "clamp": lambda kw: [kw["min"], kw["max"]],
@@ -24,23 +35,6 @@ EXPRESSION_PARAMS = {
     "threshold": lambda kw: [kw["threshold"], kw["value"]],
     "threshold_backward": lambda kw: [kw["threshold"]],
 }
-
-
-def scalar_operand(op_name, dtype):
-    """The value of a Python-scalar operand: pow's special exponents pick their own ops."""
-    special = {f"pow_{case}": e for case, e, _ in fam.POW_CASES}
-    if op_name in special:
-        return special[op_name]
-    if dtype == torch.bool:
-        return True
-    if op_name == "pow":
-        return 1.75 if dtype.is_floating_point else 4
-    return -1.75 if dtype.is_floating_point else 3
-
-
-def uses(ov):
-    """The ops an overload can run."""
-    return [n for _, n in ov.select[1]] if ov.select else [ov.op]
 
 
 def reference_overload(op_name):
@@ -51,22 +45,6 @@ def reference_overload(op_name):
             if pointwise.overload_kind(pointwise.aten_schema(ov.aten)) == kind and op_name in uses(ov):
                 return ov
     raise AssertionError(f"no overload serves {op_name}")
-
-
-def call_kwargs(ov, op_name, dtype):
-    """Keyword arguments of the aten call: params and the select argument."""
-    kwargs = {}
-    for p in ov.params:
-        # A C++ expression of the schema's arguments: the one with a test value.
-        name = next(n for n in re.findall(r"[A-Za-z_]\w*", p) if n in VALUES)
-        value = VALUES[name]
-        if not dtype.is_floating_point and name in INT_VALUES:
-            value = INT_VALUES[name]
-        kwargs[name] = value
-    if ov.select and ov.select[0] is not None:  # a condition-select reads the operands instead
-        arg, choices = ov.select
-        kwargs[arg] = next(v for v, n in choices if n == op_name)
-    return kwargs
 
 
 def kernel_params(ov, op_name, dtype):

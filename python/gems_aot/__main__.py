@@ -1,4 +1,4 @@
-"""python -m gems_aot info | demo | models"""
+"""python -m gems_aot info | demo | bench | models"""
 
 from __future__ import annotations
 
@@ -18,6 +18,15 @@ def main(argv=None) -> int:
     p_info = sub.add_parser("info", help="versions, targets, kernel counts, device support")
     p_info.add_argument("--json", action="store_true")
     sub.add_parser("demo", help="run a few ops and a small Llama-style model through gems on the GPU, beside ATen")
+    p_bench = sub.add_parser("bench", help="every op against ATen (and FlagGems where installed): host and device time")
+    p_bench.add_argument("--out", type=pathlib.Path, help="folder for bench_ops.json, bench_ops.md and the PNG plots")
+    p_bench.add_argument("--ops", default="", help="comma-separated op names (default: all)")
+    p_bench.add_argument("--dtypes", default="fp32,bf16", help="comma-separated, of fp32, fp16, bf16, i32, i64, bool")
+    p_bench.add_argument("--sizes", default="16M", help="comma-separated element counts (16M, 4k, 1000); a matmul "
+                                                       "takes square matrices of about that many elements")
+    p_bench.add_argument("--layouts", default="contiguous", help="comma-separated: contiguous, transposed "
+                                                                 "(elementwise ops)")
+    p_bench.add_argument("--no-flaggems", action="store_true", help="skip FlagGems even where it is installed")
     p_models = sub.add_parser("models", help="the model harness: inference, training and coverage, gems vs ATen")
     p_models.add_argument("--out", type=pathlib.Path, help="folder for models.json, models.md and the PNG plots")
     p_models.add_argument("--models", default=",".join(HarnessConfig.models),
@@ -31,6 +40,22 @@ def main(argv=None) -> int:
     if args.command == "info":
         data = gems_aot.info()
         print(json.dumps(data, indent=1) if args.json else format_info(data))
+        return 0
+    if args.command == "bench":
+        if not torch.cuda.is_available():
+            print("the benchmark needs a CUDA GPU", file=sys.stderr)
+            return 1
+        from gems_aot._bench import parse_size, run as run_bench
+
+        def names(text):
+            return [s for s in text.split(",") if s] or None
+
+        try:
+            run_bench(names(args.ops), names(args.dtypes), [parse_size(s) for s in names(args.sizes) or ["16M"]],
+                      names(args.layouts) or ["contiguous"], args.out, flaggems=not args.no_flaggems)
+        except ValueError as e:
+            print(e, file=sys.stderr)
+            return 2
         return 0
     if args.command == "models":
         if not torch.cuda.is_available():

@@ -1,0 +1,403 @@
+"""python -m gems_aot bench: every op gems serves, against ATen and, where installed, FlagGems,
+measured in one run on one GPU.
+
+    python -m gems_aot bench --out DIR [--ops add,mm,...] [--dtypes fp32,bf16] [--sizes 16M]
+                             [--layouts contiguous,transposed] [--no-flaggems]
+
+The cases come from the extension (the build embeds them from the op declarations, so an op is
+declared once): per op, the public call that reaches it (the functional aten overload under
+`enable()`, or the torch.ops.gems op of a fused op, whose ATen baseline is its unfused form) and
+its arguments per dtype. Per op and dtype:
+
+- host µs per call at a tiny size through the public path: the fastest of interleaved ATen and
+  gems rounds (host timings drift and only ever gain time from interference);
+- device time at each size: the median of triton's do_bench over two input sets that together
+  exceed the L2 cache, as GB/s (bytes read and written once) or TFLOP/s for matmuls;
+- with flag_gems importable, FlagGems through its `use_gems()` the same way, and the time of its
+  first call (its JIT compile) of each op and dtype.
+
+Writes bench_ops.json, bench_ops.md and PNG plots (device speed-up and host µs per op, per dtype)
+to the output folder, and prints the table.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+import sys
+import time
+import warnings
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+
+import gems_aot
+from gems_aot import _plots
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "i32": torch.int32,
+          "i64": torch.int64, "bool": torch.bool}
+LAYOUTS = ("contiguous", "transposed")
+HOST_ELEMENTS = 1024
+HOST_MATRIX = 64
+ROW_LENGTH = 4096  # "rows" cases reduce rows of this length (fewer when the size is smaller)
+ACT_WIDTH = 8192  # "act_and_mul" rows hold 2H = this many elements
+# The unfused ATen form of gems' fused ops, and FlagGems' own fused op, from the same input.
+BASELINES = {
+    "silu_and_mul": lambda x: F.silu(x[..., : x.shape[-1] // 2]) * x[..., x.shape[-1] // 2:],
+    "gelu_and_mul": lambda x, approximate: F.gelu(x[..., : x.shape[-1] // 2], approximate=approximate)
+    * x[..., x.shape[-1] // 2:],
+}
+FLAGGEMS_FUSED = {
+    "silu_and_mul": lambda fg, x: fg.silu_and_mul(x[..., : x.shape[-1] // 2], x[..., x.shape[-1] // 2:]),
+    "gelu_and_mul": lambda fg, x, approximate: fg.gelu_and_mul(x[..., : x.shape[-1] // 2], x[..., x.shape[-1] // 2:],
+                                                               approximate),
+}
+
+
+def cases() -> list[dict]:
+    """The benchmark cases the extension was built with (aot/ops.py bench_case)."""
+    return json.loads(torch.ops.gems._bench_cases())
+
+
+def parse_size(text: str) -> int:
+    """'16M' -> 16777216, '4k' -> 4096, '1000' -> 1000."""
+    scale = {"k": 2**10, "m": 2**20, "g": 2**30}.get(text[-1:].lower(), 1)
+    value = int(text[:-1] if scale > 1 else text)
+    if value <= 0:
+        raise ValueError(f"size {text!r} is not positive")
+    return value * scale
+
+
+def select(all_cases: list[dict], ops: Optional[list[str]], dtypes: Optional[list[str]]) -> list[tuple[dict, str]]:
+    """(case, dtype) pairs: the named ops (all by default) at the named dtypes they have."""
+    known = {c["op"] for c in all_cases}
+    unknown = sorted(set(ops or ()) - known)
+    if unknown:
+        raise ValueError(f"gems_aot bench: unknown ops {unknown}; known: {', '.join(sorted(known))}")
+    bad = sorted(set(dtypes or ()) - set(DTYPES))
+    if bad:
+        raise ValueError(f"gems_aot bench: unknown dtypes {bad}; known: {', '.join(DTYPES)}")
+    return [(c, dt) for c in all_cases if not ops or c["op"] in ops
+            for dt in c["calls"] if not dtypes or dt in dtypes]
+
+
+def input_shapes(kind: str, count: int, n: int) -> list[tuple[int, ...]]:
+    """The shape of each input for size n (elements, or the matrix size of a matmul)."""
+    if kind == "elementwise":
+        cols = int(math.sqrt(n)) if n >= 4 * 1024 else n
+        return [(n // cols, cols)] * count
+    if kind == "rows":
+        cols = min(ROW_LENGTH, n)
+        return [(n // cols, cols)]
+    if kind == "matmul":
+        return [(n, n)] * count
+    if kind == "act_and_mul":
+        width = min(ACT_WIDTH, n)
+        return [(n // width, width)]
+    raise ValueError(f"unknown bench kind {kind!r}")
+
+
+def make_inputs(case: dict, dtype: str, n: int, layout: str = "contiguous", device: str = "cuda") -> list[torch.Tensor]:
+    """The call's inputs: floats in [0.5, 1.5), integers 1..7, random bools (every op is defined
+    there); transposed: views of (cols, rows) tensors."""
+    spec = case["calls"][dtype]
+    out = []
+    for shape, name in zip(input_shapes(case["kind"], len(spec["tensors"]), n), spec["tensors"]):
+        dt = DTYPES[name]
+        stored = shape[::-1] if layout == "transposed" else shape
+        if dt == torch.bool:
+            t = torch.rand(stored, device=device) > 0.5
+        elif dt.is_floating_point:
+            t = (torch.rand(stored, device=device) + 0.5).to(dt)
+        else:
+            t = torch.randint(1, 8, stored, device=device, dtype=dt)
+        out.append(t.t() if layout == "transposed" else t)
+    return out
+
+
+def _aten_op(name: str):
+    base, _, overload = name.partition(".")
+    return getattr(getattr(torch.ops.aten, base), overload or "default")
+
+
+def make_call(case: dict, dtype: str, inputs: list[torch.Tensor], side: str = "aten", flag_gems=None) -> Callable:
+    """The call of the case on these inputs. side: "aten" (the public path: gems' kernels run
+    when enabled), "gems" (torch.ops.gems of a fused op) or "flaggems" (FlagGems' fused op; its
+    aten overrides serve the aten side)."""
+    spec = case["calls"][dtype]
+    args = []
+    for a in spec["args"]:
+        if "tensor" in a:
+            args.append(inputs[a["tensor"]])
+        elif "empty" in a:
+            args.append(torch.empty_like(inputs[0], dtype=DTYPES[a["empty"]]))
+        else:
+            args.append(a["value"])
+    kwargs = spec["kwargs"]
+    if not case["call"].startswith("gems::"):
+        fn = _aten_op(case["call"])
+        return lambda: fn(*args, **kwargs)
+    op = case["call"].split("::", 1)[1]
+    if side == "gems":
+        gems_op = getattr(torch.ops.gems, op)
+        return lambda: gems_op(*args, **kwargs)
+    if side == "flaggems":
+        return lambda: FLAGGEMS_FUSED[op](flag_gems, *args, **kwargs)
+    return lambda: BASELINES[op](*args, **kwargs)
+
+
+def work(case: dict, dtype: str, inputs: list[torch.Tensor]) -> tuple[float, str]:
+    """(amount, unit) a call does: GB moved (inputs read and the result written once), or
+    TFLOP of a matmul."""
+    spec = case["calls"][dtype]
+    if case["kind"] == "matmul":
+        (m, k), (_, n) = inputs[0].shape, inputs[1].shape
+        return 2 * m * n * k / 1e12, "TFLOP/s"
+    read = sum(inputs[i].numel() * inputs[i].element_size() for i in spec["reads"])
+    out_elements = inputs[0].numel()
+    if case["kind"] == "rows":
+        out_elements = inputs[0].shape[0]
+    elif case["kind"] == "act_and_mul":
+        out_elements //= 2
+    return (read + out_elements * DTYPES[spec["out"]].itemsize) / 1e9, "GB/s"
+
+
+def host_us(fn: Callable, calls: int = 500, repeats: int = 3) -> float:
+    """The fastest of `repeats` timings of `calls` calls, µs per call, one synchronize each."""
+    for _ in range(20):
+        fn()
+    torch.cuda.synchronize()
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        torch.cuda.synchronize()
+        best = min(best, (time.perf_counter() - start) / calls * 1e6)
+    return best
+
+
+def device_ms(fns: list[Callable]) -> float:
+    """Median device ms (do_bench), rotating among calls on different input sets so that no set
+    stays in L2."""
+    from triton.testing import do_bench
+
+    state = {"i": 0}
+
+    def step():
+        fns[state["i"] % len(fns)]()
+        state["i"] += 1
+
+    return do_bench(step, warmup=25, rep=100, return_mode="median")
+
+
+class Progress:
+    """A one-line progress bar on a terminal, a line per tenth of the run otherwise."""
+
+    def __init__(self, total: int, stream=sys.stderr):
+        self.total, self.done, self.stream = total, 0, stream
+        self.tty = stream.isatty()
+
+    def step(self, label: str) -> None:
+        self.done += 1
+        if self.tty:
+            filled = 30 * self.done // self.total
+            self.stream.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total} {label:<40}")
+            if self.done == self.total:
+                self.stream.write("\n")
+        elif self.done == self.total or self.done % max(1, self.total // 10) == 0:
+            self.stream.write(f"[gems-aot bench] {self.done}/{self.total} {label}\n")
+        self.stream.flush()
+
+
+def _sides(case: dict) -> tuple[str, str]:
+    """The call sides that give ATen's and gems' figures."""
+    return ("aten", "gems") if case["call"].startswith("gems::") else ("aten", "aten")
+
+
+def measure(case: dict, dtype: str, sizes: list[int], layouts: list[str], rounds: int) -> dict:
+    """ATen and gems on one case and dtype: host µs and device time per size and layout."""
+    aten_side, gems_side = _sides(case)
+    tiny = HOST_MATRIX if case["kind"] == "matmul" else HOST_ELEMENTS
+    small = make_inputs(case, dtype, tiny)
+    aten_fn, gems_fn = make_call(case, dtype, small, aten_side), make_call(case, dtype, small, gems_side)
+    host = {"aten": [], "gems": []}
+    gems_aot.reset_fallback_counts()
+    for _ in range(rounds):
+        with gems_aot.use_gems(include=[]):
+            host["aten"].append(host_us(aten_fn))
+        with gems_aot.use_gems():
+            host["gems"].append(host_us(gems_fn))
+    row = {"op": case["op"], "call": case["call"], "family": case["family"], "dtype": dtype,
+           "host_us": {side: min(v) for side, v in host.items()}, "device": {}}
+    for n in sizes:
+        for layout in layouts if case["kind"] == "elementwise" else ["contiguous"]:
+            sets = [make_inputs(case, dtype, n, layout) for _ in range(2)]
+            amount, unit = work(case, dtype, sets[0])
+            with gems_aot.use_gems(include=[]):
+                t_aten = device_ms([make_call(case, dtype, s, aten_side) for s in sets])
+            with gems_aot.use_gems():
+                t_gems = device_ms([make_call(case, dtype, s, gems_side) for s in sets])
+            row["device"][f"{n}/{layout}"] = {"unit": unit, "aten_ms": t_aten, "gems_ms": t_gems,
+                                              "aten": amount / t_aten * 1e3, "gems": amount / t_gems * 1e3}
+            del sets
+    row["served_by_gems"] = not gems_aot.fallback_counts()
+    return row
+
+
+def measure_flaggems(flag_gems, case: dict, dtype: str, row: dict) -> None:
+    """FlagGems on the case, inside its use_gems(): its first call (JIT compile included), host
+    µs and device time, beside the row's figures."""
+    side = "flaggems" if case["call"].startswith("gems::") else "aten"
+    tiny = HOST_MATRIX if case["kind"] == "matmul" else HOST_ELEMENTS
+    fn = make_call(case, dtype, make_inputs(case, dtype, tiny), side, flag_gems)
+    try:
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        row["flaggems_first_call_ms"] = (time.perf_counter() - start) * 1e3
+        row["host_us"]["flaggems"] = host_us(fn, calls=200, repeats=3)
+        for key, figures in row["device"].items():
+            n, layout = key.split("/")
+            sets = [make_inputs(case, dtype, int(n), layout) for _ in range(2)]
+            amount, _ = work(case, dtype, sets[0])
+            t = device_ms([make_call(case, dtype, s, side, flag_gems) for s in sets])
+            figures["flaggems_ms"], figures["flaggems"] = t, amount / t * 1e3
+            del sets
+    except Exception as e:  # an op FlagGems lacks or rejects: noted, the others go on
+        row["flaggems_error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+
+
+def _geomean(values: list[float]) -> Optional[float]:
+    return math.exp(sum(map(math.log, values)) / len(values)) if values else None
+
+
+def summarize(rows: list[dict]) -> dict:
+    """Ratios to ATen over every row (device: speed, so > 1 is faster; host: time, < 1 is faster)."""
+    out = {}
+    for lib in ("gems", "flaggems"):
+        device = [f[lib] / f["aten"] for r in rows for f in r["device"].values() if lib in f]
+        host = [r["host_us"][lib] / r["host_us"]["aten"] for r in rows if lib in r["host_us"]]
+        if not device:
+            continue
+        out[lib] = {"device_speed_geomean": _geomean(device), "device_speed_min": min(device),
+                    "host_time_geomean": _geomean(host), "host_time_max": max(host), "rows": len(rows)}
+    out["gems"]["all_served_by_gems"] = all(r["served_by_gems"] for r in rows)
+    first = [r["flaggems_first_call_ms"] for r in rows if "flaggems_first_call_ms" in r]
+    if first:
+        out["flaggems"]["first_call_ms_median"] = sorted(first)[len(first) // 2]
+        out["flaggems"]["first_call_ms_max"] = max(first)
+        out["flaggems"]["first_call_s_total"] = sum(first) / 1e3
+        out["flaggems"]["errors"] = sum("flaggems_error" in r for r in rows)
+    return out
+
+
+def label(row: dict) -> str:
+    """The op, and the call that measured it where that is not the op's own name."""
+    return row["op"] if row["call"] == row["op"] else f"{row['op']} [{row['call']}]"
+
+
+def table(rows: list[dict]) -> list[list[str]]:
+    with_fg = any("flaggems" in r["host_us"] for r in rows)
+    header = ["op", "dtype", "host µs gems / ATen"] + (["host µs FlagGems", "first call ms FlagGems"] if with_fg else [])
+    header += ["size / layout", "device gems / ATen", "ratio"] + (["FlagGems", "ratio FlagGems"] if with_fg else [])
+    lines = [header]
+    for r in rows:
+        h = r["host_us"]
+        host = [f"{h['gems']:.2f} / {h['aten']:.2f}"]
+        if with_fg:
+            host += [f"{h['flaggems']:.2f}" if "flaggems" in h else "-",
+                     f"{r['flaggems_first_call_ms']:.0f}" if "flaggems_first_call_ms" in r else "-"]
+        for key, f in r["device"].items():
+            cells = [label(r), r["dtype"], *host, key, f"{f['gems']:.0f} / {f['aten']:.0f} {f['unit']}",
+                     f"{f['gems'] / f['aten']:.3f}"]
+            if with_fg:
+                cells += [f"{f['flaggems']:.0f}" if "flaggems" in f else "-",
+                          f"{f['flaggems'] / f['aten']:.3f}" if "flaggems" in f else "-"]
+            lines.append(cells)
+    return lines
+
+
+def markdown(rows: list[dict], summary: dict, meta: dict) -> str:
+    lines = table(rows)
+    md = [f"Device: {meta['device']}, torch {meta['torch']}, gems_aot {meta['gems_aot']}, "
+          f"FlagGems {meta['flaggems'] or 'not installed'}", "",
+          "| " + " | ".join(lines[0]) + " |", "|" + "---|" * len(lines[0])]
+    md += ["| " + " | ".join(line) + " |" for line in lines[1:]]
+    md += ["", "| summary | value |", "|---|---|"]
+    md += [f"| {lib} {k} | {v:.4g} |" if isinstance(v, float) else f"| {lib} {k} | {v} |"
+           for lib, figures in summary.items() for k, v in figures.items()]
+    errors = [f"- {label(r)} {r['dtype']}: {r['flaggems_error']}" for r in rows if "flaggems_error" in r]
+    if errors:
+        md += ["", "FlagGems failed on:", *errors]
+    return "\n".join(md) + "\n"
+
+
+def plot(rows: list[dict], out: pathlib.Path) -> list[pathlib.Path]:
+    """Per dtype: device speed-up over ATen per op (largest size), and host µs per op."""
+    paths = []
+    for dtype in dict.fromkeys(r["dtype"] for r in rows):
+        sel = [r for r in rows if r["dtype"] == dtype]
+        labels = [label(r) for r in sel]
+        last = [list(r["device"].values())[-1] for r in sel]
+        speed = {lib: [f.get(lib, math.nan) / f["aten"] for f in last]
+                 for lib in ("gems", "flaggems") if any(lib in f for f in last)}
+        path = out / f"bench_ops_speedup_{dtype}.png"
+        _plots.bars(path, labels, speed, f"device speed over ATen, {dtype} (largest size)", "x ATen", ratios=True)
+        paths.append(path)
+        host = {lib: [r["host_us"].get(lib, math.nan) for r in sel]
+                for lib in ("aten", "gems", "flaggems") if any(lib in r["host_us"] for r in sel)}
+        path = out / f"bench_ops_host_{dtype}.png"
+        _plots.bars(path, labels, host, f"host µs per call, {dtype}, {HOST_ELEMENTS} elements", "µs")
+        paths.append(path)
+    return paths
+
+
+def run(ops: Optional[list[str]], dtypes: Optional[list[str]], sizes: list[int], layouts: list[str],
+        out: Optional[pathlib.Path], flaggems: bool = True, rounds: int = 7) -> dict:
+    bad = sorted(set(layouts) - set(LAYOUTS))
+    if bad:
+        raise ValueError(f"gems_aot bench: unknown layouts {bad}; known: {', '.join(LAYOUTS)}")
+    todo = select(cases(), ops, dtypes)
+    if not todo:
+        raise ValueError("gems_aot bench: no op has kernels for the dtypes asked for")
+    flag_gems = None
+    if flaggems:
+        try:
+            import flag_gems
+        except ImportError:
+            pass
+    progress = Progress(len(todo) * (2 if flag_gems else 1))
+    rows = []
+    for case, dtype in todo:
+        rows.append(measure(case, dtype, [s if case["kind"] != "matmul" else _matrix(s) for s in sizes], layouts, rounds))
+        progress.step(f"{case['op']} {dtype}")
+    if flag_gems is not None:
+        gems_aot.disable()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # its registrations override ATen's kernels, and say so
+            with flag_gems.use_gems():
+                for (case, dtype), row in zip(todo, rows):
+                    measure_flaggems(flag_gems, case, dtype, row)
+                    progress.step(f"FlagGems {case['op']} {dtype}")
+    summary = summarize(rows)
+    meta = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "gems_aot": gems_aot.__version__,
+            "flaggems": getattr(flag_gems, "__version__", None) if flag_gems else None,
+            "sizes": sizes, "layouts": layouts, "dtypes": dtypes, "ops": ops}
+    text = markdown(rows, summary, meta)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "bench_ops.json").write_text(json.dumps({"meta": meta, "summary": summary, "rows": rows}, indent=1))
+        (out / "bench_ops.md").write_text(text)
+        if _plots.available():
+            plot(rows, out)
+    print(text)
+    return {"meta": meta, "summary": summary, "rows": rows}
+
+
+def _matrix(elements: int) -> int:
+    """The matrix size of a matmul case for a benchmark size in elements: sqrt, a multiple of 64."""
+    return max(64, int(math.sqrt(elements)) // 64 * 64)
