@@ -33,7 +33,7 @@ t2=$(date +%s)
 
 echo "== benchmark"
 $PY build_tools/bench.py --out "$OUT_DIR" >"$OUT_DIR/bench.log" 2>&1 || tail -30 "$OUT_DIR/bench.log"
-$PY -m gems_aot bench --out "$OUT_DIR" --dtypes fp32,bf16 --layouts contiguous,transposed --no-flaggems \
+$PY -m gems_aot bench --out "$OUT_DIR" --layouts contiguous,transposed --no-flaggems \
   >"$OUT_DIR/bench_ops.log" 2>&1 || tail -30 "$OUT_DIR/bench_ops.log"
 $PY build_tools/bench_fused.py --out "$OUT_DIR" >"$OUT_DIR/bench_fused.log" 2>&1 || tail -30 "$OUT_DIR/bench_fused.log"
 t3=$(date +%s)

@@ -91,7 +91,12 @@ def test_selection_and_sizes():
     picked = _bench.select(CASES, ["add", "mm"], ["bf16", "i32"])
     assert [(c["call"], d) for c, d in picked] == [("add.Tensor", "bf16"), ("add.Tensor", "i32"), ("add.Scalar", "bf16"),
                                                    ("add.Scalar", "i32"), ("mm", "bf16")]
-    assert len(_bench.select(CASES, None, None)) == sum(len(c["calls"]) for c in CASES)
+    assert len(_bench.select(CASES, None, ["fp32", "fp16", "bf16", "i32", "i64", "bool"])) == sum(
+        len(c["calls"]) for c in CASES)
+    default = _bench.select(CASES, None, None)  # every op: at fp32 and bf16, else its first dtype
+    assert {c["op"] for c, _ in default} == set(BY_OP)
+    assert [d for c, d in default if c["op"] == "add"] == ["fp32", "bf16"] * 2
+    assert [d for c, d in default if c["op"] == "bitwise_and"] == ["i32"]
     with pytest.raises(ValueError, match="unknown ops \\['nope'\\]"):
         _bench.select(CASES, ["nope"], None)
     with pytest.raises(ValueError, match="unknown dtypes \\['fp8'\\]"):

@@ -21,7 +21,8 @@ def main(argv=None) -> int:
     p_bench = sub.add_parser("bench", help="every op against ATen (and FlagGems where installed): host and device time")
     p_bench.add_argument("--out", type=pathlib.Path, help="folder for bench_ops.json, bench_ops.md and the PNG plots")
     p_bench.add_argument("--ops", default="", help="comma-separated op names (default: all)")
-    p_bench.add_argument("--dtypes", default="fp32,bf16", help="comma-separated, of fp32, fp16, bf16, i32, i64, bool")
+    p_bench.add_argument("--dtypes", default="", help="comma-separated, of fp32, fp16, bf16, i32, i64, bool (default: "
+                                                      "fp32 and bf16, and an integer-only op at its first dtype)")
     p_bench.add_argument("--sizes", default="16M", help="comma-separated element counts (16M, 4k, 1000); a matmul "
                                                        "takes square matrices of about that many elements")
     p_bench.add_argument("--layouts", default="contiguous", help="comma-separated: contiguous, transposed "
