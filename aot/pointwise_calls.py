@@ -72,7 +72,7 @@ def benchmarked_overloads():
 
 def bench_cases() -> list:
     """Per op and dtype, the aten call and its arguments: {"tensor": i} is input i (shape of the
-    benchmark size, dtype `tensors[i]`, values in [0.5, 1.5) or 1..7 or random bools), {"value": v}
+    benchmark size, dtype `tensors[i]`, values in [0.5, 1.5] or 1..7 or random bools), {"value": v}
     a literal, {"empty": dtype} a fresh tensor of that dtype that the call writes (copy_'s self).
     `reads` lists the inputs the call reads; it writes one result of `out` dtype."""
     cases = []
