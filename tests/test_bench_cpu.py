@@ -130,6 +130,7 @@ def test_summary_table_markdown_and_plots(tmp_path):
     assert s["flaggems"]["device_speed_min"] == pytest.approx(2800 / 2900)
     assert s["flaggems"]["host_time_geomean"] == pytest.approx(60 / 8)
     assert s["flaggems"]["first_call_ms_max"] == 900.0 and s["flaggems"]["not_measured"] == 1
+    assert (s["gems"]["rows"], s["flaggems"]["rows"]) == (2, 1)
     lines = _bench.table(rows)
     assert lines[1] == ["add [add.Tensor]", "fp32", "6.00 / 8.00", "60.00", "900", "16777216/contiguous", "2950 / 2900 GB/s",
                         "1.017", "2800", "0.966"]

@@ -307,7 +307,7 @@ def summarize(rows: list[dict]) -> dict:
         if not device:
             continue
         out[lib] = {"device_speed_geomean": _geomean(device), "device_speed_min": min(device),
-                    "host_time_geomean": _geomean(host), "host_time_max": max(host), "rows": len(rows)}
+                    "host_time_geomean": _geomean(host), "host_time_max": max(host), "rows": len(host)}
     out["gems"]["all_served_by_gems"] = all(r["served_by_gems"] for r in rows)
     first = [r["flaggems_first_call_ms"] for r in rows if "flaggems_first_call_ms" in r]
     if first:
