@@ -21,6 +21,7 @@ import time
 import torch
 
 import gems_aot
+from gems_aot import _bench
 
 # Issue #2's targets: (metric, comparison, bound).
 TARGETS = {
@@ -49,17 +50,9 @@ def host_us(fn, calls=5000, repeats=7):
 
 
 def device_ms(make_fn, sets):
-    """Median device time, rotating among input sets so no set stays in L2."""
-    from triton.testing import do_bench
-
-    fns = [make_fn(s) for s in sets]
-    state = {"i": 0}
-
-    def step():
-        fns[state["i"] % len(fns)]()
-        state["i"] += 1
-
-    return do_bench(step, warmup=50, rep=300, return_mode="median")
+    """Median device time of make_fn(set), rotating among the input sets (longer runs than the op
+    benchmark's: these figures are the foundation targets)."""
+    return _bench.device_ms([make_fn(s) for s in sets], warmup=50, rep=300)
 
 
 FIRST_CALL = r"""

@@ -189,9 +189,9 @@ def host_us(fn: Callable, calls: int = 500, repeats: int = 3) -> float:
     return best
 
 
-def device_ms(fns: list[Callable]) -> float:
-    """Median device ms (do_bench), rotating among calls on different input sets so that no set
-    stays in L2."""
+def device_ms(fns: list[Callable], warmup: int = 25, rep: int = 100) -> float:
+    """Median device ms (do_bench; warmup and rep in ms), rotating among calls on different input
+    sets so that no set stays in L2."""
     from triton.testing import do_bench
 
     state = {"i": 0}
@@ -200,7 +200,7 @@ def device_ms(fns: list[Callable]) -> float:
         fns[state["i"] % len(fns)]()
         state["i"] += 1
 
-    return do_bench(step, warmup=25, rep=100, return_mode="median")
+    return do_bench(step, warmup=warmup, rep=rep, return_mode="median")
 
 
 class Progress:
