@@ -1,6 +1,22 @@
-"""The gemm family: mm (C = A @ B, one 2-D matrix product, fp32 accumulation).
+"""The gemm family: mm and addmm (C = beta * bias + alpha * A @ B), fp32 accumulation.
 
-Variants of kernels/gemm.py:mm_kernel, per point of the grid "mm":
+Two kernels (kernels/gemm.py):
+
+mm_tma_kernel, grid "mm_tma" (sm_90a, sm_100a; fp16 / bf16): persistent, TMA-fed, grouped tile
+order, epilogue subtiling, an optional bias-row epilogue (addmm as nn.Linear calls it). Axes:
+  dtype      fp16, bf16
+  a_layout   row or col; b_layout row or col (a col-major operand is a descriptor over its
+             transpose: no copies)
+  epilogue   none (mm), bias (alpha * A @ B + beta * bias[n])
+  config     c0, c1, ...: the tile configurations of the target's tuning table
+             (aot/gemm_tuning.py, aot/tuning/sm<arch>.json)
+It needs what TMA needs: 16-byte aligned base pointers and leading strides that are positive
+multiples of 16 bytes. M, N and K are free: TMA clips the edges, so uneven token counts run at
+full speed. The driver (csrc/ops/gemm.cpp) picks the configuration from the table by the shape
+bucket of (M, N, K) and the layout, and launches min(tiles, SMs x resident programs) programs.
+
+mm_kernel, grid "mm" (every target; what mm_tma_kernel does not serve: fp32, sm_80, operands
+TMA cannot describe): pointer loads, one program per tile.
   dtype      fp32, fp16, bf16 (output dtype = input dtype)
   precision  ieee, tf32: the tl.dot input precision; tf32 exists for fp32 only (the C++ driver
              picks it when at::globalContext().allowTF32CuBLAS(), as ATen's cuBLAS path does)
@@ -8,28 +24,19 @@ Variants of kernels/gemm.py:mm_kernel, per point of the grid "mm":
   b_layout   row (stride_bn == 1) or col (stride_bk == 1)
   align      aligned: the tt.divisibility=16 hint on the pointers (address % 16 bytes), on the
              leading strides (value % 16, in elements), on N and K, and on M when A is col-major;
-             general: no hint. The driver (csrc/ops/gemm.cpp) picks "aligned" exactly when all
-             of these hold.
-C is always written row-major (stride_cn is the constexpr 1); the driver computes a col-major
-`out=` as C^T = B^T @ A^T.
+             general: no hint. The driver picks "aligned" exactly when all of these hold.
+             On the TMA targets the aligned 16-bit points are never reached (TMA serves them)
+             and are not compiled.
+C is always written row-major; the driver computes a col-major `out=` as C^T = B^T @ A^T.
 
-On sm_90a the aligned fp16/bf16 points compile kernels/gemm.py:mm_tma_kernel instead: same
-runtime arguments (pointers, M, N, K, the three leading strides), tiles through TMA descriptors
-the kernel builds in global scratch, launched with PDL (cuLaunchKernelEx) so its launch overlaps
-the tail of the previous kernel. The aligned hints are exactly TMA's requirements (16-byte
-aligned bases and leading strides); TMA clips the edges, so the N, K and M hints are not needed
-there but are kept, so that one driver rule picks "aligned" on every target.
-
-Why these hints: a dimension is loaded with wide vectors only if Triton knows it is contiguous
-(the constexpr unit stride), that every row starts 16-byte aligned (pointer and leading stride)
-and that the bounds mask is constant over 16 elements (the size of the contiguous dimension:
-K for row-major A and col-major B, M for col-major A, N for row-major B and for C). Without
-them loads are 2- or 4-byte and unpipelined: the general variant ran bf16 4096^3 at 27 TFLOP/s
-on an H100 against 540 for the aligned one, so ragged N or K (or an unaligned slice) is slow;
-a middle tier (aligned pointers and strides, ragged sizes) would be the next variant to add.
+Why the pointer kernel's hints: a dimension is loaded with wide vectors only if Triton knows it
+is contiguous (the constexpr unit stride), that every row starts 16-byte aligned (pointer and
+leading stride) and that the bounds mask is constant over 16 elements. Without them loads are
+2- or 4-byte and unpipelined (27 TFLOP/s bf16 at 4096^3 on an H100, against 540 aligned).
 """
 
 from aot.ops import AtenOverride, GemsOp, bench_case
+from aot import gemm_tuning
 from aot.variants import FLOAT_DTYPES, KernelGrid, Variant, ptr
 
 KERNEL = "kernels.gemm:mm_kernel"
@@ -56,8 +63,6 @@ CONFIGS = {
     (100, "16bit"): (128, 256, 64, 8, 8, 4),
     (100, "tf32"): (128, 256, 32, 8, 8, 4),
 }
-# sm_90a, fp16/bf16 through TMA (mm_tma_kernel).
-TMA_CONFIG = (128, 256, 64, 8, 8, 3)
 # fp32 in ieee precision runs on the FMA units, not the tensor cores. Best of the sweep for the
 # common row-major A / col-major B layout (25 TFLOP/s at 2048^3 on H100, cuBLAS 50; 40 for
 # row-major B); used on every target.
@@ -70,30 +75,53 @@ def config(dtype: str, precision: str, arch: int) -> tuple:
     return CONFIGS[(arch, "tf32" if dtype == "fp32" else "16bit")]
 
 
+TMA_ARCHS = tuple(gemm_tuning.DEFAULT_CONFIG)
+EPILOGUES = ("none", "bias")
+# The config axis spans the longest configuration list of any target; a target with fewer
+# leaves the rest uncovered.
+NUM_TMA_CONFIGS = max(len(gemm_tuning.configs_for(a)) for a in TMA_ARCHS)
+
+
 def make_mm_tma(point, arch):
-    a_row, b_row = point["a_layout"] == "row", point["b_layout"] == "row"
-    block_m, block_n, block_k, group_m, num_warps, num_stages = TMA_CONFIG
+    if arch not in TMA_ARCHS:
+        return None
+    configs = gemm_tuning.configs_for(arch)
+    index = int(point["config"][1:])
+    if index >= len(configs):
+        return None
+    cfg = configs[index]
+    dtype = ptr(point["dtype"])
     signature = (
-        *((name, ptr(point["dtype"])) for name in ("a", "b", "c")),
-        *((name, "i32") for name in ("M", "N", "K", "lead_a", "lead_b", "lead_c")),
+        *((name, dtype) for name in ("a", "b", "c", "bias")),
+        ("partial", "*fp32"),
+        ("counters", "*i32"),
+        *((name, "i32") for name in ("M", "N", "K", "lead_a", "lead_b", "lead_c", "bias_stride")),
+        ("alpha", "fp32"),
+        ("beta", "fp32"),
     )
     constexprs = (
-        ("A_ROW", a_row),
-        ("B_ROW", b_row),
-        ("BLOCK_M", block_m),
-        ("BLOCK_N", block_n),
-        ("BLOCK_K", block_k),
-        ("GROUP_M", group_m),
+        ("A_ROW", point["a_layout"] == "row"),
+        ("B_ROW", point["b_layout"] == "row"),
+        ("EPILOGUE", EPILOGUES.index(point["epilogue"])),
+        ("BLOCK_M", cfg.block_m),
+        ("BLOCK_N", cfg.block_n),
+        ("BLOCK_K", cfg.block_k),
+        ("GROUP_M", cfg.group_m),
+        ("SUBTILE", cfg.subtile),
+        ("SPLIT_K", cfg.split_k),
+        ("WARP_SPECIALIZE", cfg.warp_specialize),
         ("PDL", True),
     )
     return Variant(
         kernel=TMA_KERNEL,
         signature=signature + tuple((name, "constexpr") for name, _ in constexprs),
         constexprs=constexprs,
-        divisible16=("a", "b", "c", "lead_a", "lead_b", "lead_c"),
-        num_warps=num_warps,
-        num_stages=num_stages,
-        launch_params=("BLOCK_M", "BLOCK_N"),
+        # TMA's own requirement on the bases; the leading strides need only 16 bytes, which
+        # the hint (16 elements) would overstate.
+        divisible16=("a", "b", "c"),
+        num_warps=cfg.num_warps,
+        num_stages=cfg.num_stages,
+        launch_params=("BLOCK_M", "BLOCK_N", "SPLIT_K"),
         launch_pdl=True,
     )
 
@@ -102,8 +130,8 @@ def make_mm(point, arch):
     dtype, precision = point["dtype"], point["precision"]
     if precision == "tf32" and dtype != "fp32":
         return None
-    if arch == 90 and dtype in ("fp16", "bf16") and point["align"] == "aligned":
-        return make_mm_tma(point, arch)
+    if arch in TMA_ARCHS and dtype in ("fp16", "bf16") and point["align"] == "aligned":
+        return None  # unreachable there: whatever meets these hints meets TMA's, and mm_tma serves it
     a_row = point["a_layout"] == "row"
     b_row = point["b_layout"] == "row"
     # The unit stride of each operand is the constexpr 1; the other one is the leading stride.
@@ -165,13 +193,64 @@ GRIDS = [
         make=make_mm,
         doc="C[M,N] = A[M,K] @ B[K,N], fp32 accumulation, row-major C",
     ),
+    KernelGrid(
+        "mm_tma",
+        axes=(
+            ("dtype", ("fp16", "bf16")),
+            ("a_layout", ("row", "col")),
+            ("b_layout", ("row", "col")),
+            ("epilogue", EPILOGUES),
+            ("config", tuple(f"c{i}" for i in range(NUM_TMA_CONFIGS))),
+        ),
+        make=make_mm_tma,
+        doc="persistent TMA mm / addmm: C[M,N] = alpha * A @ B (+ beta * bias[N]), row-major C",
+    ),
 ]
 
-GEMS_OPS = [GemsOp("mm(Tensor self, Tensor mat2) -> Tensor")]
+GEMS_OPS = [
+    GemsOp("mm(Tensor self, Tensor mat2) -> Tensor"),
+    GemsOp("addmm(Tensor self, Tensor mat1, Tensor mat2, *, Scalar beta=1, Scalar alpha=1) -> Tensor"),
+]
 
-ATEN_OVERRIDES = [AtenOverride("mm"), AtenOverride("mm.out")]
+ATEN_OVERRIDES = [AtenOverride("mm"), AtenOverride("mm.out"), AtenOverride("addmm"), AtenOverride("addmm.out")]
 
 CPP_HEADER = "ops/gemm.h"
+TUNING_HEADER = "gemm_tuning.h"
+
+
+def generated_sources() -> dict:
+    """The tuning tables as C++ arrays: [layout][m][n][k bucket] -> mm_tma config index."""
+    n = gemm_tuning.NUM_BUCKETS
+    lines = ["// Generated by aot/family_gemm.py from aot/tuning/sm<arch>.json. Do not edit.", "#pragma once", "",
+             "#include <cstdint>", "", "namespace gems::gemm_tuning {", "",
+             f"constexpr int kNumBuckets = {n};",
+             f"// Layout index: {', '.join(f'{i} = {name}' for i, name in enumerate(gemm_tuning.LAYOUTS))}"
+             " (A then B; n = row-major, t = col-major).", ""]
+    for arch in TMA_ARCHS:
+        values = gemm_tuning.dense_table(arch)
+        lines.append(f"inline constexpr int8_t kSm{arch}[{len(values)}] = {{")
+        for i in range(0, len(values), n * n):
+            lines.append("  " + ",".join(str(v) for v in values[i:i + n * n]) + ",")
+        lines.append("};")
+    lines += ["", "// The bucket of a size: ceil(log2(x)), clamped (aot/gemm_tuning.py bucket()).",
+              "inline int bucket(int64_t x) {",
+              "  const int b = x <= 1 ? 0 : 64 - __builtin_clzll(static_cast<uint64_t>(x - 1));",
+              "  return b < kNumBuckets ? b : kNumBuckets - 1;", "}", "",
+              "// The table entry for a problem on target arch: the mm_tma config index c >= 0, or -(c + 1)",
+              "// where the bucket goes to ATen (aot/gemm_tuning.py encode()).",
+              "inline int entry_for(int arch, int layout, int64_t M, int64_t N, int64_t K) {",
+              "  const int i = ((layout * kNumBuckets + bucket(M)) * kNumBuckets + bucket(N)) * kNumBuckets + bucket(K);",
+              "  switch (arch) {"]
+    lines += [f"    case {arch}: return kSm{arch}[i];" for arch in TMA_ARCHS]
+    lines += ["    default: return 0;", "  }", "}", ""]
+    # What info() reports: per target, the tuned cases the table sends to ATen.
+    report = "".join(f"sm_{arch}\t{r['name']}\t{r['m']}x{r['n']}x{r['k']}\t{r['layout']}\t{r['ratio']}\n"
+                     for arch in TMA_ARCHS for r in gemm_tuning.routed_cases(arch))
+    cases = "".join(f"sm_{arch}\t{len((gemm_tuning.load_table(arch) or {'rows': []})['rows'])}\n" for arch in TMA_ARCHS)
+    lines += [f'constexpr const char* kRoutedCases = R"gems({report})gems";',
+              f'constexpr const char* kTunedCases = R"gems({cases})gems";', "",
+              "}  // namespace gems::gemm_tuning", ""]
+    return {TUNING_HEADER: "\n".join(lines)}
 
 
 def bench_cases() -> list:

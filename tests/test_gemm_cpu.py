@@ -1,10 +1,12 @@
-"""The mm kernel in interpreter mode against torch on the CPU, its declarations, the AOT compile
-of sample variants per target, and the Meta function."""
+"""The gemm kernels in interpreter mode against torch on the CPU, their declarations and tuning
+tables, the AOT compile of sample variants per target, and the Meta functions."""
+
+import re
 
 import pytest
 import torch
 
-from aot import compiler
+from aot import compiler, gemm_tuning
 from aot import family_gemm as fam
 from conftest import interpreted, runtime_loop_bounds
 
@@ -15,6 +17,8 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 # Small tiles keep the interpreter fast; GROUP_M 2 makes the grouped ordering wrap within the
 # shapes below. The math does not depend on the tile.
 TILE = {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 16, "GROUP_M": 2}
+# TMA needs 16 bytes in a block's last dimension: a quarter of BLOCK_N (SUBTILE 4) is 8 fp16.
+TMA_TILE = {**TILE, "BLOCK_N": 32}
 SHAPES = [(33, 17, 45), (1, 1, 1), (80, 50, 16), (16, 16, 16)]
 
 
@@ -51,30 +55,63 @@ def test_mm_kernel_math(dtype_name, a_layout, b_layout, seeded):
         torch.testing.assert_close(c, ref, rtol=rtol, atol=1e-4 * K, msg=f"{M}x{N}x{K}")
 
 
-def run_tma_interpreted(a, b):
+def run_tma_interpreted(a, b, bias=None, alpha=1.0, beta=0.0, subtile=1, split_k=1, programs=3):
+    """mm_tma_kernel over a persistent grid of `programs` programs (fewer than the tiles, so each
+    walks several), as the driver launches it; C poisoned, with a padded leading stride."""
     k = interpreted("kernels.gemm")
     M, K = a.shape
     N = b.shape[1]
-    lead_c = -(-N // 8) * 8 + 8  # a padded leading stride of whole 16 bytes
-    c = torch.full((M, lead_c), float("nan"), dtype=a.dtype)[:, :N]  # poisoned
+    lead_c = -(-N // 8) * 8 + 8
+    c = torch.full((M, lead_c), float("nan"), dtype=a.dtype)[:, :N]
     a_row, b_row = a.stride(1) == 1, b.stride(1) == 1
     lead = lambda t, row: t.stride(0) if row else t.stride(1)  # noqa: E731
-    grid = (-(-M // TILE["BLOCK_M"]) * -(-N // TILE["BLOCK_N"]),)
-    k.mm_tma_kernel[grid](a, b, c, M, N, K, lead(a, a_row), lead(b, b_row), c.stride(0), a_row, b_row, PDL=False,
-                          **TILE)
+    tiles = -(-M // TMA_TILE["BLOCK_M"]) * -(-N // TMA_TILE["BLOCK_N"])
+    partial = torch.full((tiles * split_k * TMA_TILE["BLOCK_M"] * TMA_TILE["BLOCK_N"],), float("nan"))
+    counters = torch.zeros(tiles, dtype=torch.int32)
+    k.mm_tma_kernel[(min(programs, tiles * split_k),)](
+        a, b, c, c if bias is None else bias, partial, counters, M, N, K, lead(a, a_row), lead(b, b_row), c.stride(0),
+        0 if bias is None else bias.stride(0), alpha, beta, a_row, b_row, 0 if bias is None else 1, SUBTILE=subtile,
+        SPLIT_K=split_k, WARP_SPECIALIZE=False, PDL=False, **TMA_TILE)
+    if split_k > 1:
+        assert (counters == split_k).all()  # every split of every tile arrived exactly once
     return c
+
+
+TMA_SHAPES = [(33, 17, 45), (1, 1, 1), (80, 50, 16), (70, 40, 100)]
 
 
 @pytest.mark.parametrize("a_layout", ["row", "col"])
 @pytest.mark.parametrize("b_layout", ["row", "col"])
+@pytest.mark.parametrize("subtile,split_k", [(1, 1), (2, 1), (4, 1), (1, 3)])
 @runtime_loop_bounds
-def test_mm_tma_kernel_math(a_layout, b_layout, seeded):
-    """TMA clips ragged edges (no masks in the kernel); leading strides are 16-byte multiples."""
-    for M, N, K in [(33, 17, 45), (1, 1, 1), (80, 50, 16)]:
+def test_mm_tma_kernel_math(a_layout, b_layout, subtile, split_k, seeded):
+    """TMA clips ragged edges (no masks in the kernel); leading strides are 16-byte multiples.
+    Epilogue slices and split-K partial sums give the same product."""
+    for M, N, K in TMA_SHAPES:
         a = operand(M, K, a_layout, torch.float16, seeded, lead_pad=8 - (K if a_layout == "row" else M) % 8)
         b = operand(K, N, b_layout, torch.float16, seeded, lead_pad=8 - (N if b_layout == "row" else K) % 8)
         ref = (a.double() @ b.double()).to(torch.float16)
-        torch.testing.assert_close(run_tma_interpreted(a, b), ref, rtol=1e-3, atol=1e-4 * K, msg=f"{M}x{N}x{K}")
+        got = run_tma_interpreted(a, b, subtile=subtile, split_k=split_k)
+        torch.testing.assert_close(got, ref, rtol=1e-3, atol=1e-4 * K, msg=f"{M}x{N}x{K}")
+
+
+@pytest.mark.parametrize("subtile,split_k", [(1, 1), (4, 1), (1, 2)])
+@runtime_loop_bounds
+def test_mm_tma_kernel_bias_epilogue(subtile, split_k, seeded):
+    """addmm's epilogue: alpha * A @ B + beta * bias[n], with a strided and a broadcast bias;
+    beta = 0 ignores the bias, NaN included."""
+    M, N, K = 37, 45, 29
+    a = operand(M, K, "row", torch.float16, seeded, lead_pad=8 - K % 8)
+    b = operand(K, N, "col", torch.float16, seeded, lead_pad=8 - K % 8)
+    product = a.double() @ b.double()
+    strided = torch.randn(2 * N, generator=seeded).to(torch.float16)[::2]
+    for bias, alpha, beta in ((strided, 0.5, -2.0), (strided[:1].expand(N), 1.0, 1.0)):
+        ref = (alpha * product + beta * bias.double()).to(torch.float16)
+        got = run_tma_interpreted(a, b, bias, alpha, beta, subtile, split_k)
+        torch.testing.assert_close(got, ref, rtol=1e-3, atol=1e-4 * K * 4)
+    nan_bias = torch.full((N,), float("nan"), dtype=torch.float16)
+    got = run_tma_interpreted(a, b, nan_bias, 3.0, 0.0, subtile, split_k)
+    torch.testing.assert_close(got, (3.0 * product).to(torch.float16), rtol=1e-3, atol=1e-4 * K * 4)
 
 
 @pytest.mark.skip(reason="triton 3.8's interpreter multiplies the raw bit patterns of bf16 tiles in tl.dot "
@@ -100,8 +137,9 @@ def covered_points():
     return [p for p in GRID.points() if not (p["precision"] == "tf32" and p["dtype"] != "fp32")]
 
 
-def uses_tma(point, arch):
-    return arch == 90 and point["dtype"] in ("fp16", "bf16") and point["align"] == "aligned"
+def served_by_tma(point, arch):
+    """The pointer kernel's points that mm_tma serves instead (and that are not compiled)."""
+    return arch in fam.TMA_ARCHS and point["dtype"] in ("fp16", "bf16") and point["align"] == "aligned"
 
 
 def test_every_point_is_declared_on_every_target():
@@ -111,15 +149,15 @@ def test_every_point_is_declared_on_every_target():
             assert all(v is None for v in variants.values()), p
             continue
         for arch, v in variants.items():
+            if served_by_tma(p, arch):
+                assert v is None, (p, arch)
+                continue
             assert v is not None, (p, arch)
             assert [n for n, _ in v.signature] == list(v.jit_function().arg_names), (p, arch)
-            assert v.kernel == (fam.TMA_KERNEL if uses_tma(p, arch) else fam.KERNEL), (p, arch)
-            assert v.launch_params == ("BLOCK_M", "BLOCK_N")
-            assert v.launch_pdl == uses_tma(p, arch)
-            if not uses_tma(p, arch):
-                assert dict(v.constexprs)["INPUT_PRECISION"] == p["precision"]
+            assert v.kernel == fam.KERNEL and v.launch_params == ("BLOCK_M", "BLOCK_N") and not v.launch_pdl
+            assert dict(v.constexprs)["INPUT_PRECISION"] == p["precision"]
         # The C++ driver passes one runtime argument list per point, whatever the target.
-        assert len({tuple(t for _, t in v.runtime_args) for v in variants.values()}) == 1, p
+        assert len({tuple(t for _, t in v.runtime_args) for v in variants.values() if v}) == 1, p
 
 
 @pytest.mark.parametrize("point", covered_points(), ids=GRID.symbol)
@@ -143,17 +181,89 @@ def test_runtime_arguments_are_what_the_driver_passes(point):
         assert v.divisible16 == ()
 
 
-@pytest.mark.parametrize("point", [p for p in covered_points() if uses_tma(p, 90)], ids=GRID.symbol)
+TMA_GRID = fam.GRIDS[1]
+
+
+def test_tma_grid_per_target():
+    """No TMA kernel on sm_80; on sm_90a exactly the tuning table's configurations; on sm_100a
+    the default one."""
+    for arch, configs in ((80, ()), (90, gemm_tuning.configs_for(90)), (100, (gemm_tuning.DEFAULT_CONFIG[100],))):
+        for p in TMA_GRID.points():
+            v = TMA_GRID.make(p, arch)
+            index = int(p["config"][1:])
+            if index >= len(configs):
+                assert v is None, (arch, p)
+                continue
+            cfg, c = configs[index], dict(v.constexprs)
+            assert (c["BLOCK_M"], c["BLOCK_N"], c["BLOCK_K"], c["GROUP_M"], c["SUBTILE"], c["SPLIT_K"],
+                    c["WARP_SPECIALIZE"]) == (cfg.block_m, cfg.block_n, cfg.block_k, cfg.group_m, cfg.subtile,
+                                              cfg.split_k, cfg.warp_specialize)
+            assert (v.num_warps, v.num_stages) == (cfg.num_warps, cfg.num_stages)
+            assert (c["A_ROW"], c["B_ROW"]) == (p["a_layout"] == "row", p["b_layout"] == "row")
+            assert c["EPILOGUE"] == fam.EPILOGUES.index(p["epilogue"]) and c["PDL"] is True
+            assert v.launch_pdl and v.launch_params == ("BLOCK_M", "BLOCK_N", "SPLIT_K")
+
+
+@pytest.mark.parametrize("point", list(TMA_GRID.points())[:4], ids=TMA_GRID.symbol)
 def test_tma_variant_arguments(point):
-    v = GRID.make(point, 90)
+    """csrc/ops/gemm.cpp launch_tma pushes these, in this order."""
+    v = TMA_GRID.make(point, 90)
     ptr = fam.ptr(point["dtype"])
-    leads = ("lead_a", "lead_b", "lead_c")
-    assert v.runtime_args == (("a", ptr), ("b", ptr), ("c", ptr), ("M", "i32"), ("N", "i32"), ("K", "i32"),
-                              *((n, "i32") for n in leads))
-    c = dict(v.constexprs)
-    assert (c["A_ROW"], c["B_ROW"], c["PDL"]) == (point["a_layout"] == "row", point["b_layout"] == "row", True)
-    # Exactly TMA's requirements; the driver checks more (N, K, M) to pick "aligned".
-    assert set(v.divisible16) == {"a", "b", "c", *leads}
+    assert [n for n, _ in v.signature] == list(v.jit_function().arg_names)
+    assert v.runtime_args == (("a", ptr), ("b", ptr), ("c", ptr), ("bias", ptr), ("partial", "*fp32"),
+                              ("counters", "*i32"), ("M", "i32"), ("N", "i32"), ("K", "i32"), ("lead_a", "i32"),
+                              ("lead_b", "i32"), ("lead_c", "i32"), ("bias_stride", "i32"), ("alpha", "fp32"),
+                              ("beta", "fp32"))
+    # TMA's requirement on the bases; the leading strides need 16 bytes, not 16 elements.
+    assert set(v.divisible16) == {"a", "b", "c"}
+
+
+def test_sm90_table_is_consistent():
+    """The committed table: configurations among the tuner's candidates, valid indices, and the
+    routing rule applied as documented."""
+    table = gemm_tuning.load_table(90)
+    if table is None:
+        pytest.skip("no sm_90 table committed")
+    names = {c.name for c in gemm_tuning.SM90_CANDIDATES}
+    configs = [gemm_tuning.TmaConfig.from_list(c) for c in table["configs"]]
+    assert [c.name for c in configs] == table["config_names"] and set(table["config_names"]) <= names
+    for row in table["rows"]:
+        assert 0 <= row["config"] < len(configs) and row["layout"] in gemm_tuning.LAYOUTS
+        assert row["aten"] == (row["ratio"] < table["route_to_aten_below"]), row
+
+
+def test_bucket_edges():
+    assert [gemm_tuning.bucket(x) for x in (1, 2, 3, 4, 5, 8, 9, 4096, 4097, 16384, 16385, 10**9)] == [
+        0, 1, 2, 2, 3, 3, 4, 12, 13, 14, 15, 15]
+
+
+def test_dense_table_takes_the_nearest_measured_case(monkeypatch):
+    rows = [dict(m=4096, n=4096, k=4096, layout="nt", config=0, aten=False),
+            dict(m=1, n=4096, k=4096, layout="nt", config=1, aten=False),
+            dict(m=4096, n=512, k=2048, layout="nn", config=2, aten=True)]
+    monkeypatch.setattr(gemm_tuning, "load_table", lambda arch: {"rows": rows, "configs": []})
+    table = gemm_tuning.dense_table(90)
+    n = gemm_tuning.NUM_BUCKETS
+
+    def at(layout, m, nn, k):
+        b = gemm_tuning.bucket
+        return table[((gemm_tuning.LAYOUTS.index(layout) * n + b(m)) * n + b(nn)) * n + b(k)]
+
+    assert at("nt", 4096, 4096, 4096) == 0 and at("nt", 8192, 3000, 4096) == 0
+    assert at("nt", 1, 4096, 4096) == 1 and at("nt", 2, 8192, 2048) == 1
+    # A bucket routed to ATen keeps its configuration (for torch.ops.gems.mm): -(2 + 1).
+    assert at("nn", 4096, 512, 2048) == -3 and at("nn", 4000, 600, 2000) == -3
+    # A layout with no measured case takes the nearest case of any layout.
+    assert at("tt", 4096, 4096, 4096) == 0
+
+
+def test_generated_tuning_header_matches_the_table():
+    text = fam.generated_sources()[fam.TUNING_HEADER]
+    for arch in fam.TMA_ARCHS:
+        start = text.index(f"kSm{arch}[")
+        body = text[text.index("{", start) + 1:text.index("};", start)]
+        assert [int(v) for v in body.replace("\n", "").split(",") if v.strip()] == gemm_tuning.dense_table(arch)
+    assert "64 - __builtin_clzll" in text  # the C++ bucket(): ceil(log2(x)), as gemm_tuning.bucket
 
 
 def shared_estimate(v):
@@ -163,12 +273,11 @@ def shared_estimate(v):
     return (c["BLOCK_M"] * c["BLOCK_K"] + c["BLOCK_K"] * c["BLOCK_N"]) * size * v.num_stages
 
 
-def test_hopper_16bit_configs_need_large_shared_memory():
-    for align in ("aligned", "general"):
-        v = GRID.make(dict(dtype="bf16", precision="ieee", a_layout="row", b_layout="col", align=align), 90)
-        c = dict(v.constexprs)
-        assert (c["BLOCK_M"], c["BLOCK_N"], c["BLOCK_K"], v.num_warps, v.num_stages) == (128, 256, 64, 8, 3)
-        assert shared_estimate(v) > 48 * 1024
+def test_hopper_pointer_configs_need_large_shared_memory():
+    v = GRID.make(dict(dtype="bf16", precision="ieee", a_layout="row", b_layout="col", align="general"), 90)
+    c = dict(v.constexprs)
+    assert (c["BLOCK_M"], c["BLOCK_N"], c["BLOCK_K"], v.num_warps, v.num_stages) == (128, 256, 64, 8, 3)
+    assert shared_estimate(v) > 48 * 1024
 
 
 # ---- AOT compile ------------------------------------------------------------------------------
@@ -176,9 +285,14 @@ def test_hopper_16bit_configs_need_large_shared_memory():
 SAMPLES = [
     (80, dict(dtype="fp16", precision="ieee", a_layout="row", b_layout="row", align="aligned")),
     (80, dict(dtype="fp32", precision="ieee", a_layout="col", b_layout="col", align="general")),
-    (90, dict(dtype="bf16", precision="ieee", a_layout="row", b_layout="col", align="aligned")),
+    (90, dict(dtype="bf16", precision="ieee", a_layout="row", b_layout="col", align="general")),
     (90, dict(dtype="fp32", precision="tf32", a_layout="col", b_layout="row", align="general")),
-    (100, dict(dtype="bf16", precision="ieee", a_layout="col", b_layout="row", align="aligned")),
+    (100, dict(dtype="fp32", precision="tf32", a_layout="row", b_layout="col", align="aligned")),
+]
+TMA_SAMPLES = [
+    (90, dict(dtype="bf16", a_layout="row", b_layout="col", epilogue="none", config="c0")),
+    (90, dict(dtype="fp16", a_layout="col", b_layout="row", epilogue="bias", config="c0")),
+    (100, dict(dtype="bf16", a_layout="col", b_layout="col", epilogue="bias", config="c0")),
 ]
 # Opt-in shared memory per block: A100 163 KiB, H100 and B200 227 KiB.
 MAX_SHARED = {80: 166912, 90: 232448, 100: 232448}
@@ -192,23 +306,40 @@ def test_aot_compile(arch, point):
     assert meta["num_warps"] == v.num_warps and meta["num_ctas"] == 1
     assert 0 < meta["shared"] <= MAX_SHARED[arch]
     assert meta["name"] == v.kernel.partition(":")[2]
-    if arch == 90 and point["dtype"] == "bf16":
-        assert meta["shared"] > 49152  # the launcher's > 48 KiB path is exercised
-    # Device-side TMA descriptors live in global scratch (128 bytes each, 128-byte aligned), and
-    # PDL sends the launch through cuLaunchKernelEx: both launcher paths run on Hopper.
-    if uses_tma(point, arch):
-        assert meta["global_scratch_size"] >= 3 * 128 and meta["global_scratch_align"] == 128
-        assert meta["launch_pdl"] is True
-    else:
-        assert meta["global_scratch_size"] == 0 and not meta["launch_pdl"]
+    assert meta["global_scratch_size"] == 0 and not meta["launch_pdl"]
 
 
-def hopper_ptx(point):
+def split_k_config(arch):
+    configs = gemm_tuning.configs_for(arch)
+    return next((f"c{i}" for i, c in enumerate(configs) if c.split_k > 1), None)
+
+
+@pytest.mark.parametrize("arch,point", TMA_SAMPLES, ids=lambda s: str(s) if isinstance(s, int) else TMA_GRID.symbol(s))
+def test_aot_compile_tma(arch, point):
+    """Device-side TMA descriptors live in global scratch (128 bytes each, 128-byte aligned), and
+    PDL sends the launch through cuLaunchKernelEx; every configuration fits the opt-in shared
+    memory of its target."""
+    v = TMA_GRID.make(point, arch)
+    cubin, meta = compiler.compile_variant(v, arch)
+    assert cubin[:4] == b"\x7fELF" and meta["name"] == "mm_tma_kernel"
+    assert meta["global_scratch_size"] >= 3 * 128 and meta["global_scratch_align"] == 128
+    assert meta["launch_pdl"] is True and 49152 < meta["shared"] <= MAX_SHARED[arch]
+
+
+def test_every_sm90_configuration_fits_shared_memory():
+    for index in range(len(gemm_tuning.configs_for(90))):
+        for epilogue in fam.EPILOGUES:
+            point = dict(dtype="bf16", a_layout="row", b_layout="col", epilogue=epilogue, config=f"c{index}")
+            _, meta = compiler.compile_variant(TMA_GRID.make(point, 90), 90)
+            assert meta["shared"] <= MAX_SHARED[90], (point, meta["shared"])
+
+
+def hopper_ptx(grid, point):
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    v = GRID.make(point, 90)
+    v = grid.make(point, 90)
     names = [n for n, _ in v.signature]
     attrs = {(names.index(n),): [["tt.divisibility", 16]] for n in v.divisible16}
     k = triton.compile(ASTSource(v.jit_function(), dict(v.signature), dict(v.constexprs), attrs),
@@ -219,7 +350,7 @@ def hopper_ptx(point):
 
 def test_hopper_aligned_pointer_variant_uses_wgmma_and_wide_loads():
     """The pointer kernel's fast path: wgmma, 16-byte cp.async for both operands (tf32 here)."""
-    ptx = hopper_ptx(dict(dtype="fp32", precision="tf32", a_layout="row", b_layout="col", align="aligned"))
+    ptx = hopper_ptx(GRID, dict(dtype="fp32", precision="tf32", a_layout="row", b_layout="col", align="aligned"))
     assert "wgmma.mma_async" in ptx
     assert "cp.async.cg.shared.global" in ptx  # .cg copies are the 16-byte ones
     assert "ld.global.b32" not in ptx
@@ -227,12 +358,21 @@ def test_hopper_aligned_pointer_variant_uses_wgmma_and_wide_loads():
 
 def test_hopper_tma_variant():
     """wgmma fed by TMA through descriptors built on the device, after the PDL wait."""
-    ptx = hopper_ptx(dict(dtype="bf16", precision="ieee", a_layout="col", b_layout="row", align="aligned"))
+    ptx = hopper_ptx(TMA_GRID, dict(dtype="bf16", a_layout="col", b_layout="row", epilogue="none", config="c0"))
     assert "wgmma.mma_async" in ptx
     assert "cp.async.bulk.tensor.2d" in ptx
     assert "tensormap.replace" in ptx
     assert ptx.index("griddepcontrol.wait") < ptx.index("tensormap.replace")
     assert "ld.global" not in ptx
+
+
+def test_hopper_split_k_variant_counts_arrivals_atomically():
+    config = split_k_config(90)
+    if config is None:
+        pytest.skip("the sm_90 table uses no split-K configuration")
+    ptx = hopper_ptx(TMA_GRID, dict(dtype="bf16", a_layout="row", b_layout="col", epilogue="none", config=config))
+    assert re.search(r"atom\.global\.(gpu\.)?acq_rel\.add", ptx) and "bar.sync" in ptx
+    assert "ld.global.cg" in ptx  # the partial tiles come from L2
 
 
 # ---- Meta function (needs the built extension) ------------------------------------------------
@@ -259,3 +399,42 @@ def test_meta_mm_errors():
         torch.ops.gems.mm(m(3, 4, 1), m(4, 6))
     with pytest.raises(RuntimeError, match="mat2 must be a matrix"):
         torch.ops.gems.mm(m(3, 4), m(4))
+
+
+def test_meta_addmm_matches_torch():
+    pytest.importorskip("gems_aot")
+    m = lambda *s, dtype=torch.bfloat16: torch.empty(*s, device="meta", dtype=dtype)  # noqa: E731
+    for bias in (m(17), m(1, 17), m(33, 17), m(1), m(33, 1)):
+        a, b = m(33, 45), m(17, 45).t()
+        out, ref = torch.ops.gems.addmm(bias, a, b, beta=0.5, alpha=2), torch.addmm(bias, a, b, beta=0.5, alpha=2)
+        assert (out.shape, out.dtype, out.stride(), out.device) == (ref.shape, ref.dtype, ref.stride(), ref.device)
+
+
+@pytest.mark.parametrize("case", ["shapes", "dtype", "self_dtype", "rank", "bias"])
+def test_meta_addmm_errors_are_torchs(case):
+    """The messages of ATen's own addmm checks (its C++ meta function, which the CPU kernel runs;
+    torch's Python meta for addmm words them differently)."""
+    pytest.importorskip("gems_aot")
+    shapes = {"shapes": ((6,), (3, 4), (5, 6)), "dtype": ((6,), (3, 4), (4, 6)), "self_dtype": ((6,), (3, 4), (4, 6)),
+              "rank": ((6,), (3, 4, 1), (4, 6)), "bias": ((5,), (3, 4), (4, 6))}[case]
+    dtypes = {"dtype": (torch.float32, torch.float32, torch.float16),
+              "self_dtype": (torch.float16, torch.float32, torch.float32)}.get(case, (torch.float32,) * 3)
+    with pytest.raises(RuntimeError) as ref:
+        torch.addmm(*(torch.empty(s, dtype=d) for s, d in zip(shapes, dtypes)))
+    with pytest.raises(RuntimeError) as got:
+        torch.ops.gems.addmm(*(torch.empty(s, dtype=d, device="meta") for s, d in zip(shapes, dtypes)))
+    assert str(ref.value).split("\n")[0] == str(got.value).split("\n")[0]
+
+
+def test_info_lists_the_routed_cases():
+    pytest.importorskip("gems_aot")
+    import gems_aot
+
+    info = gems_aot.info()["gemm_tuning"]
+    table = gemm_tuning.load_table(90)
+    if table is not None and "sm_90a" in info:
+        routed = [r for r in table["rows"] if r["aten"]]
+        assert info["sm_90a"]["cases"] == len(table["rows"])
+        assert [(c["case"], c["shape"]) for c in info["sm_90a"]["routed_to_aten"]] == [
+            (r["name"], f"{r['m']}x{r['n']}x{r['k']}") for r in routed]
+

@@ -1,11 +1,17 @@
-"""GPU accuracy suite for mm (../shared/TESTING.md), against torch on float64 inputs."""
+"""GPU accuracy suite for mm and addmm (../shared/TESTING.md), against torch on float64 inputs.
 
+The aten overrides follow the tuning table, which sends the shape buckets where cuBLAS was faster
+to ATen; these tests turn that routing off (torch.ops.gems._set_gemm_routing) so that every shape
+runs gems' kernels, except test_routing, which checks it."""
+
+import json
 import zlib
 
 import pytest
 import torch
 
 import gems_aot
+from aot import gemm_tuning
 from conftest import cuda_kernel_names, requires_gpu
 
 pytestmark = [requires_gpu, pytest.mark.gpu]
@@ -26,7 +32,9 @@ def clean_state():
     gems_aot.reset_fallback_counts()
     tf32, precision = torch.backends.cuda.matmul.allow_tf32, torch.get_float32_matmul_precision()
     torch.backends.cuda.matmul.allow_tf32 = False
+    routing = torch.ops.gems._set_gemm_routing(False)
     yield
+    torch.ops.gems._set_gemm_routing(routing)
     torch.set_float32_matmul_precision(precision)
     torch.backends.cuda.matmul.allow_tf32 = tf32
 
@@ -273,7 +281,7 @@ def test_autograd(dtype):
 # ---- the Hopper TMA kernel: device-side descriptors in global scratch, PDL launches ----------
 
 hopper = pytest.mark.skipif(not torch.cuda.is_available() or torch.cuda.get_device_capability() != (9, 0),
-                            reason="the TMA variants are sm_90a only")
+                            reason="the tuned TMA kernel runs on sm_90a (and untuned on sm_100a)")
 
 
 @hopper
@@ -287,13 +295,110 @@ def test_tma_variant_runs_for_aligned_16bit(dtype, layout):
 
 
 @hopper
-@pytest.mark.parametrize("shape", [(1, 16, 16), (16, 16, 1024), (777, 1040, 48), (4096, 16, 64)])
-def test_tma_ragged_edges_and_size_one_rows(shape):
-    """TMA clips the edge tiles; a 1-row operand gets a synthetic leading stride."""
+@pytest.mark.parametrize("shape", [(1, 16, 16), (16, 16, 1024), (777, 1040, 48), (4096, 16, 64), (17, 4104, 1),
+                                   (4097, 24, 17), (3000, 512, 2048), (512, 2048, 3000), (3001, 520, 1000)],
+                         ids=lambda s: "x".join(map(str, s)))
+def test_tma_ragged_edges_and_uneven_sizes(shape):
+    """TMA clips the edge tiles, so any M, N and K runs the TMA kernel (token counts of 3000,
+    3001, 4097: no multiple of a tile), as long as the leading strides are 16-byte multiples; a
+    1-row operand gets a synthetic leading stride."""
     for layout in LAYOUTS:
         a, b = operands(shape, torch.bfloat16, layout)
+        if all(d % 8 == 0 for d in shape):  # every leading stride a multiple of 16 bytes
+            names = cuda_kernel_names(lambda: torch.ops.gems.mm(a, b))
+            assert any("mm_tma_kernel" in n for n in names), (layout, names)
         check(torch.ops.gems.mm(a, b), a, b)
 
+
+@hopper
+def test_leading_stride_off_16_bytes_takes_pointer_kernel():
+    """K = 4095 bf16: 8190-byte rows, which TMA cannot describe; the general pointer variant
+    serves them, still right."""
+    a, b = operands((96, 80, 4095), torch.bfloat16, "nt")
+    names = cuda_kernel_names(lambda: torch.ops.gems.mm(a, b))
+    assert not any("mm_tma_kernel" in n for n in names) and any("mm_kernel" in n for n in names), names
+    check(torch.ops.gems.mm(a, b), a, b)
+
+
+def sm90_table():
+    table = gemm_tuning.load_table(90)
+    if table is None:
+        pytest.skip("no sm_90 tuning table")
+    return table
+
+
+def smallest_case_per_config(table):
+    """For each configuration of the table, its smallest measured case (m, n, k, layout)."""
+    best = {}
+    for r in table["rows"]:
+        key = (r["m"] * r["n"] * r["k"], r["m"], r["n"], r["k"], r["layout"])
+        best[r["config"]] = min(best.get(r["config"], key), key)
+    return {c: v[1:] for c, v in sorted(best.items())}
+
+
+@hopper
+def test_every_table_configuration_is_exact():
+    """Each configuration the build compiled from the table (split-K ones included), on a shape
+    its bucket picks: values, and the TMA kernel ran."""
+    table = sm90_table()
+    for config, (m, n, k, layout) in smallest_case_per_config(table).items():
+        torch.manual_seed(config)
+        a, b = operands((m, n, k), torch.bfloat16, layout)
+        names = cuda_kernel_names(lambda: torch.ops.gems.mm(a, b))
+        assert any("mm_tma_kernel" in n for n in names), (table["config_names"][config], names)
+        check(gems_and_torch_mm(a, b), a, b)
+    no_fallbacks()
+
+
+def split_k_case(table):
+    split = [i for i, c in enumerate(table["configs"]) if gemm_tuning.TmaConfig.from_list(c).split_k > 1]
+    cases = smallest_case_per_config(table)
+    if not split:
+        pytest.skip("the table uses no split-K configuration")
+    return cases[split[0]]
+
+
+@hopper
+def test_split_k_in_a_cuda_graph():
+    """Split-K's workspace and the memset of its counters are captured with the kernel; a replay
+    on new data sums the new partials (stale counters would skip or double a tile)."""
+    m, n, k, layout = split_k_case(sm90_table())
+    a, b = operands((m, n, k), torch.bfloat16, layout)
+    torch.ops.gems.mm(a, b)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        c = torch.ops.gems.mm(a, b)
+    for seed in range(3):
+        torch.manual_seed(seed)
+        a.copy_(torch.randn_like(a))
+        graph.replay()
+        torch.cuda.synchronize()
+        check(c, a, b)
+
+
+@hopper
+def test_routing_sends_slower_buckets_to_aten():
+    """With routing on (the default), a bucket the table marks for ATen runs cuBLAS through the
+    override (bitwise ATen's result, counted as tuned_to_aten), while torch.ops.gems.mm still runs
+    gems' kernel; a bucket gems serves runs gems' kernel with no fallback."""
+    table = sm90_table()
+    routed = next((r for r in table["rows"] if r["aten"]), None)
+    served = next((r for r in table["rows"] if not r["aten"]), None)
+    torch.ops.gems._set_gemm_routing(True)
+    if routed:
+        a, b = operands((routed["m"], routed["n"], routed["k"]), torch.bfloat16, routed["layout"])
+        expected = torch.mm(a, b)
+        with gems_aot.use_gems(include=["mm"]):
+            assert torch.equal(torch.mm(a, b), expected)
+        assert gems_aot.fallback_counts() == {("mm", "tuned_to_aten"): 1}
+        assert any("mm_tma_kernel" in n for n in cuda_kernel_names(lambda: torch.ops.gems.mm(a, b)))
+        gems_aot.reset_fallback_counts()
+    if served:
+        a, b = operands((served["m"], served["n"], served["k"]), torch.bfloat16, served["layout"])
+        with gems_aot.use_gems(include=["mm"]):
+            names = cuda_kernel_names(lambda: torch.mm(a, b))
+        assert any("mm_tma_kernel" in n for n in names), names
+        no_fallbacks()
 
 @hopper
 def test_tma_expanded_operand_takes_pointer_kernel():
@@ -353,3 +458,144 @@ def test_global_scratch_is_returned_to_the_allocator():
         torch.ops.gems.mm(a, b)
     torch.cuda.synchronize()
     assert torch.cuda.memory_allocated() == before
+
+
+# ---- addmm: the bias-row epilogue (nn.Linear with a bias), and what ATen keeps -----------------
+
+
+def check_addmm(res, bias, a, b, beta, alpha):
+    K = a.shape[1]
+    with gems_aot.use_gems(include=[]):
+        product = a.double() @ b.double()
+        ref = alpha * product if beta == 0 else alpha * product + beta * bias.double()
+        ref = ref.to(res.dtype)
+    assert res.dtype == a.dtype and res.shape == ref.shape and res.is_contiguous()
+    torch.testing.assert_close(res, ref, rtol=RTOL[res.dtype], atol=1e-4 * K * 4, equal_nan=True)
+
+
+def bias_forms(n, dtype):
+    full = torch.randn(2 * n, device="cuda").to(dtype)
+    return {"vector": full[:n], "row": full[:n][None, :], "strided": full[::2], "scalar": full[:1]}
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+def test_addmm_bias_row(dtype, layout):
+    torch.manual_seed(zlib.crc32(f"addmm{dtype}{layout}".encode()))
+    for shape in [(33, 40, 48), (3000, 520, 256), (1, 2048, 512)]:
+        a, b = operands(shape, dtype, layout)
+        for form, bias in bias_forms(shape[1], dtype).items():
+            for beta, alpha in ((1, 1), (-2.0, 0.5), (0, 3.0)):
+                poison_next_alloc(shape[:2], dtype)
+                with gems_aot.use_gems(include=["addmm"]):
+                    res = torch.addmm(bias, a, b, beta=beta, alpha=alpha)
+                check_addmm(res, bias, a, b, beta, alpha)
+                assert torch.equal(res, torch.ops.gems.addmm(bias, a, b, beta=beta, alpha=alpha)), form
+    no_fallbacks()
+
+
+def test_addmm_beta_zero_ignores_nan_bias():
+    a, b = operands((64, 64, 64), torch.bfloat16, "nt")
+    bias = torch.full((64,), float("nan"), device="cuda", dtype=torch.bfloat16)
+    with gems_aot.use_gems(include=["addmm"]):
+        res = torch.addmm(bias, a, b, beta=0, alpha=2)
+    assert not res.isnan().any()
+    check_addmm(res, bias, a, b, 0, 2)
+
+
+def test_linear_with_bias_is_one_gems_kernel():
+    """nn.Linear's forward (addmm with the bias row) launches the TMA kernel and no add kernel;
+    forward and backward equal ATen's within tolerance."""
+    torch.manual_seed(8)
+    layer = torch.nn.Linear(512, 1024, device="cuda", dtype=torch.bfloat16)
+    x = torch.randn(3000, 512, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    grad = torch.randn(3000, 1024, device="cuda", dtype=torch.bfloat16)
+    ref = layer(x)
+    ref.backward(grad)
+    ref_grads = [t.grad.clone() for t in (x, layer.weight, layer.bias)]
+    for t in (x, layer.weight, layer.bias):
+        t.grad = None
+    with gems_aot.use_gems(include=["addmm", "mm"]):
+        if torch.cuda.get_device_capability() == (9, 0):
+            names = cuda_kernel_names(lambda: layer(x))
+            # (a split-K configuration adds the driver's memset of its counters)
+            assert any("mm_tma_kernel" in n for n in names), names
+            assert all("mm_tma_kernel" in n or "memset" in n.lower() for n in names), names
+        out = layer(x)
+        out.backward(grad)
+    check_addmm(out.detach(), layer.bias.detach(), x.detach(), layer.weight.detach().t(), 1, 1)
+    for got, want in zip((x.grad, layer.weight.grad, layer.bias.grad), ref_grads):
+        torch.testing.assert_close(got, want, rtol=RTOL[torch.bfloat16], atol=1e-4 * 3000 * 4)
+    assert ("addmm", "args") not in gems_aot.fallback_counts()
+
+
+def test_addmm_what_aten_keeps():
+    """A full bias matrix, fp32, K = 0 and mixed dtypes go to ATen, counted; the results (or
+    errors) are ATen's."""
+    torch.manual_seed(9)
+    a16, b16 = operands((33, 17, 45), torch.bfloat16, "nn")
+    cases = {
+        "args": [(torch.randn(33, 17, device="cuda", dtype=torch.bfloat16), a16, b16),
+                 (torch.randn(17, device="cuda"), a16.float(), b16.float()),
+                 (torch.randn(17, device="cuda", dtype=torch.bfloat16), a16[:, :0], b16[:0])],
+        "mixed_dtype": [(torch.randn(17, device="cuda"), a16, b16)],
+    }
+    for reason, calls in cases.items():
+        for args in calls:
+            gems_aot.reset_fallback_counts()
+            expected = aten_error(lambda: torch.addmm(*args, beta=0.5))
+            with gems_aot.use_gems(include=["addmm"]):
+                got = aten_error(lambda: torch.addmm(*args, beta=0.5))
+            assert got == expected
+            if expected is None:
+                with gems_aot.use_gems(include=["addmm"]):
+                    res = torch.addmm(*args, beta=0.5)
+                assert torch.equal(res, torch.addmm(*args, beta=0.5))
+            assert set(gems_aot.fallback_counts()) == {("addmm", reason)}, (reason, args[0].shape)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+def test_addmm_out(dtype):
+    torch.manual_seed(10)
+    a, b = rand(33, 48, dtype), rand(48, 40, dtype)
+    bias = torch.randn(40, device="cuda").to(dtype)
+    with gems_aot.use_gems(include=["addmm"]):
+        out = torch.empty(0, device="cuda", dtype=dtype)
+        assert torch.addmm(bias, a, b, out=out) is out
+        check_addmm(out, bias, a, b, 1, 1)
+        out = torch.full((2, 2), float("nan"), device="cuda", dtype=dtype)
+        with pytest.warns(UserWarning, match="resized"):
+            torch.addmm(bias, a, b, out=out)
+        check_addmm(out, bias, a, b, 1, 1)
+    no_fallbacks()
+    # A col-major out (the transposed problem would need a bias column) and an out aliasing self
+    # are ATen's.
+    with gems_aot.use_gems(include=["addmm"]):
+        col = torch.full((40, 33), float("nan"), device="cuda", dtype=dtype).t()
+        torch.addmm(bias, a, b, out=col)
+        check_addmm(col.contiguous(), bias, a, b, 1, 1)
+        acc = torch.randn(33, 40, device="cuda").to(dtype)
+        expected = torch.addmm(acc, a, b)
+        torch.addmm(acc, a, b, out=acc)
+    torch.testing.assert_close(acc, expected, rtol=0, atol=0)
+    assert gems_aot.fallback_counts() == {("addmm.out", "args"): 1, ("addmm.out", "layout"): 1}
+
+
+@pytest.mark.parametrize("case", ["shapes", "dtypes", "rank", "bias_shape", "cpu_bias"])
+def test_addmm_bad_input_gives_torchs_error(case):
+    bf = torch.bfloat16
+    bias, a, b = torch.randn(6, device="cuda", dtype=bf), rand(3, 4, bf), rand(4, 6, bf)
+    if case == "shapes":
+        b = rand(5, 6, bf)
+    elif case == "dtypes":
+        b = rand(4, 6, torch.float16)
+    elif case == "rank":
+        a = a[..., None]
+    elif case == "bias_shape":
+        bias = torch.randn(5, device="cuda", dtype=bf)
+    elif case == "cpu_bias":
+        bias = bias.cpu()
+    expected = aten_error(lambda: torch.addmm(bias, a, b))
+    with gems_aot.use_gems(include=["addmm"]):
+        got = aten_error(lambda: torch.addmm(bias, a, b))
+    assert expected is not None and got == expected

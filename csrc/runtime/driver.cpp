@@ -43,6 +43,8 @@ LoadedDriver load() {
   resolve(lib, "cuFuncSetAttribute", a.cuFuncSetAttribute, d.error);
   resolve(lib, "cuLaunchKernel", a.cuLaunchKernel, d.error);
   resolve(lib, "cuLaunchKernelEx", a.cuLaunchKernelEx, d.error);
+  resolve(lib, "cuOccupancyMaxActiveBlocksPerMultiprocessor", a.cuOccupancyMaxActiveBlocksPerMultiprocessor, d.error);
+  resolve(lib, "cuMemsetD32Async", a.cuMemsetD32Async, d.error);
   // Idempotent; lets device queries work before PyTorch has initialised CUDA.
   if (d.error.empty() && a.cuInit(0) != CUDA_SUCCESS) d.error = "cuInit failed: no usable CUDA device or driver";
   return d;

@@ -25,6 +25,7 @@ const char* fallback_name(Fallback reason) {
     case Fallback::kDevice: return "device";
     case Fallback::kLayout: return "layout";
     case Fallback::kArgs: return "args";
+    case Fallback::kTuned: return "tuned_to_aten";
     case Fallback::kTransfer: return "transfer";
     case Fallback::kCount: break;
   }

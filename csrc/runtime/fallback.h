@@ -24,6 +24,7 @@ enum class Fallback : uint8_t {
   kDevice,  // operands on different devices or not on CUDA
   kLayout,  // a memory layout the variants do not cover
   kArgs,  // an argument value the variants do not cover
+  kTuned,  // the tuning table sends this shape to ATen (no gems configuration reached cuBLAS there)
   kTransfer,  // a copy between devices: ATen's memcpy, which no kernel replaces (not counted)
   kCount
 };

@@ -24,11 +24,12 @@ struct DeviceState {
   std::once_flag init;
   int cc = 0;
   int shared_optin = 0;
+  int sm_count = 0;
   std::unique_ptr<std::atomic<const LoadedKernel*>[]> kernels;
 };
 
 // The "no image for this device" marker, so a miss is cached like a hit.
-const LoadedKernel kUnavailable{nullptr, nullptr, -1};
+const LoadedKernel kUnavailable{nullptr, nullptr, -1, 0};
 
 DeviceState g_devices[kMaxDevices];
 std::mutex g_load_mutex;
@@ -57,6 +58,8 @@ DeviceState& device_state(int device) {
     check(d.cuDeviceGetAttribute(&minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, device),
           "cuDeviceGetAttribute", "-", device);
     check(d.cuDeviceGetAttribute(&s.shared_optin, CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN, device),
+          "cuDeviceGetAttribute", "-", device);
+    check(d.cuDeviceGetAttribute(&s.sm_count, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, device),
           "cuDeviceGetAttribute", "-", device);
     s.cc = major * 10 + minor;
     s.kernels = std::make_unique<std::atomic<const LoadedKernel*>[]>(gen::kNumKernels > 0 ? gen::kNumKernels : 1);
@@ -95,7 +98,10 @@ const LoadedKernel* load(int id, int device, DeviceState& s) {
     check(d.cuFuncSetAttribute(fn, CU_FUNC_ATTRIBUTE_NON_PORTABLE_CLUSTER_SIZE_ALLOWED, 1),
           "cuFuncSetAttribute(NON_PORTABLE_CLUSTER_SIZE_ALLOWED)", spec.name, device);
   }
-  g_loaded.push_back(LoadedKernel{fn, image, id});
+  int resident = 0;
+  check(d.cuOccupancyMaxActiveBlocksPerMultiprocessor(&resident, fn, 32 * image->num_warps, image->shared),
+        "cuOccupancyMaxActiveBlocksPerMultiprocessor", spec.name, device);
+  g_loaded.push_back(LoadedKernel{fn, image, id, resident > 0 ? resident : 1});
   return &g_loaded.back();
 }
 
@@ -179,6 +185,14 @@ void launch(const LoadedKernel& k, c10::DeviceIndex device, uint32_t gx, uint32_
   check(d.cuLaunchKernelEx(&config, fn, args.slots(), nullptr), "cuLaunchKernelEx", spec.name, device);
 }
 
+void zero_words_async(void* ptr, size_t words, c10::DeviceIndex device) {
+  if (words == 0) return;
+  ensure_context(device, "memset");
+  CUstream stream = c10::cuda::getCurrentCUDAStream(device).stream();
+  check(driver().cuMemsetD32Async(reinterpret_cast<CUdeviceptr>(ptr), 0, words, stream), "cuMemsetD32Async", "memset",
+        device);
+}
+
 int kernel_count() { return gen::kNumKernels; }
 
 int image_count_for_arch(int arch) {
@@ -188,6 +202,8 @@ int image_count_for_arch(int arch) {
 }
 
 int device_capability(c10::DeviceIndex device) { return device_state(device).cc; }
+
+int sm_count(c10::DeviceIndex device) { return device_state(device).sm_count; }
 
 int device_target(c10::DeviceIndex device) {
   const int cc = device_state(device).cc;

@@ -45,6 +45,7 @@ struct LoadedKernel {
   void* function;  // CUfunction
   const KernelImage* image;
   int id;
+  int resident_per_sm;  // programs of it one SM holds at once (the driver's occupancy calculator)
 };
 
 // The kernel `id` on `device`, loading its module the first time; nullptr when this build has
@@ -100,6 +101,10 @@ class KernelArgs {
 void launch(const LoadedKernel& k, c10::DeviceIndex device, uint32_t gx, uint32_t gy, uint32_t gz,
             KernelArgs& args);
 
+// Zeroes `words` 32-bit words at `ptr` on the current CUDA stream of `device` (a driver memset:
+// no kernel of ours, no dispatcher call).
+void zero_words_async(void* ptr, size_t words, c10::DeviceIndex device);
+
 // Number of kernels and targets in this build, for info().
 int kernel_count();
 int image_count_for_arch(int arch);
@@ -108,5 +113,13 @@ int image_count_for_arch(int arch);
 // it (0 when none does: every op then falls back to ATen).
 int device_capability(c10::DeviceIndex device);
 int device_target(c10::DeviceIndex device);
+int sm_count(c10::DeviceIndex device);
+
+// The grid of a persistent kernel over `tiles` work items: as many programs as the device holds
+// at once, never more than there are tiles.
+inline uint32_t persistent_grid(const LoadedKernel& k, c10::DeviceIndex device, int64_t tiles) {
+  const int64_t slots = static_cast<int64_t>(sm_count(device)) * k.resident_per_sm;
+  return static_cast<uint32_t>(tiles < slots ? tiles : slots);
+}
 
 }  // namespace gems

@@ -30,6 +30,7 @@ def info() -> dict:
         "images_per_target": images,
         "cubin_bytes": int(build["cubin_bytes"]),
         "aten_overrides": len(torch.ops.gems._available_overrides()),
+        "gemm_tuning": gemm_tuning(),
         "device": None,
     }
     if torch.cuda.is_available():
@@ -45,6 +46,18 @@ def info() -> dict:
     return result
 
 
+def gemm_tuning() -> dict:
+    """Per target: the tuning table's case count and the cases it sends to ATen (cuBLAS was
+    faster there; the mm / addmm overrides then run ATen's kernel for that shape bucket)."""
+    tuned, routed = torch.ops.gems._gemm_tuning()
+    out = {target: {"cases": int(n), "routed_to_aten": []} for target, n in
+           (line.split("\t") for line in tuned.splitlines())}
+    for line in routed.splitlines():
+        target, name, shape, layout, ratio = line.split("\t")
+        out[target]["routed_to_aten"].append({"case": name, "shape": shape, "layout": layout, "ratio": float(ratio)})
+    return {_TARGET_NAMES.get(int(t[3:]), t): v for t, v in out.items()}
+
+
 def format_info(data: dict) -> str:
     lines = [
         f"gems_aot {data['gems_aot']}  torch {data['torch']}  triton at build {data['triton_at_build']}",
@@ -53,6 +66,12 @@ def format_info(data: dict) -> str:
         + f"  ({data['cubin_bytes'] / 1e6:.1f} MB of cubins)",
         f"aten overloads gems can override: {data['aten_overrides']}",
     ]
+    for target, t in data["gemm_tuning"].items():
+        if t["cases"]:
+            lines.append(f"gemm tuning {target}: {t['cases']} tuned cases, {len(t['routed_to_aten'])} sent to ATen "
+                         "(cuBLAS faster there; listed by gems_aot.info()['gemm_tuning'])")
+        else:
+            lines.append(f"gemm tuning {target}: no table, one default configuration")
     dev = data["device"]
     if dev is None:
         lines.append("device: no CUDA device visible (every gems op needs one; aten ops run as usual)")

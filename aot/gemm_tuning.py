@@ -1,0 +1,151 @@
+"""GEMM tuning data: the tile configurations, the shape buckets, and the per-arch tables.
+
+A table (aot/tuning/sm<arch>.json, written by build_tools/tune_gemm.py on a GPU and committed)
+lists the configurations it uses and, per measured case (layout, M, N, K; tuned in bf16, used for
+fp16 too), the index of the fastest configuration and whether it stayed below ROUTE_TO_ATEN of
+cuBLAS ("aten": the aten override then sends that bucket to ATen's kernel; torch.ops.gems.mm still
+runs the configuration). The build compiles exactly the configurations a table names and turns
+the rows into a dense bucket -> configuration array: the runtime picks with integer arithmetic,
+no timing.
+
+Buckets: ceil(log2(x)) of M, N and K, clamped to NUM_BUCKETS - 1 (so 1, 2, 3-4, 5-8, ...,
+16385+). A bucket no measured case falls into takes the nearest measured one of the same layout.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+
+TUNING_DIR = pathlib.Path(__file__).resolve().parent / "tuning"
+NUM_BUCKETS = 16
+LAYOUTS = ("nn", "nt", "tn", "tt")  # A row/col ("n"/"t") then B row/col
+# A bucket whose best configuration stays below this share of cuBLAS goes to ATen.
+ROUTE_TO_ATEN = 0.95
+
+
+@dataclasses.dataclass(frozen=True)
+class TmaConfig:
+    """A tile configuration of kernels/gemm.py:mm_tma_kernel."""
+
+    block_m: int
+    block_n: int
+    block_k: int
+    group_m: int
+    num_warps: int
+    num_stages: int
+    subtile: int = 1
+    warp_specialize: bool = False
+    split_k: int = 1
+
+    def as_list(self) -> list:
+        return [self.block_m, self.block_n, self.block_k, self.group_m, self.num_warps, self.num_stages, self.subtile,
+                int(self.warp_specialize), self.split_k]
+
+    @classmethod
+    def from_list(cls, v) -> "TmaConfig":
+        return cls(*v[:7], bool(v[7]), v[8])
+
+    @property
+    def name(self) -> str:
+        ws = "_ws" if self.warp_specialize else ""
+        split = f"_k{self.split_k}" if self.split_k > 1 else ""
+        return (f"{self.block_m}x{self.block_n}x{self.block_k}_g{self.group_m}_w{self.num_warps}_s{self.num_stages}"
+                f"_e{self.subtile}{ws}{split}")
+
+
+# What the tuner tries on Hopper (sm_90a): the large tiles of the public persistent kernels
+# (128x256x64 with 8 warps and 3 stages, 128x128 with 4-5 stages, 256x128), their epilogue
+# subtiling and warp-specialised forms, 64-row tiles (one warpgroup, wgmma's smallest M) for
+# decode and for problems with too few large tiles to fill the SMs (k/v projections, N = 512),
+# and split-K forms of the small tiles for the same problems when K is long.
+SM90_CANDIDATES = (
+    TmaConfig(128, 256, 64, 8, 8, 3, 2),
+    TmaConfig(128, 256, 64, 8, 8, 3, 1),
+    TmaConfig(128, 256, 64, 8, 8, 4, 4),
+    TmaConfig(128, 256, 64, 8, 8, 3, 2, True),
+    TmaConfig(256, 128, 64, 8, 8, 3, 2),
+    TmaConfig(128, 128, 64, 8, 8, 4, 1),
+    TmaConfig(128, 128, 64, 8, 4, 4, 1),
+    TmaConfig(128, 128, 128, 8, 8, 3, 2),
+    TmaConfig(128, 128, 64, 8, 8, 5, 2, True),
+    TmaConfig(128, 64, 64, 8, 4, 6, 1),
+    TmaConfig(64, 256, 64, 8, 4, 4, 2),
+    TmaConfig(64, 128, 128, 8, 4, 4, 1),
+    TmaConfig(64, 128, 64, 8, 4, 6, 1),
+    TmaConfig(64, 64, 128, 8, 4, 5, 1),
+    TmaConfig(64, 64, 256, 8, 4, 3, 1),
+    TmaConfig(64, 64, 128, 8, 4, 4, 1, split_k=2),
+    TmaConfig(64, 64, 128, 8, 4, 4, 1, split_k=4),
+    TmaConfig(64, 64, 128, 8, 4, 4, 1, split_k=8),
+    TmaConfig(64, 128, 128, 8, 4, 4, 1, split_k=4),
+    TmaConfig(128, 128, 64, 8, 8, 4, 1, split_k=2),
+    TmaConfig(128, 128, 64, 8, 8, 4, 1, split_k=4),
+)
+
+# Targets without a committed table use one configuration everywhere: on Hopper the tile of the
+# public persistent kernels; on Blackwell the same with a 4th stage (B200 has 228 KiB per SM).
+DEFAULT_CONFIG = {
+    90: TmaConfig(128, 256, 64, 8, 8, 3, 2),
+    100: TmaConfig(128, 256, 64, 8, 8, 4, 2, True),
+}
+
+
+def bucket(x: int) -> int:
+    """ceil(log2(x)) for x >= 1, clamped; the C++ driver computes the same."""
+    return min(max(int(x) - 1, 0).bit_length(), NUM_BUCKETS - 1)
+
+
+def table_path(arch: int) -> pathlib.Path:
+    return TUNING_DIR / f"sm{arch}.json"
+
+
+def load_table(arch: int):
+    path = table_path(arch)
+    if not path.exists():
+        return None
+    return json.loads(path.read_text())
+
+
+def configs_for(arch: int) -> tuple:
+    """The configurations compiled for a target: the table's, else the default one (none on
+    targets without TMA)."""
+    table = load_table(arch)
+    if table:
+        return tuple(TmaConfig.from_list(c) for c in table["configs"])
+    return (DEFAULT_CONFIG[arch],) if arch in DEFAULT_CONFIG else ()
+
+
+def encode(config: int, aten: bool) -> int:
+    """A dense table entry: the configuration index, or -(index + 1) where the bucket goes to ATen."""
+    return -(config + 1) if aten else config
+
+
+def dense_table(arch: int) -> list:
+    """[layout][m bucket][n bucket][k bucket] -> encode(config, aten), flattened; 0 everywhere for
+    a target without a table."""
+    size = len(LAYOUTS) * NUM_BUCKETS**3
+    table = load_table(arch)
+    if not table:
+        return [0] * size
+    rows = table["rows"]
+    out = []
+    for li, layout in enumerate(LAYOUTS):
+        same = [r for r in rows if r["layout"] == layout] or rows
+        points = [((bucket(r["m"]), bucket(r["n"]), bucket(r["k"])), encode(r["config"], r["aten"])) for r in same]
+        for mb in range(NUM_BUCKETS):
+            for nb in range(NUM_BUCKETS):
+                for kb in range(NUM_BUCKETS):
+                    # Nearest measured case; M weighs most (it decides the tile), ties go to
+                    # the earlier row, so the choice is deterministic.
+                    _, choice = min(points, key=lambda p: (2 * abs(p[0][0] - mb) + abs(p[0][1] - nb)
+                                                           + abs(p[0][2] - kb)))
+                    out.append(choice)
+    return out
+
+
+def routed_cases(arch: int) -> list:
+    """The measured cases the table sends to ATen."""
+    table = load_table(arch) or {"rows": []}
+    return [r for r in table["rows"] if r["aten"]]

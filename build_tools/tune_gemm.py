@@ -1,0 +1,265 @@
+"""Offline GEMM tuner: on a GPU, times every candidate configuration of mm_tma_kernel against
+cuBLAS over the shape set and writes the per-arch table the build compiles.
+
+  python build_tools/tune_gemm.py measure --out DIR [--budget-s 480] [--groups train,decode,square]
+  python build_tools/tune_gemm.py table --measurements DIR/gemm_tuning_sm90.json   # -> aot/tuning/sm90.json
+  python build_tools/tune_gemm.py check --measurements DIR/gemm_tuning_sm90.json   # a rerun against the table
+
+`measure` is resumable: it appends each case to DIR/gemm_tuning_sm<arch>.json as it finishes,
+skips the cases already there, and stops cleanly after --budget-s seconds (GPU sessions run
+commands of at most 10 minutes); run it again to go on. It needs no built extension: the
+kernels run through Triton's JIT with exactly the constexprs, warps and stages the AOT build
+compiles, the grid the C++ driver launches (min(tiles, SMs x resident programs)), and every
+result checked against cuBLAS's. Times are do_bench medians (L2 flushed before each call).
+`table` keeps, per case, the fastest configuration, marked "aten" where it stays below
+aot/gemm_tuning.py's ROUTE_TO_ATEN share of cuBLAS; `check` compares a second measurement's
+choices (ATen counting as one) with the committed table's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import pathlib
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from aot import gemm_tuning  # noqa: E402
+
+
+def load_shapes():
+    # By path: importing the gems_aot package would load the extension, which the tuner does not need.
+    spec = importlib.util.spec_from_file_location("gemm_shapes", ROOT / "python/gems_aot/_gemm_shapes.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["gemm_shapes"] = mod  # dataclasses resolves the module by name
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def resident_programs(kernel, props) -> int:
+    """Programs of a compiled kernel that fit on one SM at once (shared memory, registers,
+    threads), as the driver's occupancy calculator counts them."""
+    threads = 32 * kernel.metadata.num_warps
+    shared = kernel.metadata.shared + 1024  # the driver reserves 1 KiB per block
+    by_shared = getattr(props, "shared_memory_per_multiprocessor", 233472) // max(shared, 1)
+    regs = max(kernel.n_regs, 1)
+    regs_per_warp = math.ceil(regs * 32 / 256) * 256  # allocation unit: 256 registers a warp
+    by_regs = (getattr(props, "regs_per_multiprocessor", 65536) // regs_per_warp) // kernel.metadata.num_warps
+    by_threads = getattr(props, "max_threads_per_multi_processor", 2048) // threads
+    return max(1, min(by_shared, by_regs, by_threads, 32))
+
+
+class Runner:
+    def __init__(self):
+        import torch
+        import triton
+
+        from kernels import gemm
+
+        self.torch, self.triton, self.kernel = torch, triton, gemm.mm_tma_kernel
+        self.props = torch.cuda.get_device_properties(0)
+        self.sms = self.props.multi_processor_count
+
+        def alloc(size, alignment, stream):
+            return torch.empty(size, device="cuda", dtype=torch.int8)
+
+        triton.set_allocator(alloc)
+        self.resident = {}
+
+    def launch(self, cfg, a, b, c):
+        m, k = a.shape
+        n = b.shape[1]
+        a_row, b_row = a.stride(1) == 1, b.stride(1) == 1
+        lead_a = a.stride(0) if a_row else a.stride(1)
+        lead_b = b.stride(0) if b_row else b.stride(1)
+        tiles = -(-m // cfg.block_m) * -(-n // cfg.block_n)
+        key = (cfg, a_row, b_row, a.dtype)
+        grid = (min(tiles * cfg.split_k, self.sms * self.resident.get(key, 1)),)
+        # The split-K workspace, as the driver allocates it: the counters zeroed, per call.
+        partial, counters = c, c
+        if cfg.split_k > 1:
+            partial = self.torch.empty(tiles * cfg.split_k * cfg.block_m * cfg.block_n, device="cuda",
+                                       dtype=self.torch.float32)
+            counters = self.torch.zeros(tiles, device="cuda", dtype=self.torch.int32)
+        compiled = self.kernel[grid](
+            a, b, c, c, partial, counters, m, n, k, lead_a, lead_b, c.stride(0), 0, 1.0, 0.0, A_ROW=a_row, B_ROW=b_row,
+            EPILOGUE=0, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, GROUP_M=cfg.group_m,
+            SUBTILE=cfg.subtile, SPLIT_K=cfg.split_k, WARP_SPECIALIZE=cfg.warp_specialize, PDL=False,
+            num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+        if key not in self.resident:
+            self.resident[key] = resident_programs(compiled, self.props)
+        return compiled
+
+    def time_ms(self, fn) -> float:
+        return self.triton.testing.do_bench(fn, warmup=5, rep=20, return_mode="median")
+
+    def measure(self, case, shapes) -> dict:
+        torch = self.torch
+        gen = torch.Generator(device="cuda").manual_seed(0)
+        a, b = shapes.operands(case, torch.bfloat16, generator=gen)
+        ref = torch.mm(a, b)
+        cublas_ms = self.time_ms(lambda: torch.mm(a, b))
+        c = torch.empty(case.m, case.n, device="cuda", dtype=torch.bfloat16)
+        results = {}
+        if not tma_can_describe(a, b):
+            return None
+        for cfg in gemm_tuning.SM90_CANDIDATES:
+            try:
+                c.fill_(float("nan"))
+                self.launch(cfg, a, b, c)  # compiles, and fixes the grid from the occupancy
+                self.launch(cfg, a, b, c)
+                torch.cuda.synchronize()
+                err = (c.float() - ref.float()).abs().max().item()
+                scale = ref.float().abs().max().item() + 1.0
+                if not err <= 0.02 * scale:
+                    results[cfg.name] = {"error": f"wrong result: max error {err:.3g} (scale {scale:.3g})"}
+                    continue
+                results[cfg.name] = {"ms": self.time_ms(lambda: self.launch(cfg, a, b, c)),
+                                     "resident": self.resident[(cfg, a.stride(1) == 1, b.stride(1) == 1, a.dtype)]}
+            except Exception as e:  # a configuration this triton or GPU cannot run is recorded, not fatal
+                results[cfg.name] = {"error": f"{type(e).__name__}: {str(e)[:200]}"}
+                torch.cuda.synchronize()
+        return {"group": case.group, "name": case.name, "m": case.m, "n": case.n, "k": case.k, "layout": case.layout,
+                "cublas_ms": cublas_ms, "configs": results}
+
+
+def tma_can_describe(*tensors) -> bool:
+    """The driver's rule: 16-byte aligned bases and leading strides (else the pointer kernel)."""
+    for t in tensors:
+        lead = t.stride(0) if t.stride(1) == 1 else t.stride(1)
+        if t.data_ptr() % 16 or lead <= 0 or (lead * t.element_size()) % 16:
+            return False
+    return True
+
+
+def case_key(row) -> str:
+    return f"{row['m']}x{row['n']}x{row['k']}_{row['layout']}"
+
+
+def measure(args) -> int:
+    import torch
+    import triton
+
+    shapes = load_shapes()
+    cap = torch.cuda.get_device_capability()
+    arch = cap[0] * 10 + cap[1]
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"gemm_tuning_sm{arch}.json"
+    data = json.loads(path.read_text()) if path.exists() else {
+        "arch": arch, "device": torch.cuda.get_device_name(), "torch": torch.__version__,
+        "triton": triton.__version__, "candidates": {c.name: c.as_list() for c in gemm_tuning.SM90_CANDIDATES},
+        "cases": []}
+    done = {case_key(r) for r in data["cases"]}
+    todo = [c for c in shapes.cases(args.groups.split(","))
+            if case_key({"m": c.m, "n": c.n, "k": c.k, "layout": c.layout}) not in done]
+    # Distinct problems only (a square 4096 and a layer may coincide).
+    seen, unique = set(), []
+    for c in todo:
+        key = (c.m, c.n, c.k, c.layout)
+        if key not in seen:
+            seen.add(key)
+            unique.append(c)
+    runner = Runner()
+    start = time.monotonic()
+    for i, case in enumerate(unique):
+        if time.monotonic() - start > args.budget_s:
+            print(f"budget reached: {len(unique) - i} cases left; run again to resume", flush=True)
+            break
+        row = runner.measure(case, shapes)
+        if row is None:
+            print(f"[{i + 1}/{len(unique)}] {case.name}: TMA cannot describe it (the pointer kernel serves it)")
+            continue
+        data["cases"].append(row)
+        path.write_text(json.dumps(data, indent=1))
+        best = min(((v["ms"], n) for n, v in row["configs"].items() if "ms" in v), default=(math.inf, "-"))
+        print(f"[{i + 1}/{len(unique)}] {case.name:32s} {case.m}x{case.n}x{case.k} {case.layout}: cuBLAS "
+              f"{row['cublas_ms'] * 1e3:8.1f} us, best {best[1]} {best[0] * 1e3:8.1f} us "
+              f"({row['cublas_ms'] / best[0]:.3f}x)", flush=True)
+    print(f"{len(data['cases'])} cases in {path}")
+    return 0
+
+
+def choose(row, names) -> tuple:
+    """(fastest config name, its ratio to cuBLAS) of a measured case; (None, 0) if none ran."""
+    timed = [(v["ms"], n) for n, v in row["configs"].items() if "ms" in v and n in names]
+    if not timed:
+        return None, 0.0
+    ms, name = min(timed)
+    return name, row["cublas_ms"] / ms
+
+
+def table(args) -> int:
+    data = json.loads(args.measurements.read_text())
+    names = set(data["candidates"])
+    chosen = [(row, *choose(row, names)) for row in data["cases"]]
+    chosen = [c for c in chosen if c[1]]
+    used = sorted({n for _, n, _ in chosen}, key=list(data["candidates"]).index)
+    rows = [{"m": r["m"], "n": r["n"], "k": r["k"], "layout": r["layout"], "name": r["name"],
+             "config": used.index(n), "ratio": round(ratio, 3), "aten": ratio < gemm_tuning.ROUTE_TO_ATEN}
+            for r, n, ratio in chosen]
+    out = {"arch": data["arch"], "device": data["device"], "torch": data["torch"], "triton": data["triton"],
+           "route_to_aten_below": gemm_tuning.ROUTE_TO_ATEN,
+           "configs": [data["candidates"][n] for n in used], "config_names": used, "rows": rows}
+    path = args.table or gemm_tuning.table_path(data["arch"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=1) + "\n")
+    routed = sum(r["aten"] for r in rows)
+    print(f"{path}: {len(used)} configurations, {len(rows)} cases, {routed} routed to ATen "
+          f"({100 * routed / max(len(rows), 1):.1f}%)")
+    return 0
+
+
+def check(args) -> int:
+    """Whether a new measurement picks what the committed table picked, within noise: a
+    differing choice is fine where the table's configuration is within `--noise` of the new best."""
+    data = json.loads(args.measurements.read_text())
+    committed = json.loads(gemm_tuning.table_path(data["arch"]).read_text())
+    by_key = {case_key(r): r for r in committed["rows"]}
+    names = committed["config_names"]
+    same = close = differ = 0
+    for row in data["cases"]:
+        old = by_key.get(case_key(row))
+        if old is None:
+            continue
+        new_name, ratio = choose(row, set(data["candidates"]))
+        new_name = None if ratio < gemm_tuning.ROUTE_TO_ATEN else new_name
+        old_name = None if old["aten"] else names[old["config"]]
+        if new_name == old_name:
+            same += 1
+            continue
+        timed = {n: v["ms"] for n, v in row["configs"].items() if "ms" in v}
+        best = min(timed.values()) if timed else math.inf
+        old_ms = timed.get(old_name, row["cublas_ms"] if old_name is None else math.inf)
+        if old_ms <= best * (1 + args.noise):
+            close += 1
+        else:
+            differ += 1
+            print(f"{row['name']} {case_key(row)}: table {old_name}, now {new_name} ({old_ms / best:.3f}x slower)")
+    print(f"same choice {same}, within {args.noise:.0%} of the best {close}, different {differ}")
+    return 1 if differ else 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("measure")
+    p.add_argument("--out", type=pathlib.Path, required=True)
+    p.add_argument("--budget-s", type=float, default=480.0)
+    p.add_argument("--groups", default="train,decode,square")
+    p = sub.add_parser("table")
+    p.add_argument("--measurements", type=pathlib.Path, required=True)
+    p.add_argument("--table", type=pathlib.Path, help="default: aot/tuning/sm<arch>.json")
+    p = sub.add_parser("check")
+    p.add_argument("--measurements", type=pathlib.Path, required=True)
+    p.add_argument("--noise", type=float, default=0.03)
+    args = parser.parse_args(argv)
+    return {"measure": measure, "table": table, "check": check}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

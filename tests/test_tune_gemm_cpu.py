@@ -1,0 +1,109 @@
+"""The offline GEMM tuner's CPU side: the shape set, the table it writes from measurements, the
+reproduction check, and the rules it shares with the C++ driver."""
+
+import importlib.util
+import json
+import types
+
+import pytest
+import torch
+
+from aot import gemm_tuning
+from conftest import ROOT
+
+
+def load_tuner():
+    spec = importlib.util.spec_from_file_location("tune_gemm", ROOT / "build_tools/tune_gemm.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+tuner = load_tuner()
+shapes = tuner.load_shapes()
+NAMES = [c.name for c in gemm_tuning.SM90_CANDIDATES]
+
+
+def test_shape_set():
+    cases = shapes.cases()
+    groups = {c.group for c in cases}
+    assert groups == {"train", "decode", "square"}
+    train = [c for c in cases if c.group == "train"]
+    # Every layer has its forward, input gradient and weight gradient, at the aligned and the
+    # uneven token count; every uneven case names an aligned neighbour that is in the set.
+    assert {c.layout for c in train} == {"nt", "nn", "tn"}
+    keys = {(c.m, c.n, c.k) for c in cases}
+    uneven = [c for c in cases if c.neighbour]
+    assert uneven and all(c.neighbour in keys for c in uneven)
+    assert any(c.k == 3000 for c in uneven) and any(c.m == 3000 for c in uneven)
+    assert {c.m for c in cases if c.group == "decode"} == set(shapes.DECODE_TOKENS)
+
+
+@pytest.mark.parametrize("layout", ["nn", "nt", "tn", "tt"])
+def test_operands_have_the_layout(layout):
+    case = shapes.Case("square", "x", 5, 7, 3, layout)
+    a, b = shapes.operands(case, torch.float32, device="cpu")
+    assert a.shape == (5, 3) and b.shape == (3, 7)
+    assert (a.stride(1) == 1) == (layout[0] == "n") and (b.stride(1) == 1) == (layout[1] == "n")
+
+
+def test_tma_rule_is_the_drivers():
+    """16-byte aligned bases and leading strides (in bytes), as csrc/ops/gemm.cpp tma_describes."""
+    x = torch.empty(64, 64, dtype=torch.bfloat16)
+    assert tuner.tma_can_describe(x, x.t(), x[:, :40])
+    assert not tuner.tma_can_describe(torch.empty(8, 4095, dtype=torch.bfloat16))  # 8190-byte rows
+    assert not tuner.tma_can_describe(x[:, 1:])  # base 2 bytes past an aligned one
+    assert not tuner.tma_can_describe(torch.empty(1, 64, dtype=torch.bfloat16).expand(8, 64).t())  # lead 0
+
+
+def row(m, n, k, layout, cublas_ms, **ms):
+    return {"group": "train", "name": f"{m}x{n}x{k}", "m": m, "n": n, "k": k, "layout": layout,
+            "cublas_ms": cublas_ms, "configs": {NAMES[int(i[1:])]: {"ms": v} for i, v in ms.items()}}
+
+
+def measurements(tmp_path, rows):
+    data = {"arch": 90, "device": "test", "torch": torch.__version__, "triton": "x",
+            "candidates": {c.name: c.as_list() for c in gemm_tuning.SM90_CANDIDATES}, "cases": rows}
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_table_keeps_the_fastest_and_routes_the_slow(tmp_path):
+    rows = [row(4096, 4096, 4096, "nt", 1.0, c0=0.98, c1=1.2),  # c0 wins, 1.02x cuBLAS
+            row(1, 4096, 4096, "nt", 1.0, c0=2.0, c10=1.04),  # c10 wins at 0.96x: kept
+            row(4096, 512, 2048, "nn", 1.0, c0=1.5, c10=1.2),  # best 0.83x: ATen (c10 for gems::mm)
+            row(8, 8, 8, "nn", 1.0)]  # nothing ran: left out
+    out = tmp_path / "sm90.json"
+    tuner.table(types.SimpleNamespace(measurements=measurements(tmp_path, rows), table=out))
+    table = json.loads(out.read_text())
+    assert table["config_names"] == [NAMES[0], NAMES[10]]  # in candidate order, only those chosen
+    assert [r["config"] for r in table["rows"]] == [0, 1, 1]
+    assert [r["aten"] for r in table["rows"]] == [False, False, True]
+    assert [r["ratio"] for r in table["rows"]] == [round(1 / 0.98, 3), round(1 / 1.04, 3), round(1 / 1.2, 3)]
+    assert gemm_tuning.TmaConfig.from_list(table["configs"][1]) == gemm_tuning.SM90_CANDIDATES[10]
+
+
+def test_check_accepts_noise_and_reports_a_changed_choice(tmp_path, monkeypatch, capsys):
+    committed = tmp_path / "sm90.json"
+    first = [row(4096, 4096, 4096, "nt", 1.0, c0=0.95, c1=1.0), row(2048, 2048, 2048, "nn", 1.0, c0=0.9, c1=1.0)]
+    tuner.table(types.SimpleNamespace(measurements=measurements(tmp_path, first), table=committed))
+    monkeypatch.setattr(gemm_tuning, "table_path", lambda arch: committed)
+    # c1 now wins the first case by 1% (noise), and the second by 20% (a real change).
+    again = [row(4096, 4096, 4096, "nt", 1.0, c0=0.95, c1=0.94), row(2048, 2048, 2048, "nn", 1.0, c0=0.9, c1=0.75)]
+    rc = tuner.check(types.SimpleNamespace(measurements=measurements(tmp_path, again), noise=0.03))
+    out = capsys.readouterr().out
+    assert rc == 1 and "same choice 0, within 3% of the best 1, different 1" in out
+
+
+def test_resident_programs_follows_the_tightest_resource():
+    props = types.SimpleNamespace(shared_memory_per_multiprocessor=233472, regs_per_multiprocessor=65536,
+                                  max_threads_per_multi_processor=2048)
+
+    def kernel(shared, regs, warps):
+        return types.SimpleNamespace(metadata=types.SimpleNamespace(shared=shared, num_warps=warps), n_regs=regs)
+
+    assert tuner.resident_programs(kernel(180000, 168, 8), props) == 1  # shared memory
+    assert tuner.resident_programs(kernel(60000, 128, 4), props) == 3  # shared: 233472 // 61024
+    assert tuner.resident_programs(kernel(1000, 255, 4), props) == 2  # registers: 65536 // (256 * 32 * 4)
+    assert tuner.resident_programs(kernel(0, 32, 4), props) == 16  # threads: 2048 // 128
