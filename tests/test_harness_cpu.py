@@ -109,3 +109,23 @@ def test_plots_without_matplotlib(monkeypatch, tmp_path):
     assert not _plots.available()
     with pytest.raises(ImportError, match="pip install 'gems-aot\\[bench\\]'"):
         _plots.loss_curves(tmp_path / "l.png", {"a": [1.0]}, "loss")
+
+
+def test_speed_runs_end_to_end_on_the_cpu(tmp_path):
+    """The realistic-size speed measurement, shrunk, on the CPU (ATen on both sides there)."""
+    from gems_aot._harness import SpeedConfig, speed
+    from gems_aot._models import DecoderConfig
+
+    cfg = SpeedConfig(decoder=DecoderConfig(vocab_size=64, hidden=32, layers=1, heads=4, kv_heads=2, intermediate=48,
+                                            max_positions=32),
+                      batch=2, seq_lens=(8, 5), steps=1, rounds=1, device="cpu")
+    result = speed(cfg, tmp_path)
+    assert set(result["results"]) == {"2x8", "2x5"}
+    for timings in result["results"].values():
+        for label in ("train_step", "prefill"):
+            t = timings[label]
+            assert t["aten_ms"] > 0 and t["gems_ms"] > 0 and t["speedup"] == t["aten_ms"] / t["gems_ms"]
+        assert timings["fallbacks_per_step"] == {}
+    saved = json.loads((tmp_path / "speed.json").read_text())
+    assert saved["meta"]["decoder"]["hidden"] == 32 and saved["meta"]["batch"] == 2
+    assert "| 2x5 |" in (tmp_path / "speed.md").read_text()

@@ -28,11 +28,18 @@ def main(argv=None) -> int:
     p_bench.add_argument("--layouts", default="contiguous", help="comma-separated: contiguous, transposed "
                                                                  "(elementwise ops)")
     p_bench.add_argument("--no-flaggems", action="store_true", help="skip FlagGems even where it is installed")
+    p_bench.add_argument("--family", choices=("ops", "gemm"), default="ops",
+                         help="ops: every op at --sizes (default); gemm: mm against cuBLAS over the LLM shape set "
+                              "(bench_gemm.json, bench_gemm.md)")
+    p_bench.add_argument("--groups", default="train,decode,square", help="with --family gemm: of train, decode, square")
     p_models = sub.add_parser("models", help="the model harness: inference, training and coverage, gems vs ATen")
     p_models.add_argument("--out", type=pathlib.Path, help="folder for models.json, models.md and the PNG plots")
     p_models.add_argument("--models", default=",".join(HarnessConfig.models),
                           help="comma-separated, of: tiny_llama, and with transformers llama, qwen2, gpt2")
     p_models.add_argument("--steps", type=int, default=HarnessConfig.steps, help="training steps per run")
+    p_models.add_argument("--speed", action="store_true",
+                          help="instead: ms per training step and per prefill of a realistic-size Llama (hidden 2048, "
+                               "8 layers, 4 x 1024 tokens, bf16), gems against ATen (speed.json, speed.md)")
     args = parser.parse_args(argv)
 
     import gems_aot
@@ -46,6 +53,11 @@ def main(argv=None) -> int:
         if not torch.cuda.is_available():
             print("the benchmark needs a CUDA GPU", file=sys.stderr)
             return 1
+        if args.family == "gemm":
+            from gems_aot._gemm_bench import run as run_gemm_bench
+
+            run_gemm_bench(args.out, tuple(filter(None, args.groups.split(","))))
+            return 0
         from gems_aot._bench import parse_size, run as run_bench
 
         def names(text):
@@ -62,6 +74,11 @@ def main(argv=None) -> int:
         if not torch.cuda.is_available():
             print("the model harness needs a CUDA GPU", file=sys.stderr)
             return 1
+        if args.speed:
+            from gems_aot._harness import SpeedConfig, speed
+
+            speed(SpeedConfig(), args.out)
+            return 0
         cfg = HarnessConfig(models=tuple(filter(None, args.models.split(","))), steps=args.steps)
         results = run_harness(cfg, args.out)
         return 1 if any("error" in r for r in results["models"].values()) else 0

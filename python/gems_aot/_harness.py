@@ -20,6 +20,16 @@ when transformers is installed; random weights, nothing downloaded):
   step.
 
 Writes models.json, models.md and loss_<model>.png (with matplotlib) to the output folder.
+
+    python -m gems_aot models --speed --out DIR
+
+measures speed at a realistic size instead (`SpeedConfig`: the Llama of hidden 2048, 8 layers,
+16 / 4 heads, vocabulary 32000, bf16 weights, batch 4 x 1024 tokens, AdamW; Hugging Face's
+LlamaForCausalLM where transformers is installed, else the built-in TinyLlama at that size):
+ms per training step and per prefill, gems enabled against ATen, rounds interleaved, also at an
+uneven token count (4 x 750), with the fallbacks of a gems step. Small models are host-bound and
+hide device-side losses; this is the figure that says whether enabling gems makes a model faster.
+Writes speed.json and speed.md.
 """
 
 from __future__ import annotations
@@ -270,6 +280,83 @@ def markdown(results: dict, meta: dict) -> str:
             lines += ["", f"### {name}: coverage of one training step and one decode step", "", "```",
                       r["coverage_table"], "```"]
     return "\n".join(lines) + "\n"
+
+
+@dataclasses.dataclass
+class SpeedConfig:
+    decoder: DecoderConfig = dataclasses.field(default_factory=lambda: DecoderConfig(
+        vocab_size=32000, hidden=2048, layers=8, heads=16, kv_heads=4, intermediate=5632, max_positions=2048))
+    batch: int = 4
+    seq_lens: tuple[int, ...] = (1024, 750)  # 4 x 750 = 3000 tokens: no multiple of a tile
+    steps: int = 10  # timed steps per round
+    rounds: int = 3
+    lr: float = 1e-4
+    device: str = "cuda"
+
+
+def _speed_model(decoder: DecoderConfig, device: str) -> tuple[str, torch.nn.Module]:
+    hf = transformers_models(decoder)
+    name, build = ("llama", hf["llama"]) if "llama" in hf else ("tiny_llama", lambda: TinyLlama(decoder))
+    torch.manual_seed(0)
+    return name, build().to(device, torch.bfloat16)
+
+
+def speed(cfg: SpeedConfig, out: Optional[pathlib.Path]) -> dict:
+    """ms per training step (forward, backward, AdamW) and per prefill of a realistic-size model,
+    ATen and gems in interleaved rounds (the fastest round of each kept)."""
+    name, model = _speed_model(cfg.decoder, cfg.device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
+    generator = torch.Generator().manual_seed(0)
+    results = {}
+    for seq in cfg.seq_lens:
+        x = torch.randint(cfg.decoder.vocab_size, (cfg.batch, seq + 1), generator=generator).to(cfg.device)
+        ids, labels = x[:, :-1], x[:, 1:]
+
+        def train_step():
+            logits = logits_of(model, ids)
+            loss = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+        def prefill():
+            with torch.inference_mode():
+                logits_of(model, ids)
+
+        timings = {}
+        for label, fn in (("train_step", train_step), ("prefill", prefill)):
+            aten, gems = [], []
+            for _ in range(cfg.rounds):
+                with gems_aot.use_gems(include=[]):
+                    aten.append(_seconds(fn, cfg.steps, cfg.device) * 1e3)
+                with gems_aot.use_gems():
+                    gems.append(_seconds(fn, cfg.steps, cfg.device) * 1e3)
+            timings[label] = {"aten_ms": min(aten), "gems_ms": min(gems), "speedup": min(aten) / min(gems)}
+        gems_aot.reset_fallback_counts()
+        with gems_aot.use_gems():
+            train_step()
+        timings["fallbacks_per_step"] = {f"{op} ({reason})": n
+                                         for (op, reason), n in gems_aot.fallback_counts().items()}
+        results[f"{cfg.batch}x{seq}"] = timings
+    device = torch.cuda.get_device_name() if cfg.device == "cuda" else cfg.device
+    meta = {"device": device, "torch": torch.__version__, "gems_aot": gems_aot.__version__, "model": name, "decoder": dataclasses.asdict(cfg.decoder), "batch": cfg.batch,
+            "parameters": sum(p.numel() for p in model.parameters())}
+    lines = [f"Device: {meta['device']}, torch {meta['torch']}; {name}, {meta['parameters'] / 1e6:.0f}M parameters, "
+             f"hidden {cfg.decoder.hidden}, {cfg.decoder.layers} layers, bf16, AdamW", "",
+             "| tokens | train step ms gems / ATen | speed-up | prefill ms gems / ATen | speed-up | fallbacks per gems step |",
+             "|---|---|---|---|---|---|"]
+    for tokens, t in results.items():
+        tr, pf = t["train_step"], t["prefill"]
+        fb = ", ".join(f"{k}: {v}" for k, v in t["fallbacks_per_step"].items()) or "none"
+        lines.append(f"| {tokens} | {tr['gems_ms']:.2f} / {tr['aten_ms']:.2f} | {tr['speedup']:.3f}x "
+                     f"| {pf['gems_ms']:.2f} / {pf['aten_ms']:.2f} | {pf['speedup']:.3f}x | {fb} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "speed.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
+        (out / "speed.md").write_text(text)
+    return {"meta": meta, "results": results}
 
 
 def run(cfg: HarnessConfig, out: Optional[pathlib.Path]) -> dict:
