@@ -1,12 +1,15 @@
 """GEMM tuning data: the tile configurations, the shape buckets, and the per-arch tables.
 
+Three dtype classes: "16bit" (fp16 and bf16, tuned in bf16) and "tf32" (fp32 when ATen would let
+cuBLAS use TF32) run mm_tma_kernel in a tuned configuration; "ieee" (exact fp32) runs the pointer
+kernel, and its table only decides routing.
+
 A table (aot/tuning/sm<arch>.json, written by build_tools/tune_gemm.py on a GPU and committed)
-lists the configurations it uses and, per measured case (layout, M, N, K; tuned in bf16, used for
-fp16 too), the index of the fastest configuration and whether it stayed below ROUTE_TO_ATEN of
-cuBLAS ("aten": the aten override then sends that bucket to ATen's kernel; torch.ops.gems.mm still
-runs the configuration). The build compiles exactly the configurations a table names and turns
-the rows into a dense bucket -> configuration array: the runtime picks with integer arithmetic,
-no timing.
+lists per class the configurations it uses and, per measured case (class, layout, M, N, K), the
+index of the fastest configuration and whether it stayed below ROUTE_TO_ATEN of cuBLAS ("aten":
+the aten override then sends that bucket to ATen's kernel; torch.ops.gems.mm still runs gems'
+kernel). The build compiles exactly the configurations a table names and turns the rows into a
+dense bucket -> configuration array: the runtime picks with integer arithmetic, no timing.
 
 Buckets: ceil(log2(x)) of M, N and K, clamped to NUM_BUCKETS - 1 (so 1, 2, 3-4, 5-8, ...,
 16385+). A bucket no measured case falls into takes the nearest measured one of the same layout.
@@ -21,6 +24,7 @@ import pathlib
 TUNING_DIR = pathlib.Path(__file__).resolve().parent / "tuning"
 NUM_BUCKETS = 16
 LAYOUTS = ("nn", "nt", "tn", "tt")  # A row/col ("n"/"t") then B row/col
+CLASSES = ("16bit", "tf32", "ieee")
 # A bucket whose best configuration stays below this share of cuBLAS goes to ATen.
 ROUTE_TO_ATEN = 0.95
 
@@ -84,12 +88,26 @@ SM90_CANDIDATES = (
     TmaConfig(128, 128, 64, 8, 8, 4, 1, split_k=4),
 )
 
+# TF32 tiles: fp32 takes twice the bytes, so BLOCK_K halves for the same shared memory.
+SM90_TF32_CANDIDATES = (
+    TmaConfig(128, 256, 32, 8, 8, 3, 2),
+    TmaConfig(128, 128, 32, 8, 8, 4, 1),
+    TmaConfig(128, 128, 32, 8, 4, 4, 1),
+    TmaConfig(128, 64, 32, 8, 4, 5, 1),
+    TmaConfig(64, 128, 32, 8, 4, 5, 1),
+    TmaConfig(64, 64, 64, 8, 4, 4, 1),
+    TmaConfig(64, 64, 64, 8, 4, 4, 1, split_k=4),
+    TmaConfig(128, 128, 32, 8, 8, 4, 1, split_k=2),
+)
+CANDIDATES = {"16bit": SM90_CANDIDATES, "tf32": SM90_TF32_CANDIDATES, "ieee": ()}
+
 # Targets without a committed table use one configuration everywhere: on Hopper the tile of the
 # public persistent kernels; on Blackwell the same with a 4th stage (B200 has 228 KiB per SM).
 DEFAULT_CONFIG = {
-    90: TmaConfig(128, 256, 64, 8, 8, 3, 2),
-    100: TmaConfig(128, 256, 64, 8, 8, 4, 2, True),
+    90: {"16bit": TmaConfig(128, 256, 64, 8, 8, 3, 2), "tf32": TmaConfig(128, 128, 32, 8, 8, 4, 1)},
+    100: {"16bit": TmaConfig(128, 256, 64, 8, 8, 4, 2, True), "tf32": TmaConfig(128, 128, 32, 8, 8, 4, 1)},
 }
+TMA_CLASSES = ("16bit", "tf32")
 
 
 def bucket(x: int) -> int:
@@ -108,13 +126,13 @@ def load_table(arch: int):
     return json.loads(path.read_text())
 
 
-def configs_for(arch: int) -> tuple:
-    """The configurations compiled for a target: the table's, else the default one (none on
-    targets without TMA)."""
+def configs_for(arch: int, klass: str) -> tuple:
+    """The mm_tma configurations compiled for a target and class: the table's, else the default
+    one (none on targets without TMA, and none for "ieee")."""
     table = load_table(arch)
-    if table:
-        return tuple(TmaConfig.from_list(c) for c in table["configs"])
-    return (DEFAULT_CONFIG[arch],) if arch in DEFAULT_CONFIG else ()
+    if table and table["classes"].get(klass, {}).get("configs"):
+        return tuple(TmaConfig.from_list(c) for c in table["classes"][klass]["configs"])
+    return (DEFAULT_CONFIG[arch][klass],) if klass in DEFAULT_CONFIG.get(arch, {}) else ()
 
 
 def encode(config: int, aten: bool) -> int:
@@ -122,14 +140,13 @@ def encode(config: int, aten: bool) -> int:
     return -(config + 1) if aten else config
 
 
-def dense_table(arch: int) -> list:
+def dense_table(arch: int, klass: str) -> list:
     """[layout][m bucket][n bucket][k bucket] -> encode(config, aten), flattened; 0 everywhere for
-    a target without a table."""
+    a target or class without measured cases."""
     size = len(LAYOUTS) * NUM_BUCKETS**3
-    table = load_table(arch)
-    if not table:
+    rows = [r for r in (load_table(arch) or {"rows": []})["rows"] if r["class"] == klass]
+    if not rows:
         return [0] * size
-    rows = table["rows"]
     out = []
     for li, layout in enumerate(LAYOUTS):
         same = [r for r in rows if r["layout"] == layout] or rows
@@ -146,6 +163,6 @@ def dense_table(arch: int) -> list:
 
 
 def routed_cases(arch: int) -> list:
-    """The measured cases the table sends to ATen."""
+    """The measured cases (all classes) the table sends to ATen."""
     table = load_table(arch) or {"rows": []}
     return [r for r in table["rows"] if r["aten"]]

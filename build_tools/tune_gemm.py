@@ -2,6 +2,7 @@
 cuBLAS over the shape set and writes the per-arch table the build compiles.
 
   python build_tools/tune_gemm.py measure --out DIR [--budget-s 480] [--groups train,decode,square]
+                                                   [--classes 16bit,tf32,ieee]
   python build_tools/tune_gemm.py table --measurements DIR/gemm_tuning_sm90.json   # -> aot/tuning/sm90.json
   python build_tools/tune_gemm.py check --measurements DIR/gemm_tuning_sm90.json   # a rerun against the table
 
@@ -54,14 +55,22 @@ def resident_programs(kernel, props) -> int:
     return max(1, min(by_shared, by_regs, by_threads, 32))
 
 
+# Per dtype class: the operand dtype, TF32 on or off (for cuBLAS and for the class), and the
+# largest problem measured (flops): exact fp32 runs on the FMA units, ~16x slower than bf16.
+CLASS_SETUP = {"16bit": ("bfloat16", False, 2.0**41), "tf32": ("float32", True, 2.0**40),
+               "ieee": ("float32", False, 2.0**37)}
+POINTER = "pointer"  # the name of the ieee class's one configuration: the pointer kernel
+
+
 class Runner:
     def __init__(self):
         import torch
         import triton
 
+        from aot import family_gemm
         from kernels import gemm
 
-        self.torch, self.triton, self.kernel = torch, triton, gemm.mm_tma_kernel
+        self.torch, self.triton, self.gemm, self.family = torch, triton, gemm, family_gemm
         self.props = torch.cuda.get_device_properties(0)
         self.sms = self.props.multi_processor_count
 
@@ -86,46 +95,63 @@ class Runner:
             partial = self.torch.empty(tiles * cfg.split_k * cfg.block_m * cfg.block_n, device="cuda",
                                        dtype=self.torch.float32)
             counters = self.torch.zeros(tiles, device="cuda", dtype=self.torch.int32)
-        compiled = self.kernel[grid](
+        compiled = self.gemm.mm_tma_kernel[grid](
             a, b, c, c, partial, counters, m, n, k, lead_a, lead_b, c.stride(0), 0, 1.0, 0.0, A_ROW=a_row, B_ROW=b_row,
             EPILOGUE=0, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, GROUP_M=cfg.group_m,
-            SUBTILE=cfg.subtile, SPLIT_K=cfg.split_k, WARP_SPECIALIZE=cfg.warp_specialize, PDL=False,
-            num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+            SUBTILE=cfg.subtile, SPLIT_K=cfg.split_k, WARP_SPECIALIZE=cfg.warp_specialize, INPUT_PRECISION="tf32",
+            PDL=False, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
         if key not in self.resident:
             self.resident[key] = resident_programs(compiled, self.props)
         return compiled
 
+    def launch_pointer(self, a, b, c):
+        """The exact-fp32 pointer kernel with the family's configuration; the JIT turns unit
+        strides into constexprs and adds the divisibility hints, as the AOT variants have them."""
+        block_m, block_n, block_k, group_m, num_warps, num_stages = self.family.FP32_IEEE_CONFIG
+        m, k = a.shape
+        n = b.shape[1]
+        grid = (-(-m // block_m) * -(-n // block_n),)
+        return self.gemm.mm_kernel[grid](
+            a, b, c, m, n, k, a.stride(0), a.stride(1), b.stride(0), b.stride(1), c.stride(0), c.stride(1),
+            BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, GROUP_M=group_m, INPUT_PRECISION="ieee",
+            num_warps=num_warps, num_stages=num_stages)
+
     def time_ms(self, fn) -> float:
         return self.triton.testing.do_bench(fn, warmup=5, rep=20, return_mode="median")
 
-    def measure(self, case, shapes) -> dict:
+    def measure(self, case, shapes, klass) -> dict | None:
         torch = self.torch
+        dtype_name, tf32, _ = CLASS_SETUP[klass]
+        dtype = getattr(torch, dtype_name)
+        torch.backends.cuda.matmul.allow_tf32 = tf32
         gen = torch.Generator(device="cuda").manual_seed(0)
-        a, b = shapes.operands(case, torch.bfloat16, generator=gen)
+        a, b = shapes.operands(case, dtype, generator=gen)
+        if klass != "ieee" and not tma_can_describe(a, b):
+            return None
         ref = torch.mm(a, b)
         cublas_ms = self.time_ms(lambda: torch.mm(a, b))
-        c = torch.empty(case.m, case.n, device="cuda", dtype=torch.bfloat16)
+        c = torch.empty(case.m, case.n, device="cuda", dtype=dtype)
+        runs = {cfg.name: (lambda cfg=cfg: self.launch(cfg, a, b, c)) for cfg in gemm_tuning.CANDIDATES[klass]}
+        if klass == "ieee":
+            runs = {POINTER: lambda: self.launch_pointer(a, b, c)}
         results = {}
-        if not tma_can_describe(a, b):
-            return None
-        for cfg in gemm_tuning.SM90_CANDIDATES:
+        for name, run in runs.items():
             try:
                 c.fill_(float("nan"))
-                self.launch(cfg, a, b, c)  # compiles, and fixes the grid from the occupancy
-                self.launch(cfg, a, b, c)
+                run()  # compiles, and fixes the grid from the occupancy
+                run()
                 torch.cuda.synchronize()
                 err = (c.float() - ref.float()).abs().max().item()
                 scale = ref.float().abs().max().item() + 1.0
                 if not err <= 0.02 * scale:
-                    results[cfg.name] = {"error": f"wrong result: max error {err:.3g} (scale {scale:.3g})"}
+                    results[name] = {"error": f"wrong result: max error {err:.3g} (scale {scale:.3g})"}
                     continue
-                results[cfg.name] = {"ms": self.time_ms(lambda: self.launch(cfg, a, b, c)),
-                                     "resident": self.resident[(cfg, a.stride(1) == 1, b.stride(1) == 1, a.dtype)]}
+                results[name] = {"ms": self.time_ms(run)}
             except Exception as e:  # a configuration this triton or GPU cannot run is recorded, not fatal
-                results[cfg.name] = {"error": f"{type(e).__name__}: {str(e)[:200]}"}
+                results[name] = {"error": f"{type(e).__name__}: {str(e)[:200]}"}
                 torch.cuda.synchronize()
-        return {"group": case.group, "name": case.name, "m": case.m, "n": case.n, "k": case.k, "layout": case.layout,
-                "cublas_ms": cublas_ms, "configs": results}
+        return {"class": klass, "group": case.group, "name": case.name, "m": case.m, "n": case.n, "k": case.k,
+                "layout": case.layout, "cublas_ms": cublas_ms, "configs": results}
 
 
 def tma_can_describe(*tensors) -> bool:
@@ -138,7 +164,7 @@ def tma_can_describe(*tensors) -> bool:
 
 
 def case_key(row) -> str:
-    return f"{row['m']}x{row['n']}x{row['k']}_{row['layout']}"
+    return f"{row['class']}_{row['m']}x{row['n']}x{row['k']}_{row['layout']}"
 
 
 def measure(args) -> int:
@@ -152,34 +178,38 @@ def measure(args) -> int:
     path = args.out / f"gemm_tuning_sm{arch}.json"
     data = json.loads(path.read_text()) if path.exists() else {
         "arch": arch, "device": torch.cuda.get_device_name(), "torch": torch.__version__,
-        "triton": triton.__version__, "candidates": {c.name: c.as_list() for c in gemm_tuning.SM90_CANDIDATES},
+        "triton": triton.__version__,
+        "candidates": {k: {c.name: c.as_list() for c in v} for k, v in gemm_tuning.CANDIDATES.items()},
         "cases": []}
     done = {case_key(r) for r in data["cases"]}
-    todo = [c for c in shapes.cases(args.groups.split(","))
-            if case_key({"m": c.m, "n": c.n, "k": c.k, "layout": c.layout}) not in done]
-    # Distinct problems only (a square 4096 and a layer may coincide).
-    seen, unique = set(), []
-    for c in todo:
-        key = (c.m, c.n, c.k, c.layout)
-        if key not in seen:
-            seen.add(key)
-            unique.append(c)
+    todo, seen = [], set()
+    for klass in args.classes.split(","):
+        for c in shapes.cases(args.groups.split(",")):
+            key = case_key({"class": klass, "m": c.m, "n": c.n, "k": c.k, "layout": c.layout})
+            # Distinct problems only (a square 4096 and a layer may coincide).
+            if key not in done and key not in seen and c.flop <= CLASS_SETUP[klass][2]:
+                seen.add(key)
+                todo.append((klass, c))
     runner = Runner()
+    tf32 = torch.backends.cuda.matmul.allow_tf32
     start = time.monotonic()
-    for i, case in enumerate(unique):
-        if time.monotonic() - start > args.budget_s:
-            print(f"budget reached: {len(unique) - i} cases left; run again to resume", flush=True)
-            break
-        row = runner.measure(case, shapes)
-        if row is None:
-            print(f"[{i + 1}/{len(unique)}] {case.name}: TMA cannot describe it (the pointer kernel serves it)")
-            continue
-        data["cases"].append(row)
-        path.write_text(json.dumps(data, indent=1))
-        best = min(((v["ms"], n) for n, v in row["configs"].items() if "ms" in v), default=(math.inf, "-"))
-        print(f"[{i + 1}/{len(unique)}] {case.name:32s} {case.m}x{case.n}x{case.k} {case.layout}: cuBLAS "
-              f"{row['cublas_ms'] * 1e3:8.1f} us, best {best[1]} {best[0] * 1e3:8.1f} us "
-              f"({row['cublas_ms'] / best[0]:.3f}x)", flush=True)
+    try:
+        for i, (klass, case) in enumerate(todo):
+            if time.monotonic() - start > args.budget_s:
+                print(f"budget reached: {len(todo) - i} cases left; run again to resume", flush=True)
+                break
+            row = runner.measure(case, shapes, klass)
+            label = f"[{i + 1}/{len(todo)}] {klass:5s} {case.name:32s} {case.m}x{case.n}x{case.k} {case.layout}"
+            if row is None:
+                print(f"{label}: TMA cannot describe it (the pointer kernel serves it)")
+                continue
+            data["cases"].append(row)
+            path.write_text(json.dumps(data, indent=1))
+            best = min(((v["ms"], n) for n, v in row["configs"].items() if "ms" in v), default=(math.inf, "-"))
+            print(f"{label}: cuBLAS {row['cublas_ms'] * 1e3:8.1f} us, best {best[1]} {best[0] * 1e3:8.1f} us "
+                  f"({row['cublas_ms'] / best[0]:.3f}x)", flush=True)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
     print(f"{len(data['cases'])} cases in {path}")
     return 0
 
@@ -195,22 +225,26 @@ def choose(row, names) -> tuple:
 
 def table(args) -> int:
     data = json.loads(args.measurements.read_text())
-    names = set(data["candidates"])
-    chosen = [(row, *choose(row, names)) for row in data["cases"]]
-    chosen = [c for c in chosen if c[1]]
-    used = sorted({n for _, n, _ in chosen}, key=list(data["candidates"]).index)
-    rows = [{"m": r["m"], "n": r["n"], "k": r["k"], "layout": r["layout"], "name": r["name"],
-             "config": used.index(n), "ratio": round(ratio, 3), "aten": ratio < gemm_tuning.ROUTE_TO_ATEN}
-            for r, n, ratio in chosen]
+    classes, rows = {}, []
+    for klass, candidates in data["candidates"].items():
+        names = set(candidates) | ({POINTER} if klass == "ieee" else set())
+        chosen = [(r, *choose(r, names)) for r in data["cases"] if r["class"] == klass]
+        chosen = [c for c in chosen if c[1]]
+        used = sorted({n for _, n, _ in chosen if n != POINTER}, key=list(candidates).index)
+        classes[klass] = {"configs": [candidates[n] for n in used], "config_names": used}
+        rows += [{"class": klass, "m": r["m"], "n": r["n"], "k": r["k"], "layout": r["layout"], "name": r["name"],
+                  "config": used.index(n) if n != POINTER else 0, "ratio": round(ratio, 3),
+                  "aten": ratio < gemm_tuning.ROUTE_TO_ATEN} for r, n, ratio in chosen]
     out = {"arch": data["arch"], "device": data["device"], "torch": data["torch"], "triton": data["triton"],
-           "route_to_aten_below": gemm_tuning.ROUTE_TO_ATEN,
-           "configs": [data["candidates"][n] for n in used], "config_names": used, "rows": rows}
+           "route_to_aten_below": gemm_tuning.ROUTE_TO_ATEN, "classes": classes, "rows": rows}
     path = args.table or gemm_tuning.table_path(data["arch"])
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=1) + "\n")
-    routed = sum(r["aten"] for r in rows)
-    print(f"{path}: {len(used)} configurations, {len(rows)} cases, {routed} routed to ATen "
-          f"({100 * routed / max(len(rows), 1):.1f}%)")
+    for klass in classes:
+        mine = [r for r in rows if r["class"] == klass]
+        routed = sum(r["aten"] for r in mine)
+        print(f"{path} {klass}: {len(classes[klass]['configs'])} configurations, {len(mine)} cases, {routed} routed "
+              f"to ATen ({100 * routed / max(len(mine), 1):.1f}%)")
     return 0
 
 
@@ -220,13 +254,14 @@ def check(args) -> int:
     data = json.loads(args.measurements.read_text())
     committed = json.loads(gemm_tuning.table_path(data["arch"]).read_text())
     by_key = {case_key(r): r for r in committed["rows"]}
-    names = committed["config_names"]
     same = close = differ = 0
     for row in data["cases"]:
         old = by_key.get(case_key(row))
         if old is None:
             continue
-        new_name, ratio = choose(row, set(data["candidates"]))
+        klass = row["class"]
+        names = committed["classes"][klass]["config_names"] or [POINTER]
+        new_name, ratio = choose(row, set(data["candidates"][klass]) | {POINTER})
         new_name = None if ratio < gemm_tuning.ROUTE_TO_ATEN else new_name
         old_name = None if old["aten"] else names[old["config"]]
         if new_name == old_name:
@@ -251,6 +286,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=pathlib.Path, required=True)
     p.add_argument("--budget-s", type=float, default=480.0)
     p.add_argument("--groups", default="train,decode,square")
+    p.add_argument("--classes", default=",".join(gemm_tuning.CLASSES))
     p = sub.add_parser("table")
     p.add_argument("--measurements", type=pathlib.Path, required=True)
     p.add_argument("--table", type=pathlib.Path, help="default: aot/tuning/sm<arch>.json")

@@ -165,6 +165,7 @@ def mm_tma_kernel(
     SUBTILE: tl.constexpr,
     SPLIT_K: tl.constexpr,
     WARP_SPECIALIZE: tl.constexpr,
+    INPUT_PRECISION: tl.constexpr,
     PDL: tl.constexpr,
 ):
     # SPLIT_K > 1: each work item is one of SPLIT_K slices of K for one tile (_split_k_sum adds
@@ -215,7 +216,7 @@ def mm_tma_kernel(
                 b_tile = b_desc.load([off_k, off_n])
             else:
                 b_tile = b_desc.load([off_n, off_k]).T
-            acc = tl.dot(a_tile, b_tile, acc)
+            acc = tl.dot(a_tile, b_tile, acc, input_precision=INPUT_PRECISION)
 
         item_c += step
         tile_c = item_c // SPLIT_K

@@ -71,7 +71,7 @@ def run_tma_interpreted(a, b, bias=None, alpha=1.0, beta=0.0, subtile=1, split_k
     k.mm_tma_kernel[(min(programs, tiles * split_k),)](
         a, b, c, c if bias is None else bias, partial, counters, M, N, K, lead(a, a_row), lead(b, b_row), c.stride(0),
         0 if bias is None else bias.stride(0), alpha, beta, a_row, b_row, 0 if bias is None else 1, SUBTILE=subtile,
-        SPLIT_K=split_k, WARP_SPECIALIZE=False, PDL=False, **TMA_TILE)
+        SPLIT_K=split_k, WARP_SPECIALIZE=False, INPUT_PRECISION="ieee", PDL=False, **TMA_TILE)
     if split_k > 1:
         assert (counters == split_k).all()  # every split of every tile arrived exactly once
     return c
@@ -139,7 +139,8 @@ def covered_points():
 
 def served_by_tma(point, arch):
     """The pointer kernel's points that mm_tma serves instead (and that are not compiled)."""
-    return arch in fam.TMA_ARCHS and point["dtype"] in ("fp16", "bf16") and point["align"] == "aligned"
+    tma_dtype = point["dtype"] in ("fp16", "bf16") or point["precision"] == "tf32"
+    return arch in fam.TMA_ARCHS and tma_dtype and point["align"] == "aligned"
 
 
 def test_every_point_is_declared_on_every_target():
@@ -187,9 +188,13 @@ TMA_GRID = fam.GRIDS[1]
 def test_tma_grid_per_target():
     """No TMA kernel on sm_80; on sm_90a exactly the tuning table's configurations; on sm_100a
     the default one."""
-    for arch, configs in ((80, ()), (90, gemm_tuning.configs_for(90)), (100, (gemm_tuning.DEFAULT_CONFIG[100],))):
+    for arch in (80, 90, 100):
         for p in TMA_GRID.points():
             v = TMA_GRID.make(p, arch)
+            klass = "tf32" if p["dtype"] == "fp32" else "16bit"
+            configs = () if arch == 80 else gemm_tuning.configs_for(arch, klass)
+            if arch == 100:
+                assert configs == (gemm_tuning.DEFAULT_CONFIG[100][klass],)
             index = int(p["config"][1:])
             if index >= len(configs):
                 assert v is None, (arch, p)
@@ -201,10 +206,12 @@ def test_tma_grid_per_target():
             assert (v.num_warps, v.num_stages) == (cfg.num_warps, cfg.num_stages)
             assert (c["A_ROW"], c["B_ROW"]) == (p["a_layout"] == "row", p["b_layout"] == "row")
             assert c["EPILOGUE"] == fam.EPILOGUES.index(p["epilogue"]) and c["PDL"] is True
+            assert c["INPUT_PRECISION"] == "tf32"
             assert v.launch_pdl and v.launch_params == ("BLOCK_M", "BLOCK_N", "SPLIT_K")
 
 
-@pytest.mark.parametrize("point", list(TMA_GRID.points())[:4], ids=TMA_GRID.symbol)
+@pytest.mark.parametrize("point", [p for p in TMA_GRID.points() if p["a_layout"] == "row" and p["config"] == "c0"],
+                         ids=TMA_GRID.symbol)
 def test_tma_variant_arguments(point):
     """csrc/ops/gemm.cpp launch_tma pushes these, in this order."""
     v = TMA_GRID.make(point, 90)
@@ -224,12 +231,13 @@ def test_sm90_table_is_consistent():
     table = gemm_tuning.load_table(90)
     if table is None:
         pytest.skip("no sm_90 table committed")
-    names = {c.name for c in gemm_tuning.SM90_CANDIDATES}
-    configs = [gemm_tuning.TmaConfig.from_list(c) for c in table["configs"]]
-    assert [c.name for c in configs] == table["config_names"] and set(table["config_names"]) <= names
-    for row in table["rows"]:
-        assert 0 <= row["config"] < len(configs) and row["layout"] in gemm_tuning.LAYOUTS
-        assert row["aten"] == (row["ratio"] < table["route_to_aten_below"]), row
+    for klass, entry in table["classes"].items():
+        names = {c.name for c in gemm_tuning.CANDIDATES[klass]}
+        configs = [gemm_tuning.TmaConfig.from_list(c) for c in entry["configs"]]
+        assert [c.name for c in configs] == entry["config_names"] and set(entry["config_names"]) <= names
+        for row in (r for r in table["rows"] if r["class"] == klass):
+            assert 0 <= row["config"] < max(len(configs), 1) and row["layout"] in gemm_tuning.LAYOUTS
+            assert row["aten"] == (row["ratio"] < table["route_to_aten_below"]), row
 
 
 def test_bucket_edges():
@@ -241,8 +249,10 @@ def test_dense_table_takes_the_nearest_measured_case(monkeypatch):
     rows = [dict(m=4096, n=4096, k=4096, layout="nt", config=0, aten=False),
             dict(m=1, n=4096, k=4096, layout="nt", config=1, aten=False),
             dict(m=4096, n=512, k=2048, layout="nn", config=2, aten=True)]
-    monkeypatch.setattr(gemm_tuning, "load_table", lambda arch: {"rows": rows, "configs": []})
-    table = gemm_tuning.dense_table(90)
+    rows = [dict(r, **{"class": "16bit"}) for r in rows]
+    monkeypatch.setattr(gemm_tuning, "load_table", lambda arch: {"rows": rows, "classes": {}})
+    table = gemm_tuning.dense_table(90, "16bit")
+    assert set(gemm_tuning.dense_table(90, "tf32")) == {0}  # a class with no rows: config 0 everywhere
     n = gemm_tuning.NUM_BUCKETS
 
     def at(layout, m, nn, k):
@@ -262,7 +272,8 @@ def test_generated_tuning_header_matches_the_table():
     for arch in fam.TMA_ARCHS:
         start = text.index(f"kSm{arch}[")
         body = text[text.index("{", start) + 1:text.index("};", start)]
-        assert [int(v) for v in body.replace("\n", "").split(",") if v.strip()] == gemm_tuning.dense_table(arch)
+        expected = [v for klass in gemm_tuning.CLASSES for v in gemm_tuning.dense_table(arch, klass)]
+        assert [int(v) for v in body.replace("\n", "").split(",") if v.strip()] == expected
     assert "64 - __builtin_clzll" in text  # the C++ bucket(): ceil(log2(x)), as gemm_tuning.bucket
 
 
@@ -287,10 +298,11 @@ SAMPLES = [
     (80, dict(dtype="fp32", precision="ieee", a_layout="col", b_layout="col", align="general")),
     (90, dict(dtype="bf16", precision="ieee", a_layout="row", b_layout="col", align="general")),
     (90, dict(dtype="fp32", precision="tf32", a_layout="col", b_layout="row", align="general")),
-    (100, dict(dtype="fp32", precision="tf32", a_layout="row", b_layout="col", align="aligned")),
+    (100, dict(dtype="fp32", precision="ieee", a_layout="row", b_layout="col", align="aligned")),
 ]
 TMA_SAMPLES = [
     (90, dict(dtype="bf16", a_layout="row", b_layout="col", epilogue="none", config="c0")),
+    (90, dict(dtype="fp32", a_layout="row", b_layout="row", epilogue="none", config="c0")),
     (90, dict(dtype="fp16", a_layout="col", b_layout="row", epilogue="bias", config="c0")),
     (100, dict(dtype="bf16", a_layout="col", b_layout="col", epilogue="bias", config="c0")),
 ]
@@ -310,7 +322,7 @@ def test_aot_compile(arch, point):
 
 
 def split_k_config(arch):
-    configs = gemm_tuning.configs_for(arch)
+    configs = gemm_tuning.configs_for(arch, "16bit")
     return next((f"c{i}" for i, c in enumerate(configs) if c.split_k > 1), None)
 
 
@@ -327,11 +339,13 @@ def test_aot_compile_tma(arch, point):
 
 
 def test_every_sm90_configuration_fits_shared_memory():
-    for index in range(len(gemm_tuning.configs_for(90))):
-        for epilogue in fam.EPILOGUES:
-            point = dict(dtype="bf16", a_layout="row", b_layout="col", epilogue=epilogue, config=f"c{index}")
-            _, meta = compiler.compile_variant(TMA_GRID.make(point, 90), 90)
-            assert meta["shared"] <= MAX_SHARED[90], (point, meta["shared"])
+    for dtype in ("bf16", "fp32"):
+        klass = "tf32" if dtype == "fp32" else "16bit"
+        for index in range(len(gemm_tuning.configs_for(90, klass))):
+            for epilogue in fam.EPILOGUES:
+                point = dict(dtype=dtype, a_layout="row", b_layout="col", epilogue=epilogue, config=f"c{index}")
+                _, meta = compiler.compile_variant(TMA_GRID.make(point, 90), 90)
+                assert meta["shared"] <= MAX_SHARED[90], (point, meta["shared"])
 
 
 def hopper_ptx(grid, point):
@@ -348,12 +362,16 @@ def hopper_ptx(grid, point):
     return k.asm["ptx"]
 
 
-def test_hopper_aligned_pointer_variant_uses_wgmma_and_wide_loads():
-    """The pointer kernel's fast path: wgmma, 16-byte cp.async for both operands (tf32 here)."""
-    ptx = hopper_ptx(GRID, dict(dtype="fp32", precision="tf32", a_layout="row", b_layout="col", align="aligned"))
-    assert "wgmma.mma_async" in ptx
+def test_hopper_aligned_pointer_variant_uses_wide_loads():
+    """The pointer kernel's fast path (exact fp32 here): 16-byte cp.async for both operands."""
+    ptx = hopper_ptx(GRID, dict(dtype="fp32", precision="ieee", a_layout="row", b_layout="col", align="aligned"))
     assert "cp.async.cg.shared.global" in ptx  # .cg copies are the 16-byte ones
     assert "ld.global.b32" not in ptx
+
+
+def test_hopper_tma_variant_tf32_uses_tf32_wgmma():
+    ptx = hopper_ptx(TMA_GRID, dict(dtype="fp32", a_layout="row", b_layout="row", epilogue="none", config="c0"))
+    assert "wgmma.mma_async.sync.aligned" in ptx and ".tf32.tf32" in ptx
 
 
 def test_hopper_tma_variant():
@@ -435,6 +453,6 @@ def test_info_lists_the_routed_cases():
     if table is not None and "sm_90a" in info:
         routed = [r for r in table["rows"] if r["aten"]]
         assert info["sm_90a"]["cases"] == len(table["rows"])
-        assert [(c["case"], c["shape"]) for c in info["sm_90a"]["routed_to_aten"]] == [
-            (r["name"], f"{r['m']}x{r['n']}x{r['k']}") for r in routed]
+        assert [(c["class"], c["case"], c["shape"]) for c in info["sm_90a"]["routed_to_aten"]] == [
+            (r["class"], r["name"], f"{r['m']}x{r['n']}x{r['k']}") for r in routed]
 

@@ -327,32 +327,36 @@ def sm90_table():
     return table
 
 
-def smallest_case_per_config(table):
-    """For each configuration of the table, its smallest measured case (m, n, k, layout)."""
+def smallest_case_per_config(table, klass):
+    """For each configuration of a class of the table, its smallest measured case (m, n, k, layout)."""
     best = {}
-    for r in table["rows"]:
+    for r in (r for r in table["rows"] if r["class"] == klass):
         key = (r["m"] * r["n"] * r["k"], r["m"], r["n"], r["k"], r["layout"])
         best[r["config"]] = min(best.get(r["config"], key), key)
     return {c: v[1:] for c, v in sorted(best.items())}
 
 
 @hopper
-def test_every_table_configuration_is_exact():
+@pytest.mark.parametrize("klass", ["16bit", "tf32"])
+def test_every_table_configuration_is_exact(klass):
     """Each configuration the build compiled from the table (split-K ones included), on a shape
     its bucket picks: values, and the TMA kernel ran."""
     table = sm90_table()
-    for config, (m, n, k, layout) in smallest_case_per_config(table).items():
+    dtype = torch.bfloat16 if klass == "16bit" else torch.float32
+    torch.backends.cuda.matmul.allow_tf32 = klass == "tf32"
+    for config, (m, n, k, layout) in smallest_case_per_config(table, klass).items():
         torch.manual_seed(config)
-        a, b = operands((m, n, k), torch.bfloat16, layout)
+        a, b = operands((m, n, k), dtype, layout)
         names = cuda_kernel_names(lambda: torch.ops.gems.mm(a, b))
-        assert any("mm_tma_kernel" in n for n in names), (table["config_names"][config], names)
-        check(gems_and_torch_mm(a, b), a, b)
+        assert any("mm_tma_kernel" in n for n in names), (table["classes"][klass]["config_names"][config], names)
+        check(gems_and_torch_mm(a, b), a, b, tf32=klass == "tf32")
     no_fallbacks()
 
 
 def split_k_case(table):
-    split = [i for i, c in enumerate(table["configs"]) if gemm_tuning.TmaConfig.from_list(c).split_k > 1]
-    cases = smallest_case_per_config(table)
+    configs = table["classes"]["16bit"]["configs"]
+    split = [i for i, c in enumerate(configs) if gemm_tuning.TmaConfig.from_list(c).split_k > 1]
+    cases = smallest_case_per_config(table, "16bit")
     if not split:
         pytest.skip("the table uses no split-K configuration")
     return cases[split[0]]
@@ -382,8 +386,9 @@ def test_routing_sends_slower_buckets_to_aten():
     override (bitwise ATen's result, counted as tuned_to_aten), while torch.ops.gems.mm still runs
     gems' kernel; a bucket gems serves runs gems' kernel with no fallback."""
     table = sm90_table()
-    routed = next((r for r in table["rows"] if r["aten"]), None)
-    served = next((r for r in table["rows"] if not r["aten"]), None)
+    rows = [r for r in table["rows"] if r["class"] == "16bit"]
+    routed = next((r for r in rows if r["aten"]), None)
+    served = next((r for r in rows if not r["aten"]), None)
     torch.ops.gems._set_gemm_routing(True)
     if routed:
         a, b = operands((routed["m"], routed["n"], routed["k"]), torch.bfloat16, routed["layout"])
@@ -482,7 +487,9 @@ def bias_forms(n, dtype):
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
 def test_addmm_bias_row(dtype, layout):
     torch.manual_seed(zlib.crc32(f"addmm{dtype}{layout}".encode()))
-    for shape in [(33, 40, 48), (3000, 520, 256), (1, 2048, 512)]:
+    # Sizes whose leading strides are 16-byte multiples in every layout: what TMA, and so the
+    # epilogue, serves (test_addmm_what_aten_keeps has the others).
+    for shape in [(40, 48, 56), (3000, 520, 256), (1, 2048, 512)]:
         a, b = operands(shape, dtype, layout)
         for form, bias in bias_forms(shape[1], dtype).items():
             for beta, alpha in ((1, 1), (-2.0, 0.5), (0, 3.0)):
@@ -530,12 +537,13 @@ def test_linear_with_bias_is_one_gems_kernel():
 
 
 def test_addmm_what_aten_keeps():
-    """A full bias matrix, fp32, K = 0 and mixed dtypes go to ATen, counted; the results (or
-    errors) are ATen's."""
+    """A full bias matrix, operands TMA cannot describe, exact fp32, K = 0 and mixed dtypes go to
+    ATen, counted; the results (or errors) are ATen's."""
     torch.manual_seed(9)
     a16, b16 = operands((33, 17, 45), torch.bfloat16, "nn")
     cases = {
         "args": [(torch.randn(33, 17, device="cuda", dtype=torch.bfloat16), a16, b16),
+                 (torch.randn(17, device="cuda", dtype=torch.bfloat16), a16, b16),  # K = 45: no TMA
                  (torch.randn(17, device="cuda"), a16.float(), b16.float()),
                  (torch.randn(17, device="cuda", dtype=torch.bfloat16), a16[:, :0], b16[:0])],
         "mixed_dtype": [(torch.randn(17, device="cuda"), a16, b16)],

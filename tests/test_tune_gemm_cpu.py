@@ -56,14 +56,18 @@ def test_tma_rule_is_the_drivers():
     assert not tuner.tma_can_describe(torch.empty(1, 64, dtype=torch.bfloat16).expand(8, 64).t())  # lead 0
 
 
-def row(m, n, k, layout, cublas_ms, **ms):
-    return {"group": "train", "name": f"{m}x{n}x{k}", "m": m, "n": n, "k": k, "layout": layout,
-            "cublas_ms": cublas_ms, "configs": {NAMES[int(i[1:])]: {"ms": v} for i, v in ms.items()}}
+def row(m, n, k, layout, cublas_ms, klass="16bit", pointer=None, **ms):
+    configs = {NAMES[int(i[1:])]: {"ms": v} for i, v in ms.items()}
+    if pointer is not None:
+        configs = {tuner.POINTER: {"ms": pointer}}
+    return {"class": klass, "group": "train", "name": f"{m}x{n}x{k}", "m": m, "n": n, "k": k, "layout": layout,
+            "cublas_ms": cublas_ms, "configs": configs}
 
 
 def measurements(tmp_path, rows):
     data = {"arch": 90, "device": "test", "torch": torch.__version__, "triton": "x",
-            "candidates": {c.name: c.as_list() for c in gemm_tuning.SM90_CANDIDATES}, "cases": rows}
+            "candidates": {k: {c.name: c.as_list() for c in v} for k, v in gemm_tuning.CANDIDATES.items()},
+            "cases": rows}
     path = tmp_path / "m.json"
     path.write_text(json.dumps(data))
     return path
@@ -73,15 +77,18 @@ def test_table_keeps_the_fastest_and_routes_the_slow(tmp_path):
     rows = [row(4096, 4096, 4096, "nt", 1.0, c0=0.98, c1=1.2),  # c0 wins, 1.02x cuBLAS
             row(1, 4096, 4096, "nt", 1.0, c0=2.0, c10=1.04),  # c10 wins at 0.96x: kept
             row(4096, 512, 2048, "nn", 1.0, c0=1.5, c10=1.2),  # best 0.83x: ATen (c10 for gems::mm)
-            row(8, 8, 8, "nn", 1.0)]  # nothing ran: left out
+            row(8, 8, 8, "nn", 1.0),  # nothing ran: left out
+            row(64, 64, 64, "nn", 1.0, klass="ieee", pointer=2.0)]  # exact fp32: routing only
     out = tmp_path / "sm90.json"
     tuner.table(types.SimpleNamespace(measurements=measurements(tmp_path, rows), table=out))
     table = json.loads(out.read_text())
-    assert table["config_names"] == [NAMES[0], NAMES[10]]  # in candidate order, only those chosen
-    assert [r["config"] for r in table["rows"]] == [0, 1, 1]
-    assert [r["aten"] for r in table["rows"]] == [False, False, True]
-    assert [r["ratio"] for r in table["rows"]] == [round(1 / 0.98, 3), round(1 / 1.04, 3), round(1 / 1.2, 3)]
-    assert gemm_tuning.TmaConfig.from_list(table["configs"][1]) == gemm_tuning.SM90_CANDIDATES[10]
+    bf16 = table["classes"]["16bit"]
+    assert bf16["config_names"] == [NAMES[0], NAMES[10]]  # in candidate order, only those chosen
+    assert table["classes"]["ieee"] == {"configs": [], "config_names": []}
+    assert [(r["class"], r["config"], r["aten"]) for r in table["rows"]] == [
+        ("16bit", 0, False), ("16bit", 1, False), ("16bit", 1, True), ("ieee", 0, True)]
+    assert [r["ratio"] for r in table["rows"]] == [round(1 / 0.98, 3), round(1 / 1.04, 3), round(1 / 1.2, 3), 0.5]
+    assert gemm_tuning.TmaConfig.from_list(bf16["configs"][1]) == gemm_tuning.SM90_CANDIDATES[10]
 
 
 def test_check_accepts_noise_and_reports_a_changed_choice(tmp_path, monkeypatch, capsys):

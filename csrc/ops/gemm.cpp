@@ -1,13 +1,12 @@
 // mm / addmm driver: torch's checks, the output as torch allocates (or resizes) it, then one
-// launch. fp16 / bf16 operands that TMA can describe, on a target with the persistent TMA kernel
-// (sm_90a, sm_100a), run mm_tma with the configuration the tuning table gives their shape bucket
-// (aot/gemm_tuning.py); everything else runs the pointer kernel whose layout and alignment axes
-// match (aot/family_gemm.py).
+// launch. fp16 / bf16, and fp32 where ATen would let cuBLAS use TF32, with operands that TMA can
+// describe, on a target with the persistent TMA kernel (sm_90a, sm_100a), run mm_tma with the
+// configuration the tuning table gives their shape bucket (aot/gemm_tuning.py); everything else
+// runs the pointer kernel whose layout and alignment axes match (aot/family_gemm.py).
 //
 // Covered: fp32 (ieee, or tf32 when ATen would let cuBLAS use it), fp16, bf16; each operand
 // row-major or col-major with any leading stride; M, N, K and strides within int32. addmm:
-// fp16 / bf16 through mm_tma with a bias that broadcasts over rows (nn.Linear's), into a
-// row-major result.
+// through mm_tma, with a bias that broadcasts over rows (nn.Linear's), into a row-major result.
 // Fallbacks (ATen through torch.mm / torch.addmm, an error through torch.ops.gems.*):
 //   kDevice      operands (or out=) not all on one CUDA device
 //   kDtype       a dtype without variants (fp64, integers, complex)
@@ -17,8 +16,8 @@
 //   kIndex64     a size above int32 range, a stride above int32, a grid above 2**31 - 1
 //   kArch        no image for this device
 //   kTuned       the tuning table sends this shape bucket to ATen (cuBLAS was faster there)
-//   kArgs        addmm: a bias that is not one row broadcast over M, an fp32 or pointer-kernel case,
-//                K == 0, or a col-major out=
+//   kArgs        addmm: a bias that is not one row broadcast over M, a pointer-kernel case (exact
+//                fp32, operands TMA cannot describe, sm_80), K == 0, or a col-major out=
 #include "ops/gemm.h"
 
 #include <ATen/Context.h>
@@ -105,18 +104,24 @@ bool tma_describes(const Matrix& m, const Layout& l, int64_t element_size) {
 
 std::atomic<bool> g_route_to_aten{true};
 
-Fallback launch_tma(int dtype, const Matrix& a, const Matrix& b, const Matrix& c, const Layout& la, const Layout& lb,
-                    const Layout& lc, const BiasRow* bias, int target, bool aten_override, c10::DeviceIndex device) {
-  const int64_t M = a.rows, K = a.cols, N = b.cols;
-  // Layout index of the tuning table: nn, nt, tn, tt (A then B; t = col-major).
+// The tuning table's configuration for a problem of dtype class `klass`, or -1 when the bucket
+// goes to ATen: cuBLAS was faster there, so the override leaves it to ATen; a gems:: call (which
+// asks for gems' kernel) runs the bucket's configuration all the same.
+int tuned_config(int target, int klass, const Layout& la, const Layout& lb, int64_t M, int64_t N, int64_t K,
+                 bool aten_override) {
+  // Layout index of the table: nn, nt, tn, tt (A then B; t = col-major).
   const int layout = (la.row ? 0 : 2) + (lb.row ? 0 : 1);
-  int config = gemm_tuning::entry_for(target, layout, M, N, K);
-  if (config < 0) {
-    // cuBLAS was faster on this bucket: the override leaves it to ATen; a gems:: call (which asks
-    // for gems' kernel) runs the bucket's configuration.
-    if (aten_override && g_route_to_aten.load(std::memory_order_relaxed)) return Fallback::kTuned;
-    config = -config - 1;
-  }
+  const int entry = gemm_tuning::entry_for(target, klass, layout, M, N, K);
+  if (entry >= 0) return entry;
+  return aten_override && g_route_to_aten.load(std::memory_order_relaxed) ? -1 : -entry - 1;
+}
+
+Fallback launch_tma(int dtype, int klass, const Matrix& a, const Matrix& b, const Matrix& c, const Layout& la,
+                    const Layout& lb, const Layout& lc, const BiasRow* bias, int target, bool aten_override,
+                    c10::DeviceIndex device) {
+  const int64_t M = a.rows, K = a.cols, N = b.cols;
+  const int config = tuned_config(target, klass, la, lb, M, N, K, aten_override);
+  if (config < 0) return Fallback::kTuned;
   const int id = gt::find(dtype, la.row ? gt::a_layout_row : gt::a_layout_col,
                           lb.row ? gt::b_layout_row : gt::b_layout_col, bias ? gt::epilogue_bias : gt::epilogue_none,
                           config);
@@ -170,23 +175,27 @@ Fallback launch_mm(int dtype, const Matrix& a, const Matrix& b, const Matrix& c,
   if (M > kMaxDim || N > kMaxDim || K > kMaxDim || la->lead > kMaxI32 || lb->lead > kMaxI32 || lc->lead > kMaxI32) {
     return Fallback::kIndex64;
   }
-  const int tma_dtype = gt::dtype_of(scalar_type);
+  // ATen's cuBLAS path reads the same flag (torch.backends.cuda.matmul.allow_tf32 and
+  // torch.set_float32_matmul_precision both set it).
+  const bool tf32 = dtype == g::dtype_fp32 && at::globalContext().allowTF32CuBLAS();
+  const int klass = dtype != g::dtype_fp32 ? gemm_tuning::k16bit : tf32 ? gemm_tuning::kTf32 : gemm_tuning::kIeee;
   const int target = device_target(device);
   const int64_t size = c10::elementSize(scalar_type);
-  if (tma_dtype >= 0 && (target == 90 || target == 100) && tma_describes(a, *la, size) &&
+  if (klass != gemm_tuning::kIeee && (target == 90 || target == 100) && tma_describes(a, *la, size) &&
       tma_describes(b, *lb, size) && tma_describes(c, *lc, size)) {
-    return launch_tma(tma_dtype, a, b, c, *la, *lb, *lc, bias, target, aten_override, device);
+    return launch_tma(gt::dtype_of(scalar_type), klass, a, b, c, *la, *lb, *lc, bias, target, aten_override, device);
   }
   if (bias) return Fallback::kArgs;  // the pointer kernel has no epilogue
+  // Exact fp32 has table rows too, for routing only (the pointer kernel has one configuration).
+  if (klass == gemm_tuning::kIeee && tuned_config(target, klass, *la, *lb, M, N, K, aten_override) < 0) {
+    return Fallback::kTuned;
+  }
   // Exactly the hints of the "aligned" variants: pointers, leading strides, N and K, and M when
   // A is col-major (then M is its contiguous dimension). A leading stride of 0 (an expanded
   // operand) is divisible by 16 but takes the general variant.
   const auto lead_ok = [](const Layout& l) { return l.lead > 0 && l.lead % 16 == 0; };
   const bool aligned = aligned16(a.data) && aligned16(b.data) && aligned16(c.data) && lead_ok(*la) &&
                        lead_ok(*lb) && lead_ok(*lc) && N % 16 == 0 && K % 16 == 0 && (la->row || M % 16 == 0);
-  // ATen's cuBLAS path reads the same flag (torch.backends.cuda.matmul.allow_tf32 and
-  // torch.set_float32_matmul_precision both set it).
-  const bool tf32 = dtype == g::dtype_fp32 && at::globalContext().allowTF32CuBLAS();
   const int id = g::find(dtype, tf32 ? g::precision_tf32 : g::precision_ieee,
                          la->row ? g::a_layout_row : g::a_layout_col, lb->row ? g::b_layout_row : g::b_layout_col,
                          aligned ? g::align_aligned : g::align_general);

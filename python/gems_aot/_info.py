@@ -53,8 +53,9 @@ def gemm_tuning() -> dict:
     out = {target: {"cases": int(n), "routed_to_aten": []} for target, n in
            (line.split("\t") for line in tuned.splitlines())}
     for line in routed.splitlines():
-        target, name, shape, layout, ratio = line.split("\t")
-        out[target]["routed_to_aten"].append({"case": name, "shape": shape, "layout": layout, "ratio": float(ratio)})
+        target, klass, name, shape, layout, ratio = line.split("\t")
+        out[target]["routed_to_aten"].append({"class": klass, "case": name, "shape": shape, "layout": layout,
+                                              "ratio": float(ratio)})
     return {_TARGET_NAMES.get(int(t[3:]), t): v for t, v in out.items()}
 
 
