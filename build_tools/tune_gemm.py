@@ -181,6 +181,9 @@ def measure(args) -> int:
         "triton": triton.__version__,
         "candidates": {k: {c.name: c.as_list() for c in v} for k, v in gemm_tuning.CANDIDATES.items()},
         "cases": []}
+    # A resumed file keeps what it measured; the classes measured now name today's candidates.
+    for klass in args.classes.split(","):
+        data["candidates"][klass] = {c.name: c.as_list() for c in gemm_tuning.CANDIDATES[klass]}
     done = {case_key(r) for r in data["cases"]}
     todo, seen = [], set()
     for klass in args.classes.split(","):
