@@ -73,7 +73,8 @@ def measurements(tmp_path, rows):
     return path
 
 
-def test_table_keeps_the_fastest_and_routes_the_slow(tmp_path):
+def test_table_keeps_the_fastest_and_routes_the_slow(tmp_path, monkeypatch):
+    monkeypatch.setattr(gemm_tuning, "ROUTE_TO_ATEN", 0.95)
     rows = [row(4096, 4096, 4096, "nt", 1.0, c0=0.98, c1=1.2),  # c0 wins, 1.02x cuBLAS
             row(1, 4096, 4096, "nt", 1.0, c0=2.0, c10=1.04),  # c10 wins at 0.96x: kept
             row(4096, 512, 2048, "nn", 1.0, c0=1.5, c10=1.2),  # best 0.83x: ATen (c10 for gems::mm)
@@ -92,6 +93,7 @@ def test_table_keeps_the_fastest_and_routes_the_slow(tmp_path):
 
 
 def test_check_accepts_noise_and_reports_a_changed_choice(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(gemm_tuning, "ROUTE_TO_ATEN", 0.95)
     committed = tmp_path / "sm90.json"
     first = [row(4096, 4096, 4096, "nt", 1.0, c0=0.95, c1=1.0), row(2048, 2048, 2048, "nn", 1.0, c0=0.9, c1=1.0)]
     tuner.table(types.SimpleNamespace(measurements=measurements(tmp_path, first), table=committed))

@@ -292,6 +292,7 @@ class SpeedConfig:
     rounds: int = 3
     lr: float = 1e-4
     device: str = "cuda"
+    profile_top: int = 25  # kernels listed per side in the device-time breakdown (0: none)
 
 
 def _speed_model(decoder: DecoderConfig, device: str) -> tuple[str, torch.nn.Module]:
@@ -299,6 +300,18 @@ def _speed_model(decoder: DecoderConfig, device: str) -> tuple[str, torch.nn.Mod
     name, build = ("llama", hf["llama"]) if "llama" in hf else ("tiny_llama", lambda: TinyLlama(decoder))
     torch.manual_seed(0)
     return name, build().to(device, torch.bfloat16)
+
+
+def kernel_times(fn: Callable[[], object]) -> dict[str, float]:
+    """Device µs per CUDA kernel name over one call of fn (the profiler's CUDA events)."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        fn()
+        torch.cuda.synchronize()
+    times: dict[str, float] = {}
+    for e in prof.events():
+        if e.device_type == torch.autograd.DeviceType.CUDA:
+            times[e.name] = times.get(e.name, 0.0) + e.device_time
+    return times
 
 
 def speed(cfg: SpeedConfig, out: Optional[pathlib.Path]) -> dict:
@@ -337,6 +350,13 @@ def speed(cfg: SpeedConfig, out: Optional[pathlib.Path]) -> dict:
             train_step()
         timings["fallbacks_per_step"] = {f"{op} ({reason})": n
                                          for (op, reason), n in gems_aot.fallback_counts().items()}
+        if cfg.profile_top and cfg.device == "cuda":
+            # Where the device time of one training step goes, per kernel, on each side.
+            for side, include in (("aten", []), ("gems", None)):
+                with gems_aot.use_gems(include=include):
+                    times = kernel_times(train_step)
+                top = sorted(times.items(), key=lambda kv: -kv[1])[:cfg.profile_top]
+                timings[f"kernels_{side}_us"] = {"total": sum(times.values()), **dict(top)}
         results[f"{cfg.batch}x{seq}"] = timings
     device = torch.cuda.get_device_name() if cfg.device == "cuda" else cfg.device
     meta = {"device": device, "torch": torch.__version__, "gems_aot": gems_aot.__version__, "model": name, "decoder": dataclasses.asdict(cfg.decoder), "batch": cfg.batch,
@@ -350,6 +370,13 @@ def speed(cfg: SpeedConfig, out: Optional[pathlib.Path]) -> dict:
         fb = ", ".join(f"{k}: {v}" for k, v in t["fallbacks_per_step"].items()) or "none"
         lines.append(f"| {tokens} | {tr['gems_ms']:.2f} / {tr['aten_ms']:.2f} | {tr['speedup']:.3f}x "
                      f"| {pf['gems_ms']:.2f} / {pf['aten_ms']:.2f} | {pf['speedup']:.3f}x | {fb} |")
+    for tokens, t in results.items():
+        for side in ("aten", "gems"):
+            kernels = t.get(f"kernels_{side}_us")
+            if kernels:
+                lines += ["", f"{tokens}, one training step on {side}: {kernels['total'] / 1e3:.2f} ms of kernels", "",
+                          "| kernel | µs |", "|---|---|"]
+                lines += [f"| {name[:110]} | {us:.0f} |" for name, us in kernels.items() if name != "total"]
     text = "\n".join(lines) + "\n"
     print(text)
     if out is not None:
