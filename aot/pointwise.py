@@ -540,18 +540,27 @@ def _body(ov: Overload, mode: str) -> list:
     lines = []
     if mode == "aten":
         lines.append(f'  static FallbackCounter& counter = fallback_counter("{ov.aten}");')
-    if ov.check:
-        lines.append(f"  {ov.check}")
     lines += _select_op(ov)
     if ov.guard:
         lines.append(f"  if (!({ov.guard})) op = nullptr;")
     prep, refs = _operand_exprs(ov, schema)
     lines += prep
-    params = ", ".join(ov.params)
     if refs:
         lines.append(f"  const at::Tensor* operands[] = {{{', '.join(refs)}}};")
     else:
         lines.append("  const c10::ArrayRef<const at::Tensor*> operands;")
+    if mode != "meta":
+        # Gems kernel or ATen is decided from the dtypes first: a dtype the op has no kernel for
+        # (complex, an integer for a float-only op) never reaches a dtype-specific check or param.
+        written_tensor = {"inplace": "self", "out": (_written(schema) or [""])[0]}.get(kind, "")
+        target = written_tensor or "at::Tensor()"
+        fallback = f"return {_aten_call(ov)};" if mode == "aten" else (
+            f'unsupported("gems::{ov.aten}", Fallback::kDtype, pointwise::describe(operands));')
+        counted = "counter.hit(Fallback::kDtype); " if mode == "aten" else ""
+        lines.append(f"  if (op && !pointwise::covers(*op, operands, {target})) {{ {counted}{fallback} }}")
+    if ov.check:
+        lines.append(f"  {ov.check}")
+    params = ", ".join(ov.params)
     lines.append(f"  const c10::Scalar params[] = {{{params}}};" if ov.params else "  const c10::ArrayRef<c10::Scalar> params;")
     written = _written(schema)
     if len(written) > 1:  # out= of several results: run_results

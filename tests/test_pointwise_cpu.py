@@ -259,6 +259,28 @@ def test_generated_cpp_wrappers():
     assert src[f"{pointwise.GENERATED_MODULE}.py"] == pointwise.kernel_source(fam.OPS)
 
 
+def test_dtype_coverage_is_decided_before_any_dtype_specific_code():
+    """Every override asks pointwise::covers first: a dtype without kernels (complex, an integer
+    for nan_to_num) goes to ATen before ATen's extra checks or the scalar params run (those raise
+    "not implemented for 'ComplexFloat'" / "for 'Long'")."""
+    cpp = fam.generated_sources()["family_pointwise_ops.cpp"]
+    bodies = {}
+    for ns in ("aten_impl", "cuda"):
+        section = cpp[cpp.index(f"namespace {ns} {{"):cpp.index(f"}}  // namespace {ns}")]
+        for chunk in section.split("\n}\n"):
+            if "(" in chunk:
+                bodies[(ns, chunk.strip().split("(")[0].split()[-1])] = chunk
+    fill = bodies[("aten_impl", "fill__Scalar")]
+    assert fill.index("pointwise::covers(*op, operands, self)") < fill.index("check_fits")
+    assert "counter.hit(Fallback::kDtype); return at::cuda::fill_(self, value);" in fill
+    out = bodies[("aten_impl", "nan_to_num_out")]
+    assert out.index("pointwise::covers(*op, operands, out)") < out.index("finite_max")
+    functional = bodies[("cuda", "nan_to_num")]
+    assert functional.index("pointwise::covers(*op, operands, at::Tensor())") < functional.index("finite_max")
+    assert 'unsupported("gems::nan_to_num", Fallback::kDtype' in functional
+    assert all("pointwise::covers" in b for b in bodies.values())
+
+
 def test_composite_overrides_fall_back_to_the_composite_kernel():
     """copy_ and isinf have no CUDA kernel in ATen: their overrides fall back to the
     CompositeExplicitAutograd one (which a CUDA-key registration would otherwise hide)."""

@@ -330,3 +330,28 @@ def test_64bit_indexing():
     no_fallbacks()
     del a, b, out
     torch.cuda.empty_cache()
+
+
+def test_dtypes_without_kernels_run_aten_untouched():
+    """Complex tensors and integer nan_to_num worked under ATen and raised under gems (a dtype-
+    specific check or parameter ran before the dtype decision): now ATen's kernel serves them,
+    counted as dtype fallbacks, with ATen's results."""
+    x = torch.randn(8, device="cuda", dtype=torch.complex64)
+    ints = torch.tensor([-3, 0, 7], device="cuda")
+    real = torch.randn(4, 6, device="cuda")
+    calls = {
+        "fill_": lambda: torch.zeros(8, device="cuda", dtype=torch.complex64).fill_(1 + 2j),
+        "add": lambda: x + 1,
+        "mul": lambda: x * x,
+        "fft2": lambda: torch.fft.fft2(real),
+        "nan_to_num_int": lambda: torch.nan_to_num(ints),
+        "nan_to_num_bool": lambda: torch.nan_to_num(ints > 0),
+        "nan_to_num_int_": lambda: ints.clone().nan_to_num_(),
+    }
+    for name, call in calls.items():
+        expected = call()
+        with gems_aot.use_gems():
+            got = call()
+        assert got.dtype == expected.dtype and torch.equal(got, expected), name
+    counts = gems_aot.fallback_counts()
+    assert counts and {reason for _, reason in counts} <= {"dtype", "args"}, counts

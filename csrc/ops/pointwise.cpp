@@ -381,6 +381,25 @@ Fallback run_iter(const OpDesc& op, at::TensorIteratorBase& iter, c10::ArrayRef<
 
 }  // namespace
 
+bool covers(const OpDesc& op, c10::ArrayRef<const at::Tensor*> operands, const at::Tensor& written) {
+  for (size_t i = 0; i < operands.size(); ++i) {
+    const at::Tensor& t = *operands[i];
+    if (!t.defined() || t.unsafeGetTensorImpl()->is_wrapped_number() || (t.dim() == 0 && t.is_cpu())) continue;
+    const c10::ScalarType fixed = op.operand_dtypes[i];
+    if (fixed != c10::ScalarType::Undefined ? t.scalar_type() != fixed : op.dtype_of(t.scalar_type()) < 0) {
+      return false;
+    }
+  }
+  if (!written.defined()) return true;
+  switch (written.scalar_type()) {
+    case at::kFloat: case at::kHalf: case at::kBFloat16: case at::kDouble: case at::kChar: case at::kByte:
+    case at::kShort: case at::kInt: case at::kLong: case at::kBool:
+      return true;
+    default:
+      return false;
+  }
+}
+
 Fallback run(const OpDesc& op, c10::ArrayRef<const at::Tensor*> operands, c10::ArrayRef<c10::Scalar> params,
              at::Tensor& out) {
   if (op.builder == Builder::k_copy_op) {

@@ -49,6 +49,12 @@ struct OpDesc {
   const c10::ScalarType* result_dtypes;  // [num_results]: a fixed dtype, or Undefined (the builder's rule)
 };
 
+// Whether `op` has kernels for these dtypes at all: every tensor operand of the op's dtypes (or
+// its fixed operand dtype), Python scalars and CPU 0-dim tensors aside, and a written tensor of a
+// dtype gems knows. Overrides ask this first, so that any other dtype (complex, fp8, an integer
+// for a float-only op) goes to ATen before a dtype-specific check or parameter is computed.
+bool covers(const OpDesc& op, c10::ArrayRef<const at::Tensor*> operands, const at::Tensor& written);
+
 // Runs `op`. `out` undefined: allocated as ATen would (functional); defined: written in place
 // (in-place and out=, resized as ATen resizes). Returns the reason when no gems kernel ran.
 Fallback run(const OpDesc& op, c10::ArrayRef<const at::Tensor*> operands, c10::ArrayRef<c10::Scalar> params,
