@@ -516,6 +516,17 @@ def _select_op(ov: Overload) -> list:
     return lines
 
 
+def _tensor_arg(ov: Overload, schema, name: str) -> str:
+    """A pointer to operand `name` if the caller passed a tensor there, else nullptr (a Python
+    scalar, an absent optional): what pointwise::covers looks at."""
+    type_ = next(str(a.type) for a in schema.arguments if a.name == name)
+    if type_ == "number":
+        return "nullptr"
+    if type_ == "Optional[Tensor]":
+        return f"{name}.has_value() ? &*{name} : nullptr"
+    return f"&{name}"
+
+
 def _operand_exprs(ov: Overload, schema) -> tuple:
     types_ = {a.name: str(a.type) for a in schema.arguments}
     defaults = dict(ov.defaults)
@@ -543,23 +554,25 @@ def _body(ov: Overload, mode: str) -> list:
     lines += _select_op(ov)
     if ov.guard:
         lines.append(f"  if (!({ov.guard})) op = nullptr;")
+    if mode != "meta":
+        # Gems kernel or ATen is decided from the tensor arguments' dtypes first: a dtype the op
+        # has no kernel for (complex, an integer for a float-only op) never reaches a
+        # dtype-specific check or parameter.
+        written_tensor = {"inplace": "self", "out": (_written(schema) or [""])[0]}.get(kind, "")
+        target = written_tensor or "at::Tensor()"
+        args = ", ".join(_tensor_arg(ov, schema, name) for name in ov.operands) or "nullptr"
+        fallback = f"return {_aten_call(ov)};" if mode == "aten" else (
+            f'unsupported("gems::{ov.aten}", Fallback::kDtype, "no kernel for these dtypes");')
+        counted = "counter.hit(Fallback::kDtype); " if mode == "aten" else ""
+        lines.append(f"  if (op && !pointwise::covers(*op, {{{args}}}, {target})) {{ {counted}{fallback} }}")
+    if ov.check:
+        lines.append(f"  {ov.check}")
     prep, refs = _operand_exprs(ov, schema)
     lines += prep
     if refs:
         lines.append(f"  const at::Tensor* operands[] = {{{', '.join(refs)}}};")
     else:
         lines.append("  const c10::ArrayRef<const at::Tensor*> operands;")
-    if mode != "meta":
-        # Gems kernel or ATen is decided from the dtypes first: a dtype the op has no kernel for
-        # (complex, an integer for a float-only op) never reaches a dtype-specific check or param.
-        written_tensor = {"inplace": "self", "out": (_written(schema) or [""])[0]}.get(kind, "")
-        target = written_tensor or "at::Tensor()"
-        fallback = f"return {_aten_call(ov)};" if mode == "aten" else (
-            f'unsupported("gems::{ov.aten}", Fallback::kDtype, pointwise::describe(operands));')
-        counted = "counter.hit(Fallback::kDtype); " if mode == "aten" else ""
-        lines.append(f"  if (op && !pointwise::covers(*op, operands, {target})) {{ {counted}{fallback} }}")
-    if ov.check:
-        lines.append(f"  {ov.check}")
     params = ", ".join(ov.params)
     lines.append(f"  const c10::Scalar params[] = {{{params}}};" if ov.params else "  const c10::ArrayRef<c10::Scalar> params;")
     written = _written(schema)

@@ -271,13 +271,17 @@ def test_dtype_coverage_is_decided_before_any_dtype_specific_code():
             if "(" in chunk:
                 bodies[(ns, chunk.strip().split("(")[0].split()[-1])] = chunk
     fill = bodies[("aten_impl", "fill__Scalar")]
-    assert fill.index("pointwise::covers(*op, operands, self)") < fill.index("check_fits")
+    assert fill.index("pointwise::covers(*op, {nullptr}, self)") < fill.index("check_fits")
     assert "counter.hit(Fallback::kDtype); return at::cuda::fill_(self, value);" in fill
     out = bodies[("aten_impl", "nan_to_num_out")]
-    assert out.index("pointwise::covers(*op, operands, out)") < out.index("finite_max")
+    assert out.index("pointwise::covers(*op, {&self}, out)") < out.index("finite_max")
     functional = bodies[("cuda", "nan_to_num")]
-    assert functional.index("pointwise::covers(*op, operands, at::Tensor())") < functional.index("finite_max")
+    assert functional.index("pointwise::covers(*op, {&self}, at::Tensor())") < functional.index("finite_max")
     assert 'unsupported("gems::nan_to_num", Fallback::kDtype' in functional
+    # Before the wrapped scalars of absent optional bounds are made (they read the other bound).
+    clamp = bodies[("aten_impl", "clamp_Tensor")]
+    assert clamp.index("pointwise::covers(*op, {&self, min.has_value() ? &*min : nullptr, max.has_value() ? "
+                       "&*max : nullptr}, at::Tensor())") < clamp.index("TORCH_CHECK") < clamp.index("min_t")
     assert all("pointwise::covers" in b for b in bodies.values())
 
 

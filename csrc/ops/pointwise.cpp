@@ -381,10 +381,12 @@ Fallback run_iter(const OpDesc& op, at::TensorIteratorBase& iter, c10::ArrayRef<
 
 }  // namespace
 
-bool covers(const OpDesc& op, c10::ArrayRef<const at::Tensor*> operands, const at::Tensor& written) {
-  for (size_t i = 0; i < operands.size(); ++i) {
-    const at::Tensor& t = *operands[i];
-    if (!t.defined() || t.unsafeGetTensorImpl()->is_wrapped_number() || (t.dim() == 0 && t.is_cpu())) continue;
+bool covers(const OpDesc& op, std::initializer_list<const at::Tensor*> operands, const at::Tensor& written) {
+  int i = -1;
+  for (const at::Tensor* operand : operands) {
+    ++i;
+    if (!operand || !operand->defined() || (operand->dim() == 0 && operand->is_cpu())) continue;
+    const at::Tensor& t = *operand;
     const c10::ScalarType fixed = op.operand_dtypes[i];
     if (fixed != c10::ScalarType::Undefined ? t.scalar_type() != fixed : op.dtype_of(t.scalar_type()) < 0) {
       return false;

@@ -6,6 +6,7 @@
 #include <ATen/core/Tensor.h>
 #include <c10/util/ArrayRef.h>
 
+#include <initializer_list>
 #include <string>
 
 #include "runtime/fallback.h"
@@ -49,11 +50,12 @@ struct OpDesc {
   const c10::ScalarType* result_dtypes;  // [num_results]: a fixed dtype, or Undefined (the builder's rule)
 };
 
-// Whether `op` has kernels for these dtypes at all: every tensor operand of the op's dtypes (or
-// its fixed operand dtype), Python scalars and CPU 0-dim tensors aside, and a written tensor of a
-// dtype gems knows. Overrides ask this first, so that any other dtype (complex, fp8, an integer
-// for a float-only op) goes to ATen before a dtype-specific check or parameter is computed.
-bool covers(const OpDesc& op, c10::ArrayRef<const at::Tensor*> operands, const at::Tensor& written);
+// Whether `op` has kernels for these dtypes at all: every tensor operand (nullptr: a Python scalar
+// or an absent optional) of the op's dtypes or of its fixed operand dtype, CPU 0-dim tensors aside,
+// and a written tensor of a dtype gems knows. Overrides ask this first, so that any other dtype
+// (complex, fp8, an integer for a float-only op) goes to ATen before a dtype-specific check or
+// parameter is computed.
+bool covers(const OpDesc& op, std::initializer_list<const at::Tensor*> operands, const at::Tensor& written);
 
 // Runs `op`. `out` undefined: allocated as ATen would (functional); defined: written in place
 // (in-place and out=, resized as ATen resizes). Returns the reason when no gems kernel ran.
