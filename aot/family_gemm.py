@@ -2,21 +2,23 @@
 
 Two kernels (kernels/gemm.py):
 
-mm_tma_kernel, grid "mm_tma" (sm_90a, sm_100a; fp16 / bf16): persistent, TMA-fed, grouped tile
-order, epilogue subtiling, an optional bias-row epilogue (addmm as nn.Linear calls it). Axes:
-  dtype      fp16, bf16
+mm_tma_kernel, grid "mm_tma" (sm_90a, sm_100a; fp16 / bf16, and fp32 under TF32): persistent,
+TMA-fed, grouped tile order, epilogue subtiling, split-K, an optional bias-row epilogue (addmm as
+nn.Linear calls it). Axes:
+  dtype      fp32 (TF32 only: exact fp32 runs mm_kernel), fp16, bf16
   a_layout   row or col; b_layout row or col (a col-major operand is a descriptor over its
              transpose: no copies)
   epilogue   none (mm), bias (alpha * A @ B + beta * bias[n])
-  config     c0, c1, ...: the tile configurations of the target's tuning table
-             (aot/gemm_tuning.py, aot/tuning/sm<arch>.json)
+  config     c0, c1, ...: the tile configurations of the target's tuning table for the dtype's
+             class (16bit or tf32; aot/gemm_tuning.py, aot/tuning/sm<arch>.json)
 It needs what TMA needs: 16-byte aligned base pointers and leading strides that are positive
 multiples of 16 bytes. M, N and K are free: TMA clips the edges, so uneven token counts run at
 full speed. The driver (csrc/ops/gemm.cpp) picks the configuration from the table by the shape
-bucket of (M, N, K) and the layout, and launches min(tiles, SMs x resident programs) programs.
+bucket of (M, N, K) and the layout, and launches min(tiles, SMs x resident programs) programs;
+where the table marks the bucket for ATen (cuBLAS measured faster) the aten overrides call ATen.
 
-mm_kernel, grid "mm" (every target; what mm_tma_kernel does not serve: fp32, sm_80, operands
-TMA cannot describe): pointer loads, one program per tile.
+mm_kernel, grid "mm" (every target; what mm_tma_kernel does not serve: exact fp32, sm_80,
+operands TMA cannot describe): pointer loads, one program per tile.
   dtype      fp32, fp16, bf16 (output dtype = input dtype)
   precision  ieee, tf32: the tl.dot input precision; tf32 exists for fp32 only (the C++ driver
              picks it when at::globalContext().allowTF32CuBLAS(), as ATen's cuBLAS path does)
@@ -25,8 +27,8 @@ TMA cannot describe): pointer loads, one program per tile.
   align      aligned: the tt.divisibility=16 hint on the pointers (address % 16 bytes), on the
              leading strides (value % 16, in elements), on N and K, and on M when A is col-major;
              general: no hint. The driver picks "aligned" exactly when all of these hold.
-             On the TMA targets the aligned 16-bit points are never reached (TMA serves them)
-             and are not compiled.
+             On the TMA targets the aligned 16-bit and TF32 points are never reached (TMA serves
+             them) and are not compiled.
 C is always written row-major; the driver computes a col-major `out=` as C^T = B^T @ A^T.
 
 Why the pointer kernel's hints: a dimension is loaded with wide vectors only if Triton knows it

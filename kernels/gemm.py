@@ -7,9 +7,11 @@ stores can be 16 bytes wide. All other strides stay runtime arguments.
 mm_tma_kernel (Hopper, Blackwell): persistent. One program per resident slot walks the output
 tiles in grouped order; tiles move through TMA descriptors built once per program on the
 device, which needs 16-byte aligned base pointers and leading strides (in bytes), and no masks:
-TMA clips the edges itself, so any M, N and K run at full speed. The epilogue optionally computes
-alpha * (A @ B) + beta * bias with a bias row (addmm as nn.Linear calls it) and stores the tile in SUBTILE column slices, so
-that stores overlap and shared memory goes to the main loop's stages.
+TMA clips the edges itself, so any M, N and K run at full speed. With SPLIT_K > 1 a work item is
+a slice of K for one tile, and the last slice to finish sums the partials. The epilogue optionally
+computes alpha * (A @ B) + beta * bias with a bias row (addmm as nn.Linear calls it) and stores the
+tile in SUBTILE column slices, so that stores overlap and shared memory goes to the main loop's
+stages.
 """
 
 import triton
