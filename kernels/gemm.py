@@ -20,20 +20,17 @@ from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
 
 
 @triton.jit
-def _tile_coords(M, N, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, GROUP_M: tl.constexpr):
-    # Grouped ordering: GROUP_M consecutive programs share a column of B tiles and a band of A
-    # rows, so the tiles they read stay in L2.
-    pid = tl.program_id(0)
-    # Written out rather than tl.cdiv / min: standard-library jit helpers cannot be called from
-    # the interpreted copy the CPU tests run.
-    num_pid_m = (M + BLOCK_M - 1) // BLOCK_M
-    num_pid_n = (N + BLOCK_N - 1) // BLOCK_N
+def _tile_of(tile, num_pid_m, num_pid_n, GROUP_M: tl.constexpr):
+    # Output tile number -> (pid_m, pid_n) in grouped order: GROUP_M consecutive tiles share a
+    # column of B tiles and a band of A rows, so the tiles they read stay in L2. (Written out
+    # rather than with min: standard-library jit helpers cannot be called from the interpreted
+    # copy the CPU tests run.)
     num_pid_in_group = GROUP_M * num_pid_n
-    group_id = pid // num_pid_in_group
+    group_id = tile // num_pid_in_group
     first_pid_m = group_id * GROUP_M
     group_size_m = tl.minimum(num_pid_m - first_pid_m, GROUP_M)
-    pid_m = first_pid_m + (pid % num_pid_in_group) % group_size_m
-    pid_n = (pid % num_pid_in_group) // group_size_m
+    pid_m = first_pid_m + (tile % num_pid_in_group) % group_size_m
+    pid_n = (tile % num_pid_in_group) // group_size_m
     return pid_m, pid_n
 
 
@@ -57,7 +54,7 @@ def mm_kernel(
     GROUP_M: tl.constexpr,
     INPUT_PRECISION: tl.constexpr,
 ):
-    pid_m, pid_n = _tile_coords(M, N, BLOCK_M, BLOCK_N, GROUP_M)
+    pid_m, pid_n = _tile_of(tl.program_id(0), (M + BLOCK_M - 1) // BLOCK_M, (N + BLOCK_N - 1) // BLOCK_N, GROUP_M)
 
     # M, N, K and the strides fit in int32 (the driver checks), but offsets into a tensor may
     # not: every stride is widened so that index * stride is computed in int64. A constexpr 1
@@ -88,18 +85,6 @@ def mm_kernel(
 
     c_ptrs = c + (offs_m[:, None] * stride_cm + offs_n[None, :] * stride_cn)
     tl.store(c_ptrs, acc.to(c.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
-
-
-@triton.jit
-def _tile_of(tile, num_pid_m, num_pid_n, GROUP_M: tl.constexpr):
-    # The persistent form of _tile_coords: output tile number -> (pid_m, pid_n), grouped.
-    num_pid_in_group = GROUP_M * num_pid_n
-    group_id = tile // num_pid_in_group
-    first_pid_m = group_id * GROUP_M
-    group_size_m = tl.minimum(num_pid_m - first_pid_m, GROUP_M)
-    pid_m = first_pid_m + (tile % num_pid_in_group) % group_size_m
-    pid_n = (tile % num_pid_in_group) // group_size_m
-    return pid_m, pid_n
 
 
 @triton.jit
