@@ -4,6 +4,7 @@ gems_kernels.h / .cpp  the kernel table (per kernel: name, signature, images per
                        their entry point and Triton's launch metadata) and one lookup namespace per grid
 gems_cubins.S / .bin   every cubin, embedded with .incbin (fast to build, no giant C arrays)
 gems_registration.cpp  TORCH_LIBRARY(gems) schemas, CUDA and Meta impls, the aten override table
+gems_<family>_ops.h    the prototypes of each family's C++ functions (aot/schemas.py)
 gems_manifest.json     what was built, for `gems_aot.info()` and the tests
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import pathlib
 
+from aot.schemas import family_header
 from aot.variants import DTYPES
 
 ALIGN = 128  # cubin alignment inside the blob
@@ -205,6 +207,7 @@ def emit(out_dir: pathlib.Path, families, archs, results, triton_version: str):
 
     _write_if_changed(out_dir / "gems_registration.cpp", registration_source(families))
     for fam in families:
+        _write_if_changed(out_dir / fam.cpp_header, family_header(fam.module, fam.gems_ops, fam.aten_overrides))
         if fam.generated_sources:
             for name, text in fam.generated_sources().items():
                 _write_if_changed(out_dir / name, text)

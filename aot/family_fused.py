@@ -14,7 +14,6 @@ multiples of VEC = 16 bytes of elements (8 for fp16 / bf16, 4 for fp32); "any" o
 from aot.ops import GemsOp, bench_case
 from aot.variants import FLOAT_DTYPES, KernelGrid, Variant, ptr
 
-CPP_HEADER = "ops/fused.h"
 
 PASSES = ("fwd", "bwd")
 ACTS = ("silu", "gelu", "gelu_tanh")

@@ -221,7 +221,6 @@ GEMS_OPS = [
 
 ATEN_OVERRIDES = [AtenOverride("mm"), AtenOverride("mm.out"), AtenOverride("addmm"), AtenOverride("addmm.out")]
 
-CPP_HEADER = "ops/gemm.h"
 TUNING_HEADER = "gemm_tuning.h"
 
 

@@ -6,11 +6,11 @@ Adding a pointwise op: a scalar function in kernels/pointwise_math.py, one Point
 and its aten overloads (`overloads(...)` finds the in-place and out= forms torch has).
 """
 
+from aot.ops import header_name
 from aot.pointwise import Overload, PointwiseOp, check_declarations, cpp_sources, grid, load_module, registrations
 
 from aot.variants import DTYPES
 
-CPP_HEADER = "gems_pointwise_ops.h"
 
 FLOATS = ("fp32", "fp16", "bf16")
 INTS = ("i32", "i64")
@@ -228,7 +228,7 @@ GEMS_OPS, ATEN_OVERRIDES = registrations(OVERLOADS)
 
 
 def generated_sources() -> dict:
-    return cpp_sources(OPS, OVERLOADS, CPP_HEADER)
+    return cpp_sources(OPS, OVERLOADS, header_name(__name__))
 
 
 def bench_cases() -> list:

@@ -9,7 +9,6 @@ run), outer kinds when they are kept (by the length B of the kept contiguous run
 from aot.ops import AtenOverride, GemsOp, bench_case
 from aot.variants import FLOAT_DTYPES, KernelGrid, Variant, ptr
 
-CPP_HEADER = "ops/reduce.h"
 
 # kind: (kernel, BLOCK_OUT outputs per program, BLOCK_R reduced elements per step, num_warps).
 # The C++ driver's kind thresholds (kInnerR32Max, ...) assume these tiles.

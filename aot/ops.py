@@ -1,11 +1,12 @@
 """Op declarations: the gems:: schemas and the aten overloads each family overrides.
 
 Each family module (aot/family_*.py) declares GRIDS (its kernel variants), GEMS_OPS (schemas of
-torch.ops.gems.*), ATEN_OVERRIDES (aten overloads whose CUDA kernel `enable()` replaces) and
-CPP_HEADER (the header that declares the C++ functions), and optionally generated_sources()
-(C++ and other files the family generates into the build folder) and bench_cases() (the calls
-`python -m gems_aot bench` measures, see `bench_case`; the build embeds them in the extension). The codegen derives the C++
-function names from the op names, so a declaration without its C++ function fails to link.
+torch.ops.gems.*) and ATEN_OVERRIDES (aten overloads whose CUDA kernel `enable()` replaces), and
+optionally generated_sources() (C++ and other files the family generates into the build folder)
+and bench_cases() (the calls `python -m gems_aot bench` measures, see `bench_case`; the build
+embeds them in the extension). The codegen writes the prototypes of the family's C++ functions
+from those schemas (aot/schemas.py) to `gems_<family>_ops.h` in the build folder, which the
+family's driver includes; a declaration without its C++ function fails to link.
 
 C++ naming: op "add.Tensor" -> function `add_Tensor`; gems ops live in `gems::cuda::` (CUDA
 kernel) and `gems::meta::` (Meta kernel); aten overrides in `gems::aten_impl::`.
@@ -26,6 +27,11 @@ FAMILIES = (
 
 def cpp_name(op_name: str) -> str:
     return op_name.replace(".", "_")
+
+
+def header_name(module: str) -> str:
+    """The generated header of a family: aot.family_gemm -> gems_gemm_ops.h."""
+    return f"gems_{module.rsplit('.', 1)[1].removeprefix('family_')}_ops.h"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,7 +71,7 @@ def families(modules=FAMILIES) -> list:
     out = []
     for m in modules:
         mod = importlib.import_module(m)
-        out.append(Family(m, tuple(mod.GRIDS), tuple(mod.GEMS_OPS), tuple(mod.ATEN_OVERRIDES), mod.CPP_HEADER,
+        out.append(Family(m, tuple(mod.GRIDS), tuple(mod.GEMS_OPS), tuple(mod.ATEN_OVERRIDES), header_name(m),
                           getattr(mod, "generated_sources", None), getattr(mod, "bench_cases", None)))
     grids = [g.name for f in out for g in f.grids]
     ops = [o.name for f in out for o in f.gems_ops]

@@ -25,6 +25,7 @@ import sys
 import types
 
 from aot.ops import AtenOverride, GemsOp, cpp_name
+from aot.schemas import aten_schema, cpp_signature, has_kernel, has_schema, overload_kind, schemas_for, written
 from aot.variants import DTYPES, FLOAT_DTYPES, KernelGrid, Variant, ptr
 
 GENERATED_MODULE = "gems_generated_pointwise"
@@ -174,21 +175,21 @@ class Overload:
         functional = aten_schema(aten)
         base, _, name = aten.partition(".")
         args = [(a.name, str(a.type)) for a in functional.arguments]
-        written = lambda a: a.alias_info is not None and a.alias_info.is_write  # noqa: E731
+        is_written = lambda a: a.alias_info is not None and a.alias_info.is_write  # noqa: E731
         found = [aten]
         inplace_name = f"{base}_" + (f".{name}" if name else "")
         # The in-place overload of the same name takes the same arguments (pow_.Scalar does not:
         # it is pow.Tensor_Scalar's).
-        if inplace and _has_schema(inplace_name):
+        if inplace and has_schema(inplace_name):
             if [(a.name, str(a.type)) for a in aten_schema(inplace_name).arguments] == args:
                 found.append(inplace_name)
-        for s in _schemas(base):
-            if overload_kind(s) == "out" and [(a.name, str(a.type)) for a in s.arguments if not written(a)] == args:
+        for s in schemas_for(base):
+            if overload_kind(s) == "out" and [(a.name, str(a.type)) for a in s.arguments if not is_written(a)] == args:
                 found.append(f"{base}.{s.overload_name}")
                 break
         out = []
         for n in found:
-            cuda = _has_kernel(n, "CUDA")
+            cuda = has_kernel(n, "CUDA")
             gems = n == aten
             if cuda or gems:
                 out.append(cls(n, op, override=cuda, gems=gems, **kw))
@@ -399,89 +400,14 @@ def grid(op: PointwiseOp) -> KernelGrid:
 # ---- schemas and C++ -------------------------------------------------------------------------
 
 
-def _schemas(base: str):
-    import torch
-
-    return torch._C._jit_get_schemas_for_operator(f"aten::{base}")
-
-
-def _has_schema(name: str) -> bool:
-    base, _, overload = name.partition(".")
-    return any(s.overload_name == overload for s in _schemas(base))
-
-
-def _has_kernel(name: str, key: str) -> bool:
-    import torch
-
-    return torch._C._dispatch_has_kernel_for_dispatch_key(f"aten::{name}", key)
-
-
-
-@functools.lru_cache(maxsize=None)
-def aten_schema(name: str):
-    import torch
-
-    base, _, overload = name.partition(".")
-    for s in _schemas(base):
-        if s.overload_name == overload:
-            return s
-    raise ValueError(f"aten::{name}: no such overload in torch {torch.__version__}")
-
-
-_CPP_TYPES = {
-    "Tensor": "const at::Tensor&",
-    "Optional[Tensor]": "const std::optional<at::Tensor>&",
-    "number": "const at::Scalar&",
-    "Optional[number]": "const std::optional<at::Scalar>&",
-    "str": "c10::string_view",
-    "Optional[str]": "std::optional<c10::string_view>",
-    "Optional[float]": "std::optional<double>",
-    "float": "double",
-    "int": "int64_t",
-    "bool": "bool",
-}
-
-
-def _cpp_params(schema) -> list:
-    out = []
-    for a in schema.arguments:
-        t = str(a.type)
-        if t == "Tensor" and a.alias_info is not None and a.alias_info.is_write:
-            out.append(("at::Tensor&", a.name))
-        elif t in _CPP_TYPES:
-            out.append((_CPP_TYPES[t], a.name))
-        else:
-            raise ValueError(f"{schema}: argument type {t} is not supported by the pointwise generator")
-    return out
-
-
-def overload_kind(schema) -> str:
-    """functional, inplace (self is written) or out (an out= argument)."""
-    written = [a.name for a in schema.arguments if a.alias_info is not None and a.alias_info.is_write]
-    if not written:
-        return "functional"
-    return "inplace" if written == ["self"] else "out"
-
-
 def gems_schema(ov: Overload) -> str:
     return str(aten_schema(ov.aten)).split("::", 1)[1]
-
-
-def _written(schema) -> list:
-    return [a.name for a in schema.arguments if a.alias_info is not None and a.alias_info.is_write]
-
-
-def _ret(schema) -> str:
-    written = _written(schema)
-    if len(written) > 1:
-        return f"std::tuple<{', '.join(['at::Tensor&'] * len(written))}>"
-    return "at::Tensor" if overload_kind(schema) == "functional" else "at::Tensor&"
 
 
 def _aten_kernel(name: str) -> str:
     """The dispatch key of ATen's kernel that an override replaces and falls back to."""
     for key in ("CUDA", "CompositeExplicitAutograd"):
-        if _has_kernel(name, key):
+        if has_kernel(name, key):
             return key
     raise ValueError(f"aten::{name} has neither a CUDA nor a CompositeExplicitAutograd kernel to override")
 
@@ -558,7 +484,7 @@ def _body(ov: Overload, mode: str) -> list:
         # Gems kernel or ATen is decided from the tensor arguments' dtypes first: a dtype the op
         # has no kernel for (complex, an integer for a float-only op) never reaches a
         # dtype-specific check or parameter.
-        written_tensor = {"inplace": "self", "out": (_written(schema) or [""])[0]}.get(kind, "")
+        written_tensor = {"inplace": "self", "out": (written(schema) or [""])[0]}.get(kind, "")
         target = written_tensor or "at::Tensor()"
         args = ", ".join(_tensor_arg(ov, schema, name) for name in ov.operands) or "nullptr"
         fallback = f"return {_aten_call(ov)};" if mode == "aten" else (
@@ -575,13 +501,13 @@ def _body(ov: Overload, mode: str) -> list:
         lines.append("  const c10::ArrayRef<const at::Tensor*> operands;")
     params = ", ".join(ov.params)
     lines.append(f"  const c10::Scalar params[] = {{{params}}};" if ov.params else "  const c10::ArrayRef<c10::Scalar> params;")
-    written = _written(schema)
-    if len(written) > 1:  # out= of several results: run_results
+    results = written(schema)
+    if len(results) > 1:  # out= of several results: run_results
         if mode != "aten":
             raise ValueError(f"{ov.aten}: several results are served through the aten override only")
-        lines.append(f"  at::Tensor* results[] = {{{', '.join('&' + w for w in written)}}};")
+        lines.append(f"  at::Tensor* results[] = {{{', '.join('&' + w for w in results)}}};")
         lines.append("  const Fallback r = op ? pointwise::run_results(*op, operands, params, results) : Fallback::kArgs;")
-        lines += ["  counter.hit(r);", f"  if (r == Fallback::kNone) return std::forward_as_tuple({', '.join(written)});",
+        lines += ["  counter.hit(r);", f"  if (r == Fallback::kNone) return std::forward_as_tuple({', '.join(results)});",
                   f"  return {_aten_call(ov)};"]
         return lines
     if kind == "functional":
@@ -589,7 +515,7 @@ def _body(ov: Overload, mode: str) -> list:
     elif kind == "inplace":
         out = "at::Tensor& out = self;"
     else:  # the out= argument, unless it is already named `out` (gelu_backward's is grad_input)
-        out = "" if written == ["out"] else f"at::Tensor& out = {written[0]};"
+        out = "" if results == ["out"] else f"at::Tensor& out = {results[0]};"
     if out:
         lines.append(f"  {out}")
     if kind == "out" and ov.out_shape:
@@ -612,27 +538,17 @@ def _body(ov: Overload, mode: str) -> list:
 
 
 def cpp_sources(ops, overloads, header_name: str) -> dict:
-    """{file name: text} of the generated header and source."""
+    """{file name: text} of the generated source (which includes the family's generated header of
+    prototypes, `header_name`) and of the generated Triton module."""
     by_name = {op.name: op for op in ops}
     for ov in overloads:
         used = [n for _, n in ov.select[1]] if ov.select else [ov.op]
         missing = [n for n in used if n not in by_name]
         if missing:
             raise ValueError(f"{ov.aten}: unknown ops {missing}")
-    sig = {}
-    for ov in overloads:
-        params = ", ".join(f"{t} {n}" for t, n in _cpp_params(aten_schema(ov.aten)))
-        sig[ov.aten] = (_ret(aten_schema(ov.aten)), params)
+    sig = {ov.aten: cpp_signature(aten_schema(ov.aten)) for ov in overloads}
     gems = _gems_overloads(overloads)
     overrides = [ov for ov in overloads if ov.override]
-
-    h = ["// Generated by aot/pointwise.py. Do not edit.", "#pragma once", "", "#include <ATen/core/Tensor.h>",
-         "", "#include <optional>", "#include <tuple>", "", "namespace gems {"]
-    for ns, group in (("cuda", gems), ("meta", gems), ("aten_impl", overrides)):
-        h.append(f"namespace {ns} {{")
-        h += [f"{sig[ov.aten][0]} {cpp_name(ov.aten)}({sig[ov.aten][1]});" for ov in group]
-        h.append(f"}}  // namespace {ns}")
-    h += ["}  // namespace gems", ""]
 
     # In-place overloads (add_) share the header of their op (add).
     headers = sorted({(ov.aten.split(".")[0].rstrip("_"), _aten_kernel(ov.aten).lower())
@@ -679,7 +595,7 @@ def cpp_sources(ops, overloads, header_name: str) -> dict:
             c.append("}")
         c.append(f"}}  // namespace {ns}")
     c += ["}  // namespace gems", ""]
-    return {header_name: "\n".join(h), "family_pointwise_ops.cpp": "\n".join(c),
+    return {"family_pointwise_ops.cpp": "\n".join(c),
             f"{GENERATED_MODULE}.py": kernel_source(ops)}
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 
 from aot import family_pointwise as fam
-from aot import pointwise
+from aot import schemas
 
 OPS = {op.name: op for op in fam.OPS}
 # Keyword values by schema argument name (floats; integer dtypes take INT_VALUES).
@@ -58,7 +58,7 @@ def benchmarked_overloads():
     seen = set()
     for kind in ("functional", "inplace", "out"):
         for ov in fam.OVERLOADS:
-            if pointwise.overload_kind(pointwise.aten_schema(ov.aten)) != kind or (kind == "inplace" and not ov.override):
+            if schemas.overload_kind(schemas.aten_schema(ov.aten)) != kind or (kind == "inplace" and not ov.override):
                 continue
             call = ov.aten
             if kind == "out":
@@ -78,7 +78,7 @@ def bench_cases() -> list:
     cases = []
     for ov, name, call in benchmarked_overloads():
         op = OPS[name]
-        types_ = {a.name: str(a.type) for a in pointwise.aten_schema(call).arguments}
+        types_ = {a.name: str(a.type) for a in schemas.aten_schema(call).arguments}
         calls = {}
         for dt in op.dtypes:
             tensors = [op.operand_dtype(i, dt) if i < op.arity else dt for i in range(max(op.arity, 1))]

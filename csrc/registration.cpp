@@ -6,9 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "gemm_tuning.h"
 #include "gems_kernels.h"
-#include "ops/gemm.h"
 #include "runtime/fallback.h"
 #include "runtime/kernels.h"
 #include "runtime/overrides.h"
@@ -50,8 +48,4 @@ TORCH_LIBRARY_FRAGMENT(gems, m) {
   m.def("_recorded_totals() -> int[]", &gems::recorded_totals);
   m.def("_build_info() -> str", &gems::build_info);
   m.def("_device_info(int device) -> int[]", &gems::device_info);
-  m.def("_set_gemm_routing(bool on) -> bool", &gems::set_gemm_routing);
-  m.def("_gemm_tuning() -> str[]", []() -> std::vector<std::string> {
-    return {gems::gemm_tuning::kTunedCases, gems::gemm_tuning::kRoutedCases};
-  });
 }

@@ -6,7 +6,7 @@ the generated C++ wrapper computes them, and operands in a domain where torch de
 import torch
 
 from aot import family_pointwise as fam
-from aot import pointwise
+from aot import pointwise, schemas
 from aot import pointwise_calls as calls
 
 TORCH = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "i32": torch.int32,
@@ -42,7 +42,7 @@ def reference_overload(op_name):
     (fill_, masked_fill_), else the out= one (frexp's two results)."""
     for kind in ("functional", "inplace", "out"):
         for ov in fam.OVERLOADS:
-            if pointwise.overload_kind(pointwise.aten_schema(ov.aten)) == kind and op_name in uses(ov):
+            if schemas.overload_kind(schemas.aten_schema(ov.aten)) == kind and op_name in uses(ov):
                 return ov
     raise AssertionError(f"no overload serves {op_name}")
 

@@ -19,7 +19,7 @@ def families():
 def test_declarations_are_consistent(families):
     assert [f.module for f in families] == list(ops.FAMILIES)
     for fam in families:
-        assert fam.grids and (fam.cpp_header.startswith("ops/") or fam.generated_sources)
+        assert fam.grids and fam.cpp_header == f"gems_{fam.module.removeprefix('aot.family_')}_ops.h"
         for grid in fam.grids:
             covered = 0
             for point in grid.points():
@@ -106,7 +106,7 @@ def test_codegen_tables(tmp_path):
 
     grid = KernelGrid("demo", (("op", ("add", "mul")), ("dtype", ("fp32", "i32"))), make)
     fam = ops.Family("aot.family_demo", (grid,), (ops.GemsOp("demo(Tensor a) -> Tensor"),),
-                     (ops.AtenOverride("add.Tensor"),), "ops/demo.h")
+                     (ops.AtenOverride("add.Tensor"),), ops.header_name("aot.family_demo"))
     jobs = codegen.jobs_for([fam], (80, 90))
     assert sorted((j.symbol, j.arch) for j in jobs) == [("demo_add_fp32", 80), ("demo_add_fp32", 90),
                                                          ("demo_mul_fp32", 90)]
@@ -125,6 +125,10 @@ def test_codegen_tables(tmp_path):
     reg = (tmp_path / "gen" / "gems_registration.cpp").read_text()
     assert 'm.def("demo(Tensor a) -> Tensor");' in reg
     assert 'TORCH_FN(gems::meta::demo)' in reg and 'TORCH_FN(aten_impl::add_Tensor)' in reg
+    assert '#include "gems_demo_ops.h"' in reg
+    prototypes = (tmp_path / "gen" / "gems_demo_ops.h").read_text()
+    assert "at::Tensor demo(const at::Tensor& a);" in prototypes
+    assert "at::Tensor add_Tensor(const at::Tensor& self, const at::Tensor& other, const at::Scalar& alpha);" in prototypes
     blob = (tmp_path / "gen" / "gems_cubins.bin").read_bytes()
     assert blob.count(b"\x7fELF") == 3 and manifest["cubin_bytes"] == len(blob)
     assert json.loads((tmp_path / "gen" / "gems_manifest.json").read_text())["aten_overrides"] == {
@@ -133,3 +137,21 @@ def test_codegen_tables(tmp_path):
     stamp = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "gen").iterdir()}
     codegen.emit(tmp_path / "gen", [fam], (80, 90), results, triton.__version__)
     assert stamp == {p.name: p.stat().st_mtime_ns for p in (tmp_path / "gen").iterdir()}
+
+
+def test_family_headers_declare_what_the_schemas_imply(families):
+    """Every family's prototypes come from its declarations (aot/schemas.py): the dispatcher's
+    argument order (out= last) and C++ types, for gems ops and aten overrides alike."""
+    from aot import schemas
+
+    gemm = next(f for f in families if f.module == "aot.family_gemm")
+    header = schemas.family_header(gemm.module, gemm.gems_ops, gemm.aten_overrides)
+    assert ("at::Tensor& addmm_out(const at::Tensor& self, const at::Tensor& mat1, const at::Tensor& mat2, "
+            "const at::Scalar& beta, const at::Scalar& alpha, at::Tensor& out);") in header
+    assert header.count("at::Tensor mm(const at::Tensor& self, const at::Tensor& mat2);") == 3  # cuda, meta, aten_impl
+    reduce = next(f for f in families if f.module == "aot.family_reduce")
+    header = schemas.family_header(reduce.module, reduce.gems_ops, reduce.aten_overrides)
+    assert ("at::Tensor& sum_IntList_out(const at::Tensor& self, at::OptionalIntArrayRef dim, bool keepdim, "
+            "std::optional<at::ScalarType> dtype, at::Tensor& out);") in header
+    with pytest.raises(ValueError, match="has no C\\+\\+ type"):
+        schemas.cpp_signature(schemas.parse("f(Tensor[] xs) -> Tensor"))

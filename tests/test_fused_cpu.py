@@ -12,9 +12,10 @@ import inspect
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import ROOT, _InterpretedLibdevice, interpreted, libdevice_by_torch
+from conftest import _InterpretedLibdevice, interpreted, libdevice_by_torch
 
 from aot import family_fused as fam
+from aot import schemas
 from aot.variants import DTYPES
 
 GRID = fam.GRIDS[0]
@@ -297,10 +298,11 @@ def test_schemas():
         "silu_and_mul", "gelu_and_mul", "silu_and_mul_backward", "gelu_and_mul_backward",
     ]  # fmt: skip
     assert [o.cpp for o in fam.GEMS_OPS] == [o.name for o in fam.GEMS_OPS]
-    assert fam.ATEN_OVERRIDES == [] and fam.CPP_HEADER == "ops/fused.h"
-    header = (ROOT / "csrc" / fam.CPP_HEADER).read_text()
+    assert fam.ATEN_OVERRIDES == []
+    header = schemas.family_header(fam.__name__, fam.GEMS_OPS, fam.ATEN_OVERRIDES)
     for op in fam.GEMS_OPS:
         assert header.count(f" {op.cpp}(") == 2  # gems::cuda:: and gems::meta::
+    assert "at::Tensor gelu_and_mul(const at::Tensor& x, c10::string_view approximate);" in header
 
 
 # -- AOT compile -----------------------------------------------------------------------------------

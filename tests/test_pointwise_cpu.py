@@ -17,7 +17,7 @@ import triton.language as tl
 from triton.runtime import interpreter
 
 from aot import family_pointwise as fam
-from aot import pointwise
+from aot import ops, pointwise, schemas
 from conftest import interpreted_math, libdevice_by_torch
 
 from pointwise_cases import (OPS, TORCH, call_kwargs, reference_overload, kernel_params, operand_dtype, sample,
@@ -52,14 +52,14 @@ def reference(op, operands, dtype, out):
     base, _, name = ov.aten.partition(".")
     fn = getattr(getattr(torch.ops.aten, base), name or "default")
     if op.extra_results:  # several results: into new tensors of their dtypes (exact ops only)
-        written = [a.name for a in pointwise.aten_schema(ov.aten).arguments if a.alias_info and a.alias_info.is_write]
+        written = [a.name for a in schemas.aten_schema(ov.aten).arguments if a.alias_info and a.alias_info.is_write]
         results = {w: torch.empty(0, dtype=TORCH[d]) for w, d in zip(written, op.result_dtypes(DTYPE_NAMES[dtype]))}
         return fn(*operands, **results)
     wide = [o.double() if o.is_floating_point() else o.clone() for o in operands]
-    if pointwise.overload_kind(pointwise.aten_schema(ov.aten)) == "inplace" and "self" not in ov.operands:
+    if schemas.overload_kind(schemas.aten_schema(ov.aten)) == "inplace" and "self" not in ov.operands:
         return fn(torch.zeros_like(out, dtype=torch.float64 if out.is_floating_point() else out.dtype),
                   **call_kwargs(ov, op.name, dtype))
-    types_ = {a.name: str(a.type) for a in pointwise.aten_schema(ov.aten).arguments}
+    types_ = {a.name: str(a.type) for a in schemas.aten_schema(ov.aten).arguments}
     wide = [w.item() if types_[a] == "number" else w for a, w in zip(ov.operands, wide)]
     return fn(*wide, **call_kwargs(ov, op.name, dtype))
 
@@ -242,7 +242,8 @@ def test_overloads_follow_torch():
 def test_generated_cpp_wrappers():
     src = fam.generated_sources()
     cpp = src["family_pointwise_ops.cpp"]
-    header = src[fam.CPP_HEADER]
+    header = schemas.family_header(fam.__name__, fam.GEMS_OPS, fam.ATEN_OVERRIDES)
+    assert f'#include "{ops.header_name(fam.__name__)}"' in cpp
     assert ("at::Tensor div_Tensor_mode(const at::Tensor& self, const at::Tensor& other, "
             "std::optional<c10::string_view> rounding_mode);") in header
     assert 'if (rounding_mode.has_value() && *rounding_mode == "floor") op = &kOp_div_floor;' in cpp
@@ -333,7 +334,7 @@ def test_bad_declarations_are_rejected():
     with pytest.raises(ValueError, match="no function"):
         pointwise.check_declarations([pointwise.PointwiseOp("x", "no_such_fn", 1, "unary_op", ("fp32",))], [])
     with pytest.raises(ValueError, match="no such overload"):
-        pointwise.aten_schema("exp.no_such_overload")
+        schemas.aten_schema("exp.no_such_overload")
 
 
 @pytest.mark.parametrize("dtype_name", ["fp32", "bf16"])

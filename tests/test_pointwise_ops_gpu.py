@@ -8,7 +8,7 @@ import torch
 
 import gems_aot
 from aot import family_pointwise as fam
-from aot import pointwise
+from aot import pointwise, schemas
 from conftest import requires_gpu
 
 pytestmark = [requires_gpu, pytest.mark.gpu]
@@ -50,7 +50,7 @@ def operands_for(op, dtype_name, layout):
 
 
 def call(ov, name, operands, kind, out=None):
-    schema = pointwise.aten_schema(ov.aten)
+    schema = schemas.aten_schema(ov.aten)
     base, _, overload = ov.aten.partition(".")
     fn = getattr(getattr(torch.ops.aten, base), overload or "default")
     dtype = operands[-1].dtype if OPS[name].builder == "where_op" else operands[0].dtype
@@ -72,9 +72,9 @@ def test_overload_against_aten(ov, name, dtype_name, layout):
     op = OPS[name]
     if layout == "broadcast" and op.arity < 2:
         pytest.skip("one tensor")
-    kind = pointwise.overload_kind(pointwise.aten_schema(ov.aten))
+    kind = schemas.overload_kind(schemas.aten_schema(ov.aten))
     operands = operands_for(op, dtype_name, layout)
-    schema = pointwise.aten_schema(ov.aten)
+    schema = schemas.aten_schema(ov.aten)
     if any(str(a.type) == "number" for a in schema.arguments if a.name in ov.operands) and layout == "broadcast":
         pytest.skip("scalar operand")
     # The reference: ATen with gems off, float inputs widened to float64 then rounded once.
@@ -127,7 +127,7 @@ def test_overload_against_aten(ov, name, dtype_name, layout):
 def test_gems_ops_and_meta(name):
     op = OPS[name]
     ov = next(o for o in fam.OVERLOADS if name in uses(o) and o.gems
-              and pointwise.overload_kind(pointwise.aten_schema(o.aten)) == "functional")
+              and schemas.overload_kind(schemas.aten_schema(o.aten)) == "functional")
     dtype = TORCH[op.dtypes[0]]
     operands = operands_for(op, op.dtypes[0], "dense")
     base, _, overload = ov.aten.partition(".")

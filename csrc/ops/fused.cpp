@@ -17,7 +17,7 @@
 // Autograd: silu_and_mul / gelu_and_mul have C++ autograd kernels (a torch::autograd::Function
 // saving x) whose backward calls silu_and_mul_backward / gelu_and_mul_backward. The backward ops
 // are not differentiable: differentiating them (double backward) raises.
-#include "ops/fused.h"
+#include "gems_fused_ops.h"
 
 #include <ATen/core/LegacyTypeDispatch.h>
 #include <ATen/core/dispatch/Dispatcher.h>

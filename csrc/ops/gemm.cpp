@@ -18,7 +18,7 @@
 //   kTuned       the tuning table sends this shape bucket to ATen (cuBLAS was faster there)
 //   kArgs        addmm: a bias that is not one row broadcast over M, a pointer-kernel case (exact
 //                fp32, operands TMA cannot describe, sm_80), K == 0, or a col-major out=
-#include "ops/gemm.h"
+#include "gems_gemm_ops.h"
 
 #include <ATen/Context.h>
 #include <ATen/MemoryOverlap.h>
@@ -29,11 +29,14 @@
 #include <ATen/ops/mm_cuda_dispatch.h>
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAGuard.h>
+#include <torch/library.h>
 
 #include <atomic>
 #include <limits>
 #include <optional>
 #include <sstream>
+#include <string>
+#include <vector>
 
 #include "gemm_tuning.h"
 #include "gems_kernels.h"
@@ -352,8 +355,6 @@ at::Tensor addmm(const at::Tensor& self, const at::Tensor& mat1, const at::Tenso
 }
 }  // namespace meta
 
-bool set_gemm_routing(bool on) { return g_route_to_aten.exchange(on); }
-
 namespace aten_impl {
 at::Tensor mm(const at::Tensor& self, const at::Tensor& mat2) {
   static FallbackCounter& counter = fallback_counter("mm");
@@ -393,3 +394,12 @@ at::Tensor& addmm_out(const at::Tensor& self, const at::Tensor& mat1, const at::
 }  // namespace aten_impl
 
 }  // namespace gems
+
+// The family's control ops: the routing switch (tests and measurements run gems' kernel on every
+// bucket) and the tuning report info() prints.
+TORCH_LIBRARY_FRAGMENT(gems, m) {
+  m.def("_set_gemm_routing(bool on) -> bool", [](bool on) { return gems::g_route_to_aten.exchange(on); });
+  m.def("_gemm_tuning() -> str[]", []() -> std::vector<std::string> {
+    return {gems::gemm_tuning::kTunedCases, gems::gemm_tuning::kRoutedCases};
+  });
+}

@@ -3,7 +3,7 @@
 // long reduction, splits it into fp32 / int64 partials that a second launch sums. Output shape,
 // dtype and dim checks come from ATen's own reduction helpers, so they are torch's.
 // tests/test_reduce_cpu.py mirrors make_plan / choose_split to run the kernels interpreted.
-#include "ops/reduce.h"
+#include "gems_reduce_ops.h"
 
 #include <ATen/MemoryOverlap.h>
 #include <ATen/WrapDimUtils.h>
