@@ -288,8 +288,10 @@ def {name}({args}, INDEX64: tl.constexpr, BLOCK: tl.constexpr):
 
 
 def _strided_args(op, dims):
+    """(size arguments with their types, stride arguments). Every size but the outermost comes
+    with the magic number and shift of a division by it (csrc/ops/pointwise.cpp int_divider)."""
     ins = _names(op)[0]
-    sizes = [f"size{d}" for d in range(1, dims)]
+    sizes = [(f"{name}{d}", t) for d in range(1, dims) for name, t in (("size", "i32"), ("mag", "u32"), ("sh", "i32"))]
     strides = [f"st_{t}_{d}" for t in ins + _results(op) for d in range(dims)]
     return sizes, strides
 
@@ -298,16 +300,20 @@ def _strided_source(op, name, fn, layout) -> str:
     dims = STRIDED_DIMS[layout]
     ins, scalars, params, flags = _names(op)
     sizes, strides = _strided_args(op, dims)
-    args = ", ".join(ins + _results(op) + ["n"] + scalars + params + sizes + strides
+    args = ", ".join(ins + _results(op) + ["n"] + scalars + params + [n for n, _ in sizes] + strides
                      + [f"{f}: tl.constexpr" for f in flags])
     tensors = ins + _results(op)
     # Iteration shape (n / (size1 * ... ), size1, ..., size<dims-1>), the last dim fastest;
-    # offsets in elements, 32-bit (the driver checks).
+    # offsets in elements, 32-bit (the driver checks). The index is split per dim by a
+    # multiply-high and a shift (ATen's IntDivider), not an integer division, which costs tens of
+    # instructions per element and dim and made these kernels ALU-bound.
     body = ["    rem = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)", "    mask = rem < n"]
     body += [f"    o_{t} = rem * 0" for t in tensors]
     for d in range(dims - 1, 0, -1):
-        body.append(f"    idx = rem % size{d}")
-        body.append(f"    rem = rem // size{d}")
+        body.append(f"    quot = ((tl.umulhi(rem.to(tl.uint32), mag{d}.to(tl.uint32)) + rem.to(tl.uint32)) >> sh{d})"
+                    ".to(tl.int32)")
+        body.append(f"    idx = rem - quot * size{d}")
+        body.append("    rem = quot")
         body += [f"    o_{t} += idx * st_{t}_{d}" for t in tensors]
     body += [f"    o_{t} += rem * st_{t}_0" for t in tensors]
     stores = _stores(op, fn, "OFFS", "mask", "    ", at=lambda result: f"o_{result}")
@@ -375,7 +381,7 @@ def make_variant(op: PointwiseOp, point, arch):
     else:
         kernel, warps, hints = kernel_name(op, dtype, layout), STRIDED_WARPS, ()
         sizes, strides = _strided_args(op, STRIDED_DIMS[layout])
-        sig += [(s, "i32") for s in sizes + strides]
+        sig += sizes + [(s, "i32") for s in strides]
         consts += [("BLOCK", STRIDED_BLOCK)]
     # The constexprs follow the runtime arguments in the kernel's parameter list.
     return Variant(

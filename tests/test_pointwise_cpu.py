@@ -100,6 +100,23 @@ def element_strides(t, dims, shape):
     return [0] * (dims - len(shape)) + strides
 
 
+def int_divider(d):
+    """(magic, shift) of the driver's division by d (csrc/ops/pointwise.cpp int_divider, after
+    ATen's IntDivider): n // d == (umulhi(n, magic) + n) >> shift for 0 <= n < 2**31."""
+    shift = max(d - 1, 0).bit_length()
+    return (2**32 * (2**shift - d)) // d + 1, shift
+
+
+def test_int_divider_divides_exactly():
+    rng = numpy.random.default_rng(0)
+    ns = numpy.concatenate([numpy.arange(4096), rng.integers(0, 2**31, 4096), [2**31 - 1]]).astype(numpy.uint64)
+    for d in [1, 2, 3, 5, 7, 10, 17, 255, 4096, 4097, 12345, 65537, 2**20 + 3, 2**30 + 1, 2**31 - 1, 2**31]:
+        magic, shift = int_divider(d)
+        assert 0 < magic < 2**32
+        quotient = (((ns * numpy.uint64(magic)) >> numpy.uint64(32)) + ns) >> numpy.uint64(shift)
+        assert numpy.array_equal(quotient, ns // numpy.uint64(d)), d
+
+
 def run_strided(op, dtype_name, layout, operands, out):
     """out: the result tensor, or a list of them for an op of several results."""
     outs = list(out) if isinstance(out, (list, tuple)) else [out]
@@ -108,6 +125,8 @@ def run_strided(op, dtype_name, layout, operands, out):
     dtype = TORCH[dtype_name]
     shape = outs[0].shape
     sizes = [1] * (dims - len(shape)) + list(shape)
+    # Each size after the outermost comes with its divider (a u32 magic number and a shift).
+    size_args = [v for s in sizes[1:] for v in (s, *int_divider(s))]
     ptrs = [o if isinstance(o, torch.Tensor) else outs[0] for o in operands]
     scalars = opmath([0 if isinstance(o, torch.Tensor) else o for o in operands], dtype)
     strides = []
@@ -116,7 +135,7 @@ def run_strided(op, dtype_name, layout, operands, out):
     flags = {f"S{i}": not isinstance(o, torch.Tensor) for i, o in enumerate(operands)}
     n = outs[0].numel()
     with libdevice_by_torch():
-        k[(-(-n // BLOCK),)](*ptrs, *outs, n, *scalars, *opmath(params_for(op, dtype), dtype), *sizes[1:],
+        k[(-(-n // BLOCK),)](*ptrs, *outs, n, *scalars, *opmath(params_for(op, dtype), dtype), *size_args,
                              *strides, **flags, BLOCK=BLOCK)
 
 
@@ -223,7 +242,9 @@ def test_variant_signatures():
     assert ("n", "i64") in v.runtime_args and ("p0", "i64") in v.runtime_args
     v = g.make({"dtype": "fp32", "form": "tt", "layout": "strided8"}, 90)
     names = [n for n, _ in v.runtime_args]
-    assert names[7:14] == [f"size{d}" for d in range(1, 8)] and len(names) == 7 + 7 + 3 * 8
+    assert names[7:28] == [f"{a}{d}" for d in range(1, 8) for a in ("size", "mag", "sh")]
+    assert len(names) == 7 + 3 * 7 + 3 * 8
+    assert dict(v.runtime_args)["mag1"] == "u32"
     assert v.divisible16 == ()
     eq = pointwise.grid(OPS["eq"]).make({"dtype": "fp16", "form": "tt", "layout": "contig"}, 90)
     assert ("out", "*i1") in eq.runtime_args

@@ -19,6 +19,7 @@
 #include <ATen/ops/empty.h>
 #include <c10/cuda/CUDAGuard.h>
 
+#include <algorithm>
 #include <limits>
 #include <type_traits>
 #include <sstream>
@@ -74,6 +75,20 @@ struct Strided {
   int64_t stride[kMaxOperands + kMaxResults][8];  // inputs, then results
 };
 
+// n / d for 0 <= n < 2**31 as (umulhi(n, magic) + n) >> shift, with ATen's IntDivider constants:
+// shift = ceil(log2(d)), magic = 2**32 * (2**shift - d) / d + 1 (it fits in 32 bits).
+struct IntDivider {
+  uint32_t magic;
+  int32_t shift;
+};
+
+IntDivider int_divider(uint32_t d) {
+  int32_t shift = 0;
+  while (shift < 32 && (uint64_t{1} << shift) < d) ++shift;
+  const uint64_t magic = ((uint64_t{1} << 32) * ((uint64_t{1} << shift) - d)) / d + 1;
+  return {static_cast<uint32_t>(magic), shift};
+}
+
 Fallback launch_variant(Launch& l, c10::ArrayRef<c10::Scalar> params, int layout, const Strided* strided,
                         c10::DeviceIndex device) {
   const OpDesc* op = l.op;
@@ -105,7 +120,13 @@ Fallback launch_variant(Launch& l, c10::ArrayRef<c10::Scalar> params, int layout
   for (int i = 0; i < op->arity; ++i) push_scalar(args, operand_dtype(*op, i, l.dtype), l.scalars[i]);
   for (const c10::Scalar& p : params) push_scalar(args, l.dtype, p);
   if (strided) {
-    for (int d = 1; d < strided->dims; ++d) args.i32(static_cast<int32_t>(strided->size[d]));
+    for (int d = 1; d < strided->dims; ++d) {
+      // (An empty iteration launches nothing; 1 keeps the divider defined there.)
+      const IntDivider div = int_divider(static_cast<uint32_t>(std::max<int64_t>(strided->size[d], 1)));
+      args.i32(static_cast<int32_t>(strided->size[d]));
+      args.i32(static_cast<int32_t>(div.magic));  // a u32 argument: the same 32 bits
+      args.i32(div.shift);
+    }
     for (int t = 0; t < op->arity + op->num_results; ++t) {
       for (int d = 0; d < strided->dims; ++d) args.i32(static_cast<int32_t>(strided->stride[t][d]));
     }
