@@ -18,6 +18,19 @@ from setuptools.command.build_ext import build_ext
 
 ROOT = pathlib.Path(__file__).parent.resolve()
 LIBRARY = "libgems_aot.so"
+# What the build runs with and does not install itself (it builds against the installed torch, so
+# without build isolation): module or program -> how to get it.
+PREREQUISITES = {"torch": "pip install torch==2.14.1 (or 2.11, CUDA build)", "triton": "it comes with torch",
+                 "ninja": "pip install ninja", "cmake": "pip install cmake"}
+
+
+def missing_prerequisites() -> list:
+    missing = []
+    for name, how in PREREQUISITES.items():
+        found = importlib.util.find_spec(name) is not None if name in ("torch", "triton") else shutil.which(name)
+        if not found:
+            missing.append(f"{name} ({how})")
+    return missing
 
 
 def cuda_include_dirs() -> list:
@@ -45,6 +58,10 @@ class BuildGems(build_ext):
         return os.path.join(*ext_name.split(".")[:-1], LIBRARY)
 
     def build_extension(self, ext):
+        missing = missing_prerequisites()
+        if missing:
+            sys.exit("gems-aot: the build needs " + ", ".join(missing) + "; then run "
+                     "pip install --no-build-isolation . (bash build_tools/setup.sh installs everything)")
         import torch
 
         jobs = os.environ.get("GEMS_AOT_JOBS") or str(os.cpu_count() or 1)

@@ -26,14 +26,14 @@ def main(argv=None) -> int:
     families = ops.families()
     jobs = codegen.jobs_for(families, archs)
     sys.stderr.write(
-        f"[gems-aot] triton {triton.__version__}, targets {', '.join(f'sm_{a}' for a in archs)}, "
+        f"[gems-aot] triton {triton.__version__}, targets {', '.join(compiler.TARGET_NAMES[a] for a in archs)}, "
         f"{len(jobs)} images, {args.jobs} workers, cache {compiler.cache_dir()}\n"
     )
     results, compiled = compiler.compile_all(jobs, args.jobs)
     manifest = codegen.emit(args.out, families, archs, results, triton.__version__)
     sys.stderr.write(
         f"[gems-aot] {manifest['kernels']} kernels, images per target "
-        + ", ".join(f"sm_{a}: {n}" for a, n in manifest["images_per_arch"].items())
+        + ", ".join(f"{compiler.TARGET_NAMES[int(a)]}: {n}" for a, n in manifest["images_per_arch"].items())
         + f", {manifest['cubin_bytes'] / 1e6:.1f} MB of cubins, {compiled} compiled\n"
     )
     return 0

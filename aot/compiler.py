@@ -41,6 +41,10 @@ def cache_dir() -> pathlib.Path:
     return pathlib.Path(root)
 
 
+# The cubin flavour triton builds for each cuda target (sm_90a and sm_100a run on 9.0 and 10.0 only).
+TARGET_NAMES = {80: "sm_80", 90: "sm_90a", 100: "sm_100a"}
+
+
 def parse_archs(text: str) -> tuple:
     archs = tuple(sorted({int(a) for a in text.replace(" ", "").split(",") if a}))
     bad = [a for a in archs if a not in (80, 90, 100)]
@@ -129,11 +133,11 @@ class Progress:
         self.done += 1
         self.cached += cached
         if not cached:
-            self.compiled.append(f"sm_{job.arch} {job.symbol}")
+            self.compiled.append(f"{TARGET_NAMES[job.arch]} {job.symbol}")
         pct = 100 * self.done // max(self.total, 1)
         line = (
             f"[gems-aot] {self.done}/{self.total} variants ({self.cached} cached) "
-            f"{time.monotonic() - self.start:5.1f}s  sm_{job.arch} {job.symbol}"
+            f"{time.monotonic() - self.start:5.1f}s  {TARGET_NAMES[job.arch]} {job.symbol}"
         )
         if self.tty:
             self.stream.write("\r\033[K" + line)
@@ -180,7 +184,7 @@ def compile_all(jobs, workers: int, cache: pathlib.Path | None = None):
                     collect(*fut.result())
                 except Exception as e:  # report every failing variant, not just the first
                     job = futures[fut]
-                    errors.append(f"sm_{job.arch} {job.symbol}: {type(e).__name__}: {e}")
+                    errors.append(f"{TARGET_NAMES[job.arch]} {job.symbol}: {type(e).__name__}: {e}")
     progress.finish()
     if errors:
         raise RuntimeError("AOT compile failed for:\n  " + "\n  ".join(errors))

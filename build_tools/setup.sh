@@ -12,5 +12,8 @@ if ! $PY -c "import torch, triton" 2>/dev/null; then
 fi
 $PY -m pip install ninja pytest setuptools wheel matplotlib transformers
 command -v cmake >/dev/null || $PY -m pip install cmake
+# The kernel compile first, where its progress shows (pip hides a build's output); the install
+# then finds every kernel in the cache.
+$PY -m aot --out "${GEMS_AOT_BUILD_DIR:-build}/aot"
 $PY -m pip install --no-build-isolation --no-deps -e .
 $PY -m gems_aot demo

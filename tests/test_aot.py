@@ -1,12 +1,15 @@
 """The AOT compiler: declarations, compile for every target, the cache, the generated C++."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 import triton
 
-from aot import codegen, compiler, ops
+from aot import codegen, compiler, ops, schemas
 from aot.variants import KernelGrid, Variant
+from conftest import ROOT
 
 TARGETS = (80, 90, 100)
 
@@ -92,7 +95,7 @@ def test_cache_skips_unchanged_variants(tmp_path):
 def test_compile_errors_name_the_variant(tmp_path):
     good = _pointwise_variant({"op": "relu", "dtype": "fp32", "form": "t", "layout": "contig"})
     bad = Variant(good.kernel, good.signature, (("S0", False), ("INDEX64", False), ("BLOCK", 1000)))  # not 2**k
-    with pytest.raises(RuntimeError, match="sm_90 broken_variant"):
+    with pytest.raises(RuntimeError, match="sm_90a broken_variant"):
         compiler.compile_all([compiler.Job("broken_variant", bad, 90), compiler.Job("broken_variant", bad, 90)],
                              workers=2, cache=tmp_path)
 
@@ -142,8 +145,6 @@ def test_codegen_tables(tmp_path):
 def test_family_headers_declare_what_the_schemas_imply(families):
     """Every family's prototypes come from its declarations (aot/schemas.py): the dispatcher's
     argument order (out= last) and C++ types, for gems ops and aten overrides alike."""
-    from aot import schemas
-
     gemm = next(f for f in families if f.module == "aot.family_gemm")
     header = schemas.family_header(gemm.module, gemm.gems_ops, gemm.aten_overrides)
     assert ("at::Tensor& addmm_out(const at::Tensor& self, const at::Tensor& mat1, const at::Tensor& mat2, "
@@ -155,3 +156,14 @@ def test_family_headers_declare_what_the_schemas_imply(families):
             "std::optional<at::ScalarType> dtype, at::Tensor& out);") in header
     with pytest.raises(ValueError, match="has no C\\+\\+ type"):
         schemas.cpp_signature(schemas.parse("f(Tensor[] xs) -> Tensor"))
+
+
+def test_build_names_what_it_is_missing(tmp_path):
+    """setup.py stops with the missing tools and how to get them (no cmake or ninja on PATH here),
+    not with a traceback from deep inside the build."""
+    env = {"HOME": str(tmp_path), "PATH": str(tmp_path)}
+    run = subprocess.run([sys.executable, "setup.py", "build_ext", "--build-lib", str(tmp_path / "lib"),
+                          "--build-temp", str(tmp_path / "tmp")], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert run.returncode != 0
+    assert "gems-aot: the build needs ninja (pip install ninja), cmake (pip install cmake)" in run.stderr
+    assert "Traceback" not in run.stderr
