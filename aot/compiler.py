@@ -92,7 +92,10 @@ def compile_variant(variant, arch: int):
     fn = variant.jit_function()
     names = [n for n, _ in variant.signature]
     attrs = {(names.index(n),): [["tt.divisibility", 16]] for n in variant.divisible16}
-    src = ASTSource(fn, signature=dict(variant.signature), constexprs=dict(variant.constexprs), attrs=attrs)
+    source = ASTSource
+    if getattr(fn, "is_gluon", lambda: False)():
+        from triton.experimental.gluon._runtime import GluonASTSource as source
+    src = source(fn, signature=dict(variant.signature), constexprs=dict(variant.constexprs), attrs=attrs)
     compiled = triton.compile(
         src,
         target=GPUTarget("cuda", arch, 32),

@@ -1,10 +1,12 @@
 """The gemm family: mm and addmm (C = beta * bias + alpha * A @ B), fp32 accumulation.
 
-Two kernels (kernels/gemm.py):
+Three kernels:
 
-mm_tma_kernel, grid "mm_tma" (sm_90a, sm_100a; fp16 / bf16, and fp32 under TF32): persistent,
-TMA-fed, grouped tile order, epilogue subtiling, split-K, an optional bias-row epilogue (addmm as
-nn.Linear calls it). Axes:
+Grid "mm_tma" (sm_90a, sm_100a; fp16 / bf16, and fp32 under TF32): persistent, TMA-fed, grouped
+tile order, an optional bias-row epilogue (addmm as nn.Linear calls it). Each configuration of the
+tuning table names its kernel: kernels/gemm.py:mm_tma_kernel (triton.language; epilogue
+subtiling, split-K) or, on sm_90a for 16-bit dtypes, kernels/gemm_wgmma.py:mm_wgmma_kernel
+(Gluon; warp-specialised). Both take the same runtime arguments. Axes:
   dtype      fp32 (TF32 only: exact fp32 runs mm_kernel), fp16, bf16
   a_layout   row or col; b_layout row or col (a col-major operand is a descriptor over its
              transpose: no copies)
@@ -43,6 +45,7 @@ from aot.variants import FLOAT_DTYPES, KernelGrid, Variant, ptr
 
 KERNEL = "kernels.gemm:mm_kernel"
 TMA_KERNEL = "kernels.gemm:mm_tma_kernel"
+WGMMA_KERNEL = "kernels.gemm_wgmma:mm_wgmma_kernel"
 
 # Tile configs per (arch, dtype class): (BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, num_warps, num_stages),
 # until the offline tuner commits per-shape tables. The sm_90a ones were checked against a sweep
@@ -105,7 +108,7 @@ def make_mm_tma(point, arch):
         ("alpha", "fp32"),
         ("beta", "fp32"),
     )
-    constexprs = (
+    layout = (
         ("A_ROW", point["a_layout"] == "row"),
         ("B_ROW", point["b_layout"] == "row"),
         ("EPILOGUE", EPILOGUES.index(point["epilogue"])),
@@ -113,14 +116,25 @@ def make_mm_tma(point, arch):
         ("BLOCK_N", cfg.block_n),
         ("BLOCK_K", cfg.block_k),
         ("GROUP_M", cfg.group_m),
-        ("SUBTILE", cfg.subtile),
-        ("SPLIT_K", cfg.split_k),
-        ("WARP_SPECIALIZE", cfg.warp_specialize),
-        ("INPUT_PRECISION", "tf32"),  # fp32 only (exact fp32 runs the pointer kernel)
-        ("PDL", True),
     )
+    if cfg.kernel == "wgmma":
+        # 16-bit only: TF32 wgmma reads K-major operands only, and the table's tf32 class has no
+        # such configuration. No PDL: the Gluon kernel has no grid-dependency wait.
+        if point["dtype"] == "fp32":
+            return None
+        constexprs = layout + (("NUM_BUFFERS", cfg.num_stages), ("SPLIT_K", 1))
+        kernel, pdl = WGMMA_KERNEL, False
+    else:
+        constexprs = layout + (
+            ("SUBTILE", cfg.subtile),
+            ("SPLIT_K", cfg.split_k),
+            ("WARP_SPECIALIZE", cfg.warp_specialize),
+            ("INPUT_PRECISION", "tf32"),  # fp32 only (exact fp32 runs the pointer kernel)
+            ("PDL", True),
+        )
+        kernel, pdl = TMA_KERNEL, True
     return Variant(
-        kernel=TMA_KERNEL,
+        kernel=kernel,
         signature=signature + tuple((name, "constexpr") for name, _ in constexprs),
         constexprs=constexprs,
         # TMA's own requirement on the bases; the leading strides need only 16 bytes, which
@@ -129,7 +143,7 @@ def make_mm_tma(point, arch):
         num_warps=cfg.num_warps,
         num_stages=cfg.num_stages,
         launch_params=("BLOCK_M", "BLOCK_N", "SPLIT_K"),
-        launch_pdl=True,
+        launch_pdl=pdl,
     )
 
 

@@ -13,7 +13,8 @@ kernels run through Triton's JIT with exactly the constexprs, warps and stages t
 compiles, the grid the C++ driver launches (min(tiles, SMs x resident programs)), and every
 result checked against cuBLAS's. Times are do_bench medians (L2 flushed before each call).
 `table` keeps, per case, the fastest configuration, marked "aten" where it stays below
-aot/gemm_tuning.py's ROUTE_TO_ATEN share of cuBLAS; `check` compares a second measurement's
+aot/gemm_tuning.py's ROUTE_TO_ATEN share of cuBLAS (classes the measurement did not cover keep the
+committed table's entries); `check` compares a second measurement's
 choices (ATen counting as one) with the committed table's.
 """
 
@@ -68,9 +69,10 @@ class Runner:
         import triton
 
         from aot import family_gemm
-        from kernels import gemm
+        from kernels import gemm, gemm_wgmma
 
         self.torch, self.triton, self.gemm, self.family = torch, triton, gemm, family_gemm
+        self.gemm_wgmma = gemm_wgmma
         self.props = torch.cuda.get_device_properties(0)
         self.sms = self.props.multi_processor_count
 
@@ -95,11 +97,15 @@ class Runner:
             partial = self.torch.empty(tiles * cfg.split_k * cfg.block_m * cfg.block_n, device="cuda",
                                        dtype=self.torch.float32)
             counters = self.torch.zeros(tiles, device="cuda", dtype=self.torch.int32)
-        compiled = self.gemm.mm_tma_kernel[grid](
-            a, b, c, c, partial, counters, m, n, k, lead_a, lead_b, c.stride(0), 0, 1.0, 0.0, A_ROW=a_row, B_ROW=b_row,
-            EPILOGUE=0, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, GROUP_M=cfg.group_m,
-            SUBTILE=cfg.subtile, SPLIT_K=cfg.split_k, WARP_SPECIALIZE=cfg.warp_specialize, INPUT_PRECISION="tf32",
-            PDL=False, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+        args = (a, b, c, c, partial, counters, m, n, k, lead_a, lead_b, c.stride(0), 0, 1.0, 0.0)
+        tile = dict(A_ROW=a_row, B_ROW=b_row, EPILOGUE=0, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
+                    BLOCK_K=cfg.block_k, GROUP_M=cfg.group_m, num_warps=cfg.num_warps)
+        if cfg.kernel == "wgmma":
+            compiled = self.gemm_wgmma.mm_wgmma_kernel[grid](*args, NUM_BUFFERS=cfg.num_stages, SPLIT_K=1, **tile)
+        else:
+            compiled = self.gemm.mm_tma_kernel[grid](
+                *args, SUBTILE=cfg.subtile, SPLIT_K=cfg.split_k, WARP_SPECIALIZE=cfg.warp_specialize,
+                INPUT_PRECISION="tf32", PDL=False, num_stages=cfg.num_stages, **tile)
         if key not in self.resident:
             self.resident[key] = resident_programs(compiled, self.props)
         return compiled
@@ -131,6 +137,7 @@ class Runner:
         ref = torch.mm(a, b)
         cublas_ms = self.time_ms(lambda: torch.mm(a, b))
         c = torch.empty(case.m, case.n, device="cuda", dtype=dtype)
+        # The wgmma kernel serves 16-bit operands only (the tf32 class lists none of its tiles).
         runs = {cfg.name: (lambda cfg=cfg: self.launch(cfg, a, b, c)) for cfg in gemm_tuning.CANDIDATES[klass]}
         if klass == "ieee":
             runs = {POINTER: lambda: self.launch_pointer(a, b, c)}
@@ -178,9 +185,7 @@ def measure(args) -> int:
     path = args.out / f"gemm_tuning_sm{arch}.json"
     data = json.loads(path.read_text()) if path.exists() else {
         "arch": arch, "device": torch.cuda.get_device_name(), "torch": torch.__version__,
-        "triton": triton.__version__,
-        "candidates": {k: {c.name: c.as_list() for c in v} for k, v in gemm_tuning.CANDIDATES.items()},
-        "cases": []}
+        "triton": triton.__version__, "candidates": {}, "cases": []}
     # A resumed file keeps what it measured; the classes measured now name today's candidates.
     for klass in args.classes.split(","):
         data["candidates"][klass] = {c.name: c.as_list() for c in gemm_tuning.CANDIDATES[klass]}
@@ -228,7 +233,11 @@ def choose(row, names) -> tuple:
 
 def table(args) -> int:
     data = json.loads(args.measurements.read_text())
-    classes, rows = {}, []
+    path = args.table or gemm_tuning.table_path(data["arch"])
+    # Classes this measurement did not cover keep the committed table's configurations and rows.
+    committed = json.loads(path.read_text()) if path.exists() else {"classes": {}, "rows": []}
+    classes = {k: v for k, v in committed["classes"].items() if k not in data["candidates"]}
+    rows = [r for r in committed["rows"] if r["class"] in classes]
     for klass, candidates in data["candidates"].items():
         names = set(candidates) | ({POINTER} if klass == "ieee" else set())
         chosen = [(r, *choose(r, names)) for r in data["cases"] if r["class"] == klass]
@@ -239,8 +248,8 @@ def table(args) -> int:
                   "config": used.index(n) if n != POINTER else 0, "ratio": round(ratio, 3),
                   "aten": ratio < gemm_tuning.ROUTE_TO_ATEN} for r, n, ratio in chosen]
     out = {"arch": data["arch"], "device": data["device"], "torch": data["torch"], "triton": data["triton"],
-           "route_to_aten_below": gemm_tuning.ROUTE_TO_ATEN, "classes": classes, "rows": rows}
-    path = args.table or gemm_tuning.table_path(data["arch"])
+           "route_to_aten_below": gemm_tuning.ROUTE_TO_ATEN,
+           "classes": {k: classes[k] for k in gemm_tuning.CLASSES if k in classes}, "rows": rows}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=1) + "\n")
     for klass in classes:

@@ -326,16 +326,65 @@ def split_k_config(arch):
     return next((f"c{i}" for i, c in enumerate(configs) if c.split_k > 1), None)
 
 
+def tl_config(arch, klass):
+    """The first configuration of the table that runs mm_tma_kernel."""
+    return next(f"c{i}" for i, c in enumerate(gemm_tuning.configs_for(arch, klass)) if c.kernel == "tl")
+
+
+KERNEL_NAMES = {"tl": "mm_tma_kernel", "wgmma": "mm_wgmma_kernel"}
+WGMMA_CANDIDATES = [c for c in gemm_tuning.SM90_CANDIDATES if c.kernel == "wgmma"]
+
+
 @pytest.mark.parametrize("arch,point", TMA_SAMPLES, ids=lambda s: str(s) if isinstance(s, int) else TMA_GRID.symbol(s))
 def test_aot_compile_tma(arch, point):
     """Device-side TMA descriptors live in global scratch (128 bytes each, 128-byte aligned), and
     PDL sends the launch through cuLaunchKernelEx; every configuration fits the opt-in shared
     memory of its target."""
     v = TMA_GRID.make(point, arch)
+    cfg = gemm_tuning.configs_for(arch, fam.tma_class(point["dtype"]))[int(point["config"][1:])]
     cubin, meta = compiler.compile_variant(v, arch)
-    assert cubin[:4] == b"\x7fELF" and meta["name"] == "mm_tma_kernel"
+    assert cubin[:4] == b"\x7fELF" and meta["name"] == KERNEL_NAMES[cfg.kernel]
     assert meta["global_scratch_size"] >= 3 * 128 and meta["global_scratch_align"] == 128
-    assert meta["launch_pdl"] is True and 49152 < meta["shared"] <= MAX_SHARED[arch]
+    assert meta["launch_pdl"] is (cfg.kernel == "tl") and 49152 < meta["shared"] <= MAX_SHARED[arch]
+
+
+@pytest.fixture
+def wgmma_table(monkeypatch):
+    """An sm_90 table made of the Gluon kernel's candidates (the committed one may use any subset)."""
+    real = gemm_tuning.configs_for
+    monkeypatch.setattr(gemm_tuning, "configs_for",
+                        lambda arch, klass: tuple(WGMMA_CANDIDATES) if arch == 90 and klass != "ieee" else real(arch, klass))
+
+
+@pytest.mark.parametrize("index", range(len(WGMMA_CANDIDATES)))
+def test_wgmma_variants_are_warp_specialised_and_fit(wgmma_table, index):
+    """Every Gluon candidate compiles through the AOT driver for sm_90a: one extra warpgroup (the
+    TMA load warp, rounded up), registers moved to the MMA warps, descriptors in global scratch,
+    no PDL (the kernel has no grid-dependency wait), within the opt-in shared memory."""
+    cfg = WGMMA_CANDIDATES[index]
+    for a_layout, b_layout, epilogue in (("row", "col", "none"), ("col", "row", "bias")):
+        point = dict(dtype="bf16", a_layout=a_layout, b_layout=b_layout, epilogue=epilogue, config=f"c{index}")
+        v = TMA_GRID.make(point, 90)
+        cubin, meta = compiler.compile_variant(v, 90)
+        assert cubin[:4] == b"\x7fELF" and meta["name"] == "mm_wgmma_kernel"
+        assert meta["num_warps"] == cfg.num_warps + 4 and not meta["launch_pdl"]
+        assert meta["global_scratch_size"] >= 3 * 128 and meta["shared"] <= MAX_SHARED[90]
+
+
+def test_wgmma_configurations_serve_16bit_only(wgmma_table):
+    point = dict(dtype="fp32", a_layout="row", b_layout="col", epilogue="none", config="c0")
+    assert TMA_GRID.make(point, 90) is None
+    assert TMA_GRID.make(dict(point, dtype="fp16"), 90).kernel == fam.WGMMA_KERNEL
+
+
+def test_hopper_wgmma_variant(wgmma_table):
+    """Asynchronous wgmma fed by TMA, register reallocation between the partitions, and no full
+    wgmma wait inside the k-loop (only the one before each tile's epilogue)."""
+    ptx = hopper_ptx(TMA_GRID, dict(dtype="bf16", a_layout="row", b_layout="col", epilogue="bias", config="c0"))
+    assert "wgmma.mma_async" in ptx and "cp.async.bulk.tensor.2d" in ptx
+    assert "setmaxnreg.inc" in ptx and "setmaxnreg.dec" in ptx
+    assert ptx.count("wgmma.wait_group.sync.aligned 1") == 1 and ptx.count("wgmma.wait_group.sync.aligned 0") == 1
+    assert "mbarrier.try_wait" in ptx and "griddepcontrol" not in ptx
 
 
 def test_every_sm90_configuration_fits_shared_memory():
@@ -356,7 +405,10 @@ def hopper_ptx(grid, point):
     v = grid.make(point, 90)
     names = [n for n, _ in v.signature]
     attrs = {(names.index(n),): [["tt.divisibility", 16]] for n in v.divisible16}
-    k = triton.compile(ASTSource(v.jit_function(), dict(v.signature), dict(v.constexprs), attrs),
+    source = ASTSource
+    if v.jit_function().is_gluon():
+        from triton.experimental.gluon._runtime import GluonASTSource as source
+    k = triton.compile(source(v.jit_function(), dict(v.signature), dict(v.constexprs), attrs),
                        target=GPUTarget("cuda", 90, 32),
                        options={"num_warps": v.num_warps, "num_stages": v.num_stages, "launch_pdl": v.launch_pdl})
     return k.asm["ptx"]
@@ -370,13 +422,15 @@ def test_hopper_aligned_pointer_variant_uses_wide_loads():
 
 
 def test_hopper_tma_variant_tf32_uses_tf32_wgmma():
-    ptx = hopper_ptx(TMA_GRID, dict(dtype="fp32", a_layout="row", b_layout="row", epilogue="none", config="c0"))
+    point = dict(dtype="fp32", a_layout="row", b_layout="row", epilogue="none", config=tl_config(90, "tf32"))
+    ptx = hopper_ptx(TMA_GRID, point)
     assert "wgmma.mma_async.sync.aligned" in ptx and ".tf32.tf32" in ptx
 
 
 def test_hopper_tma_variant():
     """wgmma fed by TMA through descriptors built on the device, after the PDL wait."""
-    ptx = hopper_ptx(TMA_GRID, dict(dtype="bf16", a_layout="col", b_layout="row", epilogue="none", config="c0"))
+    point = dict(dtype="bf16", a_layout="col", b_layout="row", epilogue="none", config=tl_config(90, "16bit"))
+    ptx = hopper_ptx(TMA_GRID, point)
     assert "wgmma.mma_async" in ptx
     assert "cp.async.bulk.tensor.2d" in ptx
     assert "tensormap.replace" in ptx

@@ -92,6 +92,28 @@ def test_table_keeps_the_fastest_and_routes_the_slow(tmp_path, monkeypatch):
     assert gemm_tuning.TmaConfig.from_list(bf16["configs"][1]) == gemm_tuning.SM90_CANDIDATES[10]
 
 
+def test_table_of_one_class_keeps_the_committed_others(tmp_path):
+    out = tmp_path / "sm90.json"
+    tuner.table(types.SimpleNamespace(measurements=measurements(tmp_path, [
+        row(4096, 4096, 4096, "nt", 1.0, c0=0.98), row(64, 64, 64, "nn", 1.0, klass="ieee", pointer=2.0)]), table=out))
+    data = json.loads((tmp_path / "m.json").read_text())
+    data["candidates"] = {"16bit": data["candidates"]["16bit"]}
+    data["cases"] = [row(2048, 2048, 2048, "nn", 1.0, c1=0.9)]
+    (tmp_path / "m.json").write_text(json.dumps(data))
+    tuner.table(types.SimpleNamespace(measurements=tmp_path / "m.json", table=out))
+    table = json.loads(out.read_text())
+    assert list(table["classes"]) == ["16bit", "tf32", "ieee"]
+    assert table["classes"]["16bit"]["config_names"] == [NAMES[1]]
+    assert sorted((r["class"], r["m"]) for r in table["rows"]) == [("16bit", 2048), ("ieee", 64)]
+
+
+def test_wgmma_configurations_round_trip_and_old_tables_read_as_tl():
+    wg = next(c for c in gemm_tuning.SM90_CANDIDATES if c.kernel == "wgmma")
+    assert gemm_tuning.TmaConfig.from_list(json.loads(json.dumps(wg.as_list()))) == wg
+    assert wg.name.startswith("wg_") and len(set(NAMES)) == len(NAMES)
+    assert gemm_tuning.TmaConfig.from_list([128, 256, 64, 8, 8, 3, 2, 0, 1]).kernel == "tl"
+
+
 def test_check_accepts_noise_and_reports_a_changed_choice(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(gemm_tuning, "ROUTE_TO_ATEN", 0.95)
     committed = tmp_path / "sm90.json"
