@@ -12,7 +12,7 @@ from gems_aot import _harness, _plots
 from gems_aot._models import DecoderConfig
 
 TINY = _harness.HarnessConfig(
-    models=("tiny_llama",), batch=2, prompt=8, new_tokens=3, train_batch=4, seq_len=16, steps=25, rounds=1,
+    models=("tiny_llama",), batch=2, prompt=8, new_tokens=8, train_batch=4, seq_len=16, steps=25, rounds=1,
     device="cpu", decoder=DecoderConfig(vocab_size=32, hidden=32, layers=1, heads=2, kv_heads=1, intermediate=64,
                                         max_positions=32))
 PNG = b"\x89PNG\r\n\x1a\n"
