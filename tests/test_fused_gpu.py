@@ -1,5 +1,5 @@
 """GPU accuracy suite of the fused activation family (silu_and_mul, gelu_and_mul and their
-backward ops), per ../shared/TESTING.md: forward and backward against the unfused torch
+backward ops), per docs/TESTING.md: forward and backward against the unfused torch
 sequence on float64, layouts, empty inputs, errors and autograd."""
 
 import warnings

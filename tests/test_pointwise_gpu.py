@@ -1,4 +1,4 @@
-"""GPU accuracy suite for the pointwise family (../shared/TESTING.md), against torch."""
+"""GPU accuracy suite for the pointwise family (docs/TESTING.md), against torch."""
 
 import zlib
 

@@ -1,4 +1,4 @@
-"""GPU suite for every generated pointwise op (../shared/TESTING.md), parametrised from the
+"""GPU suite for every generated pointwise op (docs/TESTING.md), parametrised from the
 declarations in aot/family_pointwise.py: each functional, in-place and out= overload through
 the aten override, against ATen on float64 inputs (or exactly, for integer and bool results),
 with dtype, shape and strides as ATen gives them, and no fallback where a variant exists."""

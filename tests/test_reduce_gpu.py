@@ -1,4 +1,4 @@
-"""GPU accuracy suite of the reduce family (sum), per ../shared/TESTING.md."""
+"""GPU accuracy suite of the reduce family (sum), per docs/TESTING.md."""
 
 import itertools
 import warnings
