@@ -1,6 +1,8 @@
-"""The gemm family: mm and addmm (C = beta * bias + alpha * A @ B), fp32 accumulation.
+"""The gemm family: mm and addmm (C = beta * bias + alpha * A @ B), bmm and baddbmm (the same per
+batch: C[b] = beta * self[b] + alpha * A[b] @ B[b]), fp32 accumulation.
 
-Two kernels (kernels/gemm.py):
+Two kernels (kernels/gemm.py), each in an mm grid and a batched one (the constexpr BATCHED; the
+mm variants take the batch arguments as constexprs and compile to the kernels they were):
 
 mm_tma_kernel, grid "mm_tma" (sm_90a, sm_100a; fp16 / bf16, and fp32 under TF32): persistent,
 TMA-fed, grouped tile order, epilogue subtiling, split-K, an optional bias-row epilogue (addmm as
@@ -35,6 +37,39 @@ Why the pointer kernel's hints: a dimension is loaded with wide vectors only if 
 is contiguous (the constexpr unit stride), that every row starts 16-byte aligned (pointer and
 leading stride) and that the bounds mask is constant over 16 elements. Without them loads are
 2- or 4-byte and unpipelined (27 TFLOP/s bf16 at 4096^3 on an H100, against 540 aligned).
+
+The batched grids (csrc/ops/bmm.cpp drives them through the same core as mm, csrc/ops/gemm.h):
+
+mm_tma_kernel batched, grid "bmm_tma": mm_tma's axes, with epilogue none (bmm) or full
+(baddbmm: alpha * A @ B + beta * self read through its strides as broadcast to [batch, M, N], so
+every self torch accepts runs in the kernel: a full tensor (attention's mask or bias), one matrix
+for every batch, a bias row, a column, a scalar; the driver swaps its strides for a transposed
+problem). Rank-3 descriptors; work items are batch x tiles x SPLIT_K, walked persistently. Batch
+strides must be 16-byte multiples like the leading ones. An operand expanded over the batch
+(stride 0, as torch.matmul's broadcasting makes it) is described as one matrix (batch extent 1,
+read at batch 0) instead: cuTensorMapEncodeTiled's rules give strides as multiples of 16 bytes
+with each one spanning the dimensions inside it, and the descriptors Triton builds on the device
+are not validated at all, so whether the hardware honours a stride of 0 is not something to rely
+on; the extent-1 descriptor needs no such stride. The full epilogue brings self's tile to the
+accumulator's layout through shared memory (a scratch of one slice in fp32 beside the pipeline's
+stages): its variants slice the epilogue finer than the configuration does (subtile(): at most
+FULL_EPILOGUE_SLICE elements a slice), which keeps every sm_90a configuration within the SM's
+227 KiB (the 4-stage 128x256 tile with 64-column slices did not fit). On sm_100a the default
+configuration already fills shared memory: some of its variants (as some of mm's) do not load
+there and fall back to ATen (counted as arch) until a table is tuned for it.
+
+mm_kernel batched, grid "bmm": mm's axes, program_id(1) = the batch, int64 batch offsets
+(aligned variants also hint the batch strides). They serve bmm where TMA does not (exact fp32,
+sm_80, batch strides or leading strides off 16 bytes, operands with a leading stride of 0),
+as mm's pointer kernel does; more than 65535 batches (the grid's y limit) go to ATen. baddbmm
+has no pointer-kernel epilogue: those cases go to ATen (counted as args), as addmm's do, because
+they are the slow path anyway (exact fp32, sm_80, odd strides) and an epilogue there would be a
+second copy of the full one for little use.
+
+Batched problems use the mm tuning table by the (M, N, K) of their matrices, for now (the tuner
+does not measure batched shapes): the configuration, and the routing of the aten overrides to
+ATen where cuBLAS measured faster for that mm bucket. A split-K configuration allocates its
+workspace per matrix: batch x split_k fp32 partial tiles of the output.
 """
 
 from aot.ops import AtenOverride, GemsOp, bench_case
@@ -78,7 +113,8 @@ def config(dtype: str, precision: str, arch: int) -> tuple:
 
 
 TMA_ARCHS = tuple(gemm_tuning.DEFAULT_CONFIG)
-EPILOGUES = ("none", "bias")
+# The kernel's EPILOGUE codes; mm_tma takes none and bias, bmm_tma none and full.
+EPILOGUES = ("none", "bias", "full")
 # The config axis spans the longest configuration list of any target; a target with fewer
 # leaves the rest uncovered.
 NUM_TMA_CONFIGS = max(len(gemm_tuning.configs_for(a, c)) for a in TMA_ARCHS for c in gemm_tuning.TMA_CLASSES)
@@ -88,7 +124,40 @@ def tma_class(dtype: str) -> str:
     return "tf32" if dtype == "fp32" else "16bit"
 
 
-def make_mm_tma(point, arch):
+def batch_arguments(batched: bool, arguments) -> tuple:
+    """The batch arguments ((name, type, value in mm)): runtime arguments of the batched variants,
+    constexprs of the mm ones, so that an mm variant's arguments and code stay what they were."""
+    signature = tuple((name, t if batched else "constexpr") for name, t, _ in arguments)
+    constexprs = () if batched else tuple((name, value) for name, _, value in arguments)
+    return signature, constexprs + (("BATCHED", batched),)
+
+
+# (name, type, value in the mm variants) of mm_tma_kernel's batch arguments: the batch count,
+# each operand's batch extent (1 for an operand expanded over the batch), the batch strides, and
+# the full epilogue's row and batch strides of self.
+TMA_BATCH_ARGUMENTS = (
+    ("batch", "i32", 1), ("batch_a", "i32", 1), ("batch_b", "i32", 1),
+    ("stride_batch_a", "i64", 0), ("stride_batch_b", "i64", 0), ("stride_batch_c", "i64", 0),
+    ("bias_stride_m", "i32", 0), ("bias_stride_batch", "i64", 0),
+)
+POINTER_BATCH_ARGUMENTS = (("stride_batch_a", "i64", 0), ("stride_batch_b", "i64", 0), ("stride_batch_c", "i64", 0))
+
+
+# The full epilogue brings self's tile to the accumulator's layout through shared memory: a
+# scratch of one epilogue slice in fp32, beside the pipeline's stages. Slices of at most 4096
+# elements (16 KiB) keep every configuration within the 227 KiB of an SM (128x256 tiles in 64-
+# or 128-column slices overflow it).
+FULL_EPILOGUE_SLICE = 4096
+
+
+def subtile(cfg, epilogue: str) -> int:
+    """The column slices of the epilogue: the configuration's, finer for the full epilogue."""
+    if epilogue == "full":
+        return max(cfg.subtile, cfg.block_m * cfg.block_n // FULL_EPILOGUE_SLICE)
+    return cfg.subtile
+
+
+def make_mm_tma(point, arch, batched=False):
     if arch not in TMA_ARCHS:
         return None
     configs = gemm_tuning.configs_for(arch, tma_class(point["dtype"]))
@@ -97,6 +166,7 @@ def make_mm_tma(point, arch):
         return None
     cfg = configs[index]
     dtype = ptr(point["dtype"])
+    batch_signature, batch_constexprs = batch_arguments(batched, TMA_BATCH_ARGUMENTS)
     signature = (
         *((name, dtype) for name in ("a", "b", "c", "bias")),
         ("partial", "*fp32"),
@@ -104,6 +174,7 @@ def make_mm_tma(point, arch):
         *((name, "i32") for name in ("M", "N", "K", "lead_a", "lead_b", "lead_c", "bias_stride")),
         ("alpha", "fp32"),
         ("beta", "fp32"),
+        *batch_signature,
     )
     constexprs = (
         ("A_ROW", point["a_layout"] == "row"),
@@ -113,7 +184,7 @@ def make_mm_tma(point, arch):
         ("BLOCK_N", cfg.block_n),
         ("BLOCK_K", cfg.block_k),
         ("GROUP_M", cfg.group_m),
-        ("SUBTILE", cfg.subtile),
+        ("SUBTILE", subtile(cfg, point["epilogue"])),
         ("SPLIT_K", cfg.split_k),
         ("WARP_SPECIALIZE", cfg.warp_specialize),
         ("INPUT_PRECISION", "tf32"),  # fp32 only (exact fp32 runs the pointer kernel)
@@ -121,8 +192,8 @@ def make_mm_tma(point, arch):
     )
     return Variant(
         kernel=TMA_KERNEL,
-        signature=signature + tuple((name, "constexpr") for name, _ in constexprs),
-        constexprs=constexprs,
+        signature=signature + tuple((name, "constexpr") for name, _ in constexprs) + (("BATCHED", "constexpr"),),
+        constexprs=batch_constexprs + constexprs,
         # TMA's own requirement on the bases; the leading strides need only 16 bytes, which
         # the hint (16 elements) would overstate.
         divisible16=("a", "b", "c"),
@@ -133,7 +204,7 @@ def make_mm_tma(point, arch):
     )
 
 
-def make_mm(point, arch):
+def make_mm(point, arch, batched=False):
     dtype, precision = point["dtype"], point["precision"]
     if precision == "tf32" and dtype != "fp32":
         return None
@@ -150,6 +221,7 @@ def make_mm(point, arch):
         "stride_cm": "i32",
         "stride_cn": "constexpr",
     }
+    batch_signature, batch_constexprs = batch_arguments(batched, POINTER_BATCH_ARGUMENTS)
     block_m, block_n, block_k, group_m, num_warps, num_stages = config(dtype, precision, arch)
     signature = (
         ("a", ptr(dtype)),
@@ -159,13 +231,15 @@ def make_mm(point, arch):
         ("N", "i32"),
         ("K", "i32"),
         *strides.items(),
+        *batch_signature,
         ("BLOCK_M", "constexpr"),
         ("BLOCK_N", "constexpr"),
         ("BLOCK_K", "constexpr"),
         ("GROUP_M", "constexpr"),
         ("INPUT_PRECISION", "constexpr"),
+        ("BATCHED", "constexpr"),
     )
-    constexprs = tuple((name, 1) for name, t in strides.items() if t == "constexpr") + (
+    constexprs = tuple((name, 1) for name, t in strides.items() if t == "constexpr") + batch_constexprs + (
         ("BLOCK_M", block_m),
         ("BLOCK_N", block_n),
         ("BLOCK_K", block_k),
@@ -175,7 +249,9 @@ def make_mm(point, arch):
     divisible16 = ()
     if point["align"] == "aligned":
         leading = tuple(name for name, t in strides.items() if t == "i32")
-        divisible16 = ("a", "b", "c", "N", "K") + (() if a_row else ("M",)) + leading
+        # Batched, each matrix starts 16 bytes aligned too: batch strides of 16 elements (or 0).
+        batch = tuple(name for name, _, _ in POINTER_BATCH_ARGUMENTS) if batched else ()
+        divisible16 = ("a", "b", "c", "N", "K") + (() if a_row else ("M",)) + leading + batch
     return Variant(
         kernel=KERNEL,
         signature=signature,
@@ -187,30 +263,40 @@ def make_mm(point, arch):
     )
 
 
+def make_bmm(point, arch):
+    return make_mm(point, arch, batched=True)
+
+
+def make_bmm_tma(point, arch):
+    return make_mm_tma(point, arch, batched=True)
+
+
+POINTER_AXES = (
+    ("dtype", FLOAT_DTYPES),
+    ("precision", ("ieee", "tf32")),
+    ("a_layout", ("row", "col")),
+    ("b_layout", ("row", "col")),
+    ("align", ("aligned", "general")),
+)
+CONFIG_AXIS = ("config", tuple(f"c{i}" for i in range(NUM_TMA_CONFIGS)))
 GRIDS = [
-    KernelGrid(
-        "mm",
-        axes=(
-            ("dtype", FLOAT_DTYPES),
-            ("precision", ("ieee", "tf32")),
-            ("a_layout", ("row", "col")),
-            ("b_layout", ("row", "col")),
-            ("align", ("aligned", "general")),
-        ),
-        make=make_mm,
-        doc="C[M,N] = A[M,K] @ B[K,N], fp32 accumulation, row-major C",
-    ),
+    KernelGrid("mm", axes=POINTER_AXES, make=make_mm,
+               doc="C[M,N] = A[M,K] @ B[K,N], fp32 accumulation, row-major C"),
     KernelGrid(
         "mm_tma",
-        axes=(
-            ("dtype", FLOAT_DTYPES),
-            ("a_layout", ("row", "col")),
-            ("b_layout", ("row", "col")),
-            ("epilogue", EPILOGUES),
-            ("config", tuple(f"c{i}" for i in range(NUM_TMA_CONFIGS))),
-        ),
+        axes=(("dtype", FLOAT_DTYPES), ("a_layout", ("row", "col")), ("b_layout", ("row", "col")),
+              ("epilogue", ("none", "bias")), CONFIG_AXIS),
         make=make_mm_tma,
         doc="persistent TMA mm / addmm: C[M,N] = alpha * A @ B (+ beta * bias[N]), row-major C",
+    ),
+    KernelGrid("bmm", axes=POINTER_AXES, make=make_bmm,
+               doc="C[b,M,N] = A[b,M,K] @ B[b,K,N], program_id(1) = b, fp32 accumulation, row-major C"),
+    KernelGrid(
+        "bmm_tma",
+        axes=(("dtype", FLOAT_DTYPES), ("a_layout", ("row", "col")), ("b_layout", ("row", "col")),
+              ("epilogue", ("none", "full")), CONFIG_AXIS),
+        make=make_bmm_tma,
+        doc="persistent TMA bmm / baddbmm: C[b,M,N] = alpha * A[b] @ B[b] (+ beta * self[b,M,N]), row-major C",
     ),
 ]
 
