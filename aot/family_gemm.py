@@ -303,9 +303,14 @@ GRIDS = [
 GEMS_OPS = [
     GemsOp("mm(Tensor self, Tensor mat2) -> Tensor"),
     GemsOp("addmm(Tensor self, Tensor mat1, Tensor mat2, *, Scalar beta=1, Scalar alpha=1) -> Tensor"),
+    GemsOp("bmm(Tensor self, Tensor mat2) -> Tensor"),
+    GemsOp("baddbmm(Tensor self, Tensor batch1, Tensor batch2, *, Scalar beta=1, Scalar alpha=1) -> Tensor"),
 ]
 
-ATEN_OVERRIDES = [AtenOverride("mm"), AtenOverride("mm.out"), AtenOverride("addmm"), AtenOverride("addmm.out")]
+# Every one has a CUDA kernel of its own in ATen (bmm.dtype and baddbmm.dtype, the out_dtype
+# forms, are not served).
+ATEN_OVERRIDES = [AtenOverride(name) for name in ("mm", "mm.out", "addmm", "addmm.out", "bmm", "bmm.out", "baddbmm",
+                                                  "baddbmm.out", "baddbmm_")]
 
 TUNING_HEADER = "gemm_tuning.h"
 

@@ -639,6 +639,87 @@ def test_meta_addmm_errors_are_torchs(case):
     assert str(ref.value).split("\n")[0] == str(got.value).split("\n")[0]
 
 
+def test_meta_bmm_matches_torch():
+    """Shape, dtype and strides as torch's own meta function gives them (contiguous, whatever the
+    operands' layouts)."""
+    pytest.importorskip("gems_aot")
+    m = lambda *s, dtype=torch.float32: torch.empty(*s, device="meta", dtype=dtype)  # noqa: E731
+    for dtype in (torch.float32, torch.bfloat16, torch.float64):
+        for a, b in ((m(3, 33, 45, dtype=dtype), m(3, 17, 45, dtype=dtype).transpose(1, 2)),
+                     (m(1, 45, 33, dtype=dtype).transpose(1, 2), m(1, 45, 17, dtype=dtype)),
+                     (m(1, 33, 45, dtype=dtype).expand(4, 33, 45), m(4, 45, 0, dtype=dtype))):
+            out, ref = torch.ops.gems.bmm(a, b), torch.bmm(a, b)
+            assert out.device.type == "meta"
+            assert (out.shape, out.dtype, out.stride()) == (ref.shape, ref.dtype, ref.stride())
+
+
+def test_meta_baddbmm_matches_torch():
+    """Every self that broadcasts to [batch, M, N], as torch's meta function takes it."""
+    pytest.importorskip("gems_aot")
+    m = lambda *s, dtype=torch.bfloat16: torch.empty(*s, device="meta", dtype=dtype)  # noqa: E731
+    a, b = m(3, 33, 45), m(3, 17, 45).transpose(1, 2)
+    forms = (m(3, 33, 17), m(33, 17), m(17), m(1), m(3, 1, 17), m(1, 1, 1), m(33, 1), m(17, 3, 33).permute(1, 2, 0))
+    for self in forms:
+        out = torch.ops.gems.baddbmm(self, a, b, beta=0.5, alpha=2)
+        ref = torch.baddbmm(self, a, b, beta=0.5, alpha=2)
+        assert (out.shape, out.dtype, out.stride(), out.device) == (ref.shape, ref.dtype, ref.stride(), ref.device)
+
+
+def torch_error(fn, *shapes_and_dtypes):
+    """The error torch raises for CPU tensors of these shapes and dtypes (ATen's C++ checks, which
+    its CUDA kernels share), and the error the gems op's Meta function raises for meta ones."""
+    def tensors(device):
+        return [torch.zeros(s, dtype=d, device=device) for s, d in shapes_and_dtypes]
+
+    def first_line(error):
+        # expand's message names the tensor's type, which is its device's (MetaFloatType here).
+        return re.sub(r"expand\(\S+\{", "expand(T{", str(error.value).split("\n")[0])
+
+    with pytest.raises(Exception) as ref:
+        getattr(torch, fn)(*tensors("cpu"))
+    with pytest.raises(Exception) as got:
+        getattr(torch.ops.gems, fn)(*tensors("meta"))
+    return (ref.type, first_line(ref)), (got.type, first_line(got))
+
+
+F32, F16 = torch.float32, torch.float16
+BMM_ERRORS = {
+    "batch1_rank": [((3, 4), F32), ((2, 4, 6), F32)],
+    "batch2_rank": [((2, 3, 4), F32), ((4, 6), F32)],
+    "batch_mismatch": [((2, 3, 4), F32), ((3, 4, 6), F32)],
+    "inner_mismatch": [((2, 3, 4), F32), ((2, 5, 6), F32)],
+    "dtype": [((2, 3, 4), F32), ((2, 4, 6), F16)],
+    "dtype_reversed": [((2, 3, 4), F16), ((2, 4, 6), F32)],
+}
+BADDBMM_ERRORS = {
+    "self_shape": [((2, 3, 5), F32), ((2, 3, 4), F32), ((2, 4, 6), F32)],
+    "self_batch": [((4, 3, 6), F32), ((2, 3, 4), F32), ((2, 4, 6), F32)],
+    "self_rank": [((1, 2, 3, 6), F32), ((2, 3, 4), F32), ((2, 4, 6), F32)],
+    "batch1_rank": [((2, 3, 6), F32), ((3, 4), F32), ((2, 4, 6), F32)],
+    "batch2_rank": [((2, 3, 6), F32), ((2, 3, 4), F32), ((4, 6), F32)],
+    "batch_mismatch": [((2, 3, 6), F32), ((2, 3, 4), F32), ((3, 4, 6), F32)],
+    "inner_mismatch": [((2, 3, 6), F32), ((2, 3, 4), F32), ((2, 5, 6), F32)],
+    "self_dtype": [((2, 3, 6), F16), ((2, 3, 4), F32), ((2, 4, 6), F32)],
+    "dtype": [((2, 3, 6), F32), ((2, 3, 4), F32), ((2, 4, 6), F16)],
+}
+
+
+@pytest.mark.parametrize("case", BMM_ERRORS)
+def test_meta_bmm_errors_are_torchs(case):
+    pytest.importorskip("gems_aot")
+    ref, got = torch_error("bmm", *BMM_ERRORS[case])
+    assert got == ref
+
+
+@pytest.mark.parametrize("case", BADDBMM_ERRORS)
+def test_meta_baddbmm_errors_are_torchs(case):
+    """Including the order of torch's checks: self's broadcast (expand's error, IndexError for a
+    missing dim of batch2) comes before the ranks."""
+    pytest.importorskip("gems_aot")
+    ref, got = torch_error("baddbmm", *BADDBMM_ERRORS[case])
+    assert got == ref
+
+
 def test_info_lists_the_routed_cases():
     pytest.importorskip("gems_aot")
     import gems_aot
