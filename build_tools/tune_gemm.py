@@ -12,8 +12,8 @@ commands of at most 10 minutes); run it again to go on. It needs no built extens
 kernels run through Triton's JIT with exactly the constexprs, warps and stages the AOT build
 compiles, the grid the C++ driver launches (min(tiles, SMs x resident programs)), and every
 result checked against cuBLAS's. Times are do_bench medians (L2 flushed before each call). The
-table is keyed by (M, N, K): the batched kernels (bmm) use it as it is (Runner.launch runs the
-batched kernel all the same).
+table is keyed by (M, N, K): the batched kernels (bmm) use it as it is, and the shape set's
+"batched" group is not tuned (Runner.launch runs the batched kernel all the same).
 `table` keeps, per case, the fastest configuration, marked "aten" where it stays below
 aot/gemm_tuning.py's ROUTE_TO_ATEN share of cuBLAS; `check` compares a second measurement's
 choices (ATen counting as one) with the committed table's.
@@ -197,6 +197,10 @@ def measure(args) -> int:
     import triton
 
     shapes = load_shapes()
+    untuned = set(args.groups.split(",")) - set(shapes.TUNED_GROUPS)
+    if untuned:
+        raise SystemExit(f"groups {sorted(untuned)} are not tuned: the table is keyed by (M, N, K), and batched "
+                         f"problems use it as it is; tune {', '.join(shapes.TUNED_GROUPS)}")
     cap = torch.cuda.get_device_capability()
     arch = cap[0] * 10 + cap[1]
     args.out.mkdir(parents=True, exist_ok=True)

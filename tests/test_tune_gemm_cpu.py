@@ -27,7 +27,9 @@ NAMES = [c.name for c in gemm_tuning.SM90_CANDIDATES]
 def test_shape_set():
     cases = shapes.cases()
     groups = {c.group for c in cases}
-    assert groups == {"train", "decode", "square"}
+    assert groups == {"train", "decode", "square", "batched"}
+    assert {c.group for c in shapes.cases(shapes.TUNED_GROUPS)} == {"train", "decode", "square"}
+    assert all(c.batch is None for c in cases if c.group != "batched")
     train = [c for c in cases if c.group == "train"]
     # Every layer has its forward, input gradient and weight gradient, at the aligned and the
     # uneven token count; every uneven case names an aligned neighbour that is in the set.
@@ -39,12 +41,28 @@ def test_shape_set():
     assert {c.m for c in cases if c.group == "decode"} == set(shapes.DECODE_TOKENS)
 
 
+def test_batched_group():
+    """Attention's batched matmuls (scores, output, the gradient of V) at sequence lengths 1024
+    and 128, the uneven 1000 beside its aligned neighbour, and grouped linear layers."""
+    batched = shapes.cases(("batched",))
+    assert batched and all(c.batch and c.batch >= 8 for c in batched)
+    assert {c.layout for c in batched} == {"nt", "nn", "tn"}
+    keys = {(c.batch, c.m, c.n, c.k, c.layout) for c in batched}
+    uneven = [c for c in batched if c.neighbour]
+    assert uneven and all((c.batch, *c.neighbour, c.layout) in keys for c in uneven)
+    assert any(c.m == 1000 and c.n == 1000 for c in uneven)
+    assert (32, 1024, 1024, 128, "nt") in keys and (64, 128, 128, 128, "nn") in keys
+    assert shapes.Case("batched", "x", 2, 3, 4, "nn", batch=5).flop == 2.0 * 5 * 2 * 3 * 4
+
+
+@pytest.mark.parametrize("batch", [None, 4])
 @pytest.mark.parametrize("layout", ["nn", "nt", "tn", "tt"])
-def test_operands_have_the_layout(layout):
-    case = shapes.Case("square", "x", 5, 7, 3, layout)
+def test_operands_have_the_layout(layout, batch):
+    case = shapes.Case("square", "x", 5, 7, 3, layout, batch=batch)
     a, b = shapes.operands(case, torch.float32, device="cpu")
-    assert a.shape == (5, 3) and b.shape == (3, 7)
-    assert (a.stride(1) == 1) == (layout[0] == "n") and (b.stride(1) == 1) == (layout[1] == "n")
+    lead = () if batch is None else (batch,)
+    assert a.shape == (*lead, 5, 3) and b.shape == (*lead, 3, 7)
+    assert (a.stride(-1) == 1) == (layout[0] == "n") and (b.stride(-1) == 1) == (layout[1] == "n")
 
 
 class FakeKernel:
@@ -85,6 +103,11 @@ def test_runner_passes_the_batch_arguments():
     assert runner.gemm.mm_kernel.args[12:] == (0, 0, 0) and runner.gemm.mm_kernel.kwargs["BATCHED"] is False
     runner.launch_pointer(a, b, torch.empty(5, 300, 40))
     assert runner.gemm.mm_kernel.args[12:] == (300 * 64, 0, 300 * 40) and runner.gemm.mm_kernel.grid == (3, 5)
+
+
+def test_batched_groups_are_not_tuned(tmp_path):
+    with pytest.raises(SystemExit, match="not tuned"):
+        tuner.measure(types.SimpleNamespace(out=tmp_path, groups="train,batched", classes="16bit", budget_s=1))
 
 
 def test_tma_rule_is_the_drivers():
