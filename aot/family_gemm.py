@@ -1,12 +1,15 @@
-"""The gemm family: mm and addmm (C = beta * bias + alpha * A @ B), fp32 accumulation.
+"""The gemm family: mm and addmm (C = beta * bias + alpha * A @ B), bmm and baddbmm (the same per
+batch: C[b] = beta * self[b] + alpha * A[b] @ B[b]), fp32 accumulation.
 
-Three kernels:
+Three kernels: kernels/gemm.py's two, each in an mm grid and a batched one (the constexpr
+BATCHED; the mm variants take the batch arguments as constexprs and compile to the kernels they
+were), and kernels/gemm_wgmma.py's, in the mm grid only.
 
 Grid "mm_tma" (sm_90a, sm_100a; fp16 / bf16, and fp32 under TF32): persistent, TMA-fed, grouped
 tile order, an optional bias-row epilogue (addmm as nn.Linear calls it). Each configuration of the
-tuning table names its kernel: kernels/gemm.py:mm_tma_kernel (triton.language; epilogue
-subtiling, split-K) or, on sm_90a for 16-bit dtypes, kernels/gemm_wgmma.py:mm_wgmma_kernel
-(Gluon; warp-specialised). Both take the same runtime arguments. Axes:
+tuning table names its kernel: mm_tma_kernel (triton.language; epilogue subtiling, split-K) or,
+on sm_90a for 16-bit dtypes, mm_wgmma_kernel (Gluon; warp-specialised). Both take the same
+runtime arguments. Axes:
   dtype      fp32 (TF32 only: exact fp32 runs mm_kernel), fp16, bf16
   a_layout   row or col; b_layout row or col (a col-major operand is a descriptor over its
              transpose: no copies)
@@ -37,6 +40,40 @@ Why the pointer kernel's hints: a dimension is loaded with wide vectors only if 
 is contiguous (the constexpr unit stride), that every row starts 16-byte aligned (pointer and
 leading stride) and that the bounds mask is constant over 16 elements. Without them loads are
 2- or 4-byte and unpipelined (27 TFLOP/s bf16 at 4096^3 on an H100, against 540 aligned).
+
+The batched grids (csrc/ops/bmm.cpp drives them through the same core as mm, csrc/ops/gemm.h):
+
+mm_tma_kernel batched, grid "bmm_tma": mm_tma's axes (a configuration of the Gluon kernel, which
+has no batch dimension, runs its tile, warps and buffer count as stages in mm_tma_kernel), with epilogue none (bmm) or full
+(baddbmm: alpha * A @ B + beta * self read through its strides as broadcast to [batch, M, N], so
+every self torch accepts runs in the kernel: a full tensor (attention's mask or bias), one matrix
+for every batch, a bias row, a column, a scalar; the driver swaps its strides for a transposed
+problem). Rank-3 descriptors; work items are batch x tiles x SPLIT_K, walked persistently. Batch
+strides must be 16-byte multiples like the leading ones. An operand expanded over the batch
+(stride 0, as torch.matmul's broadcasting makes it) is described as one matrix (batch extent 1,
+read at batch 0) instead: cuTensorMapEncodeTiled's rules give strides as multiples of 16 bytes
+with each one spanning the dimensions inside it, and the descriptors Triton builds on the device
+are not validated at all, so whether the hardware honours a stride of 0 is not something to rely
+on; the extent-1 descriptor needs no such stride. The full epilogue brings self's tile to the
+accumulator's layout through shared memory (a scratch of one slice in fp32 beside the pipeline's
+stages): its variants slice the epilogue finer than the configuration does (subtile(): at most
+FULL_EPILOGUE_SLICE elements a slice), which keeps every sm_90a configuration within the SM's
+227 KiB (the 4-stage 128x256 tile with 64-column slices did not fit). On sm_100a the default
+configuration already fills shared memory: some of its variants (as some of mm's) do not load
+there and fall back to ATen (counted as arch) until a table is tuned for it.
+
+mm_kernel batched, grid "bmm": mm's axes, program_id(1) = the batch, int64 batch offsets
+(aligned variants also hint the batch strides). They serve bmm where TMA does not (exact fp32,
+sm_80, batch strides or leading strides off 16 bytes, operands with a leading stride of 0),
+as mm's pointer kernel does; more than 65535 batches (the grid's y limit) go to ATen. baddbmm
+has no pointer-kernel epilogue: those cases go to ATen (counted as args), as addmm's do, because
+they are the slow path anyway (exact fp32, sm_80, odd strides) and an epilogue there would be a
+second copy of the full one for little use.
+
+Batched problems use the mm tuning table by the (M, N, K) of their matrices, for now (the tuner
+does not measure batched shapes): the configuration, and the routing of the aten overrides to
+ATen where cuBLAS measured faster for that mm bucket. A split-K configuration allocates its
+workspace per matrix: batch x split_k fp32 partial tiles of the output.
 """
 
 from aot.ops import AtenOverride, GemsOp, bench_case
@@ -81,7 +118,8 @@ def config(dtype: str, precision: str, arch: int) -> tuple:
 
 
 TMA_ARCHS = tuple(gemm_tuning.DEFAULT_CONFIG)
-EPILOGUES = ("none", "bias")
+# The kernel's EPILOGUE codes; mm_tma takes none and bias, bmm_tma none and full.
+EPILOGUES = ("none", "bias", "full")
 # The config axis spans the longest configuration list of any target; a target with fewer
 # leaves the rest uncovered.
 NUM_TMA_CONFIGS = max(len(gemm_tuning.configs_for(a, c)) for a in TMA_ARCHS for c in gemm_tuning.TMA_CLASSES)
@@ -91,7 +129,40 @@ def tma_class(dtype: str) -> str:
     return "tf32" if dtype == "fp32" else "16bit"
 
 
-def make_mm_tma(point, arch):
+def batch_arguments(batched: bool, arguments) -> tuple:
+    """The batch arguments ((name, type, value in mm)): runtime arguments of the batched variants,
+    constexprs of the mm ones, so that an mm variant's arguments and code stay what they were."""
+    signature = tuple((name, t if batched else "constexpr") for name, t, _ in arguments)
+    constexprs = () if batched else tuple((name, value) for name, _, value in arguments)
+    return signature, constexprs + (("BATCHED", batched),)
+
+
+# (name, type, value in the mm variants) of mm_tma_kernel's batch arguments: the batch count,
+# each operand's batch extent (1 for an operand expanded over the batch), the batch strides, and
+# the full epilogue's row and batch strides of self.
+TMA_BATCH_ARGUMENTS = (
+    ("batch", "i32", 1), ("batch_a", "i32", 1), ("batch_b", "i32", 1),
+    ("stride_batch_a", "i64", 0), ("stride_batch_b", "i64", 0), ("stride_batch_c", "i64", 0),
+    ("bias_stride_m", "i32", 0), ("bias_stride_batch", "i64", 0),
+)
+POINTER_BATCH_ARGUMENTS = (("stride_batch_a", "i64", 0), ("stride_batch_b", "i64", 0), ("stride_batch_c", "i64", 0))
+
+
+# The full epilogue brings self's tile to the accumulator's layout through shared memory: a
+# scratch of one epilogue slice in fp32, beside the pipeline's stages. Slices of at most 4096
+# elements (16 KiB) keep every configuration within the 227 KiB of an SM (128x256 tiles in 64-
+# or 128-column slices overflow it).
+FULL_EPILOGUE_SLICE = 4096
+
+
+def subtile(cfg, epilogue: str) -> int:
+    """The column slices of the epilogue: the configuration's, finer for the full epilogue."""
+    if epilogue == "full":
+        return max(cfg.subtile, cfg.block_m * cfg.block_n // FULL_EPILOGUE_SLICE)
+    return cfg.subtile
+
+
+def make_mm_tma(point, arch, batched=False):
     if arch not in TMA_ARCHS:
         return None
     configs = gemm_tuning.configs_for(arch, tma_class(point["dtype"]))
@@ -99,6 +170,10 @@ def make_mm_tma(point, arch):
     if index >= len(configs):
         return None
     cfg = configs[index]
+    # The Gluon kernel serves 16-bit operands only: TF32 wgmma reads K-major operands only, and the
+    # table's tf32 class has no such configuration.
+    if cfg.kernel == "wgmma" and point["dtype"] == "fp32":
+        return None
     dtype = ptr(point["dtype"])
     signature = (
         *((name, dtype) for name in ("a", "b", "c", "bias")),
@@ -108,7 +183,7 @@ def make_mm_tma(point, arch):
         ("alpha", "fp32"),
         ("beta", "fp32"),
     )
-    layout = (
+    tile = (
         ("A_ROW", point["a_layout"] == "row"),
         ("B_ROW", point["b_layout"] == "row"),
         ("EPILOGUE", EPILOGUES.index(point["epilogue"])),
@@ -117,37 +192,38 @@ def make_mm_tma(point, arch):
         ("BLOCK_K", cfg.block_k),
         ("GROUP_M", cfg.group_m),
     )
-    if cfg.kernel == "wgmma":
-        # 16-bit only: TF32 wgmma reads K-major operands only, and the table's tf32 class has no
-        # such configuration. No PDL: the Gluon kernel has no grid-dependency wait.
-        if point["dtype"] == "fp32":
-            return None
-        constexprs = layout + (("NUM_BUFFERS", cfg.num_stages), ("SPLIT_K", 1))
-        kernel, pdl = WGMMA_KERNEL, False
-    else:
-        constexprs = layout + (
-            ("SUBTILE", cfg.subtile),
-            ("SPLIT_K", cfg.split_k),
-            ("WARP_SPECIALIZE", cfg.warp_specialize),
-            ("INPUT_PRECISION", "tf32"),  # fp32 only (exact fp32 runs the pointer kernel)
-            ("PDL", True),
-        )
-        kernel, pdl = TMA_KERNEL, True
-    return Variant(
-        kernel=kernel,
-        signature=signature + tuple((name, "constexpr") for name, _ in constexprs),
-        constexprs=constexprs,
+    common = dict(
         # TMA's own requirement on the bases; the leading strides need only 16 bytes, which
         # the hint (16 elements) would overstate.
         divisible16=("a", "b", "c"),
         num_warps=cfg.num_warps,
         num_stages=cfg.num_stages,
         launch_params=("BLOCK_M", "BLOCK_N", "SPLIT_K"),
-        launch_pdl=pdl,
+    )
+    if cfg.kernel == "wgmma" and not batched:
+        # No PDL: the Gluon kernel has no grid-dependency wait.
+        constexprs = tile + (("NUM_BUFFERS", cfg.num_stages), ("SPLIT_K", 1))
+        return Variant(kernel=WGMMA_KERNEL, signature=signature + tuple((name, "constexpr") for name, _ in constexprs),
+                       constexprs=constexprs, launch_pdl=False, **common)
+    batch_signature, batch_constexprs = batch_arguments(batched, TMA_BATCH_ARGUMENTS)
+    constexprs = tile + (
+        ("SUBTILE", subtile(cfg, point["epilogue"])),
+        ("SPLIT_K", cfg.split_k),
+        ("WARP_SPECIALIZE", cfg.warp_specialize),
+        ("INPUT_PRECISION", "tf32"),  # fp32 only (exact fp32 runs the pointer kernel)
+        ("PDL", True),
+    )
+    return Variant(
+        kernel=TMA_KERNEL,
+        signature=signature + batch_signature + tuple((name, "constexpr") for name, _ in constexprs)
+        + (("BATCHED", "constexpr"),),
+        constexprs=batch_constexprs + constexprs,
+        launch_pdl=True,
+        **common,
     )
 
 
-def make_mm(point, arch):
+def make_mm(point, arch, batched=False):
     dtype, precision = point["dtype"], point["precision"]
     if precision == "tf32" and dtype != "fp32":
         return None
@@ -164,6 +240,7 @@ def make_mm(point, arch):
         "stride_cm": "i32",
         "stride_cn": "constexpr",
     }
+    batch_signature, batch_constexprs = batch_arguments(batched, POINTER_BATCH_ARGUMENTS)
     block_m, block_n, block_k, group_m, num_warps, num_stages = config(dtype, precision, arch)
     signature = (
         ("a", ptr(dtype)),
@@ -173,13 +250,15 @@ def make_mm(point, arch):
         ("N", "i32"),
         ("K", "i32"),
         *strides.items(),
+        *batch_signature,
         ("BLOCK_M", "constexpr"),
         ("BLOCK_N", "constexpr"),
         ("BLOCK_K", "constexpr"),
         ("GROUP_M", "constexpr"),
         ("INPUT_PRECISION", "constexpr"),
+        ("BATCHED", "constexpr"),
     )
-    constexprs = tuple((name, 1) for name, t in strides.items() if t == "constexpr") + (
+    constexprs = tuple((name, 1) for name, t in strides.items() if t == "constexpr") + batch_constexprs + (
         ("BLOCK_M", block_m),
         ("BLOCK_N", block_n),
         ("BLOCK_K", block_k),
@@ -189,7 +268,9 @@ def make_mm(point, arch):
     divisible16 = ()
     if point["align"] == "aligned":
         leading = tuple(name for name, t in strides.items() if t == "i32")
-        divisible16 = ("a", "b", "c", "N", "K") + (() if a_row else ("M",)) + leading
+        # Batched, each matrix starts 16 bytes aligned too: batch strides of 16 elements (or 0).
+        batch = tuple(name for name, _, _ in POINTER_BATCH_ARGUMENTS) if batched else ()
+        divisible16 = ("a", "b", "c", "N", "K") + (() if a_row else ("M",)) + leading + batch
     return Variant(
         kernel=KERNEL,
         signature=signature,
@@ -201,39 +282,54 @@ def make_mm(point, arch):
     )
 
 
+def make_bmm(point, arch):
+    return make_mm(point, arch, batched=True)
+
+
+def make_bmm_tma(point, arch):
+    return make_mm_tma(point, arch, batched=True)
+
+
+POINTER_AXES = (
+    ("dtype", FLOAT_DTYPES),
+    ("precision", ("ieee", "tf32")),
+    ("a_layout", ("row", "col")),
+    ("b_layout", ("row", "col")),
+    ("align", ("aligned", "general")),
+)
+CONFIG_AXIS = ("config", tuple(f"c{i}" for i in range(NUM_TMA_CONFIGS)))
 GRIDS = [
-    KernelGrid(
-        "mm",
-        axes=(
-            ("dtype", FLOAT_DTYPES),
-            ("precision", ("ieee", "tf32")),
-            ("a_layout", ("row", "col")),
-            ("b_layout", ("row", "col")),
-            ("align", ("aligned", "general")),
-        ),
-        make=make_mm,
-        doc="C[M,N] = A[M,K] @ B[K,N], fp32 accumulation, row-major C",
-    ),
+    KernelGrid("mm", axes=POINTER_AXES, make=make_mm,
+               doc="C[M,N] = A[M,K] @ B[K,N], fp32 accumulation, row-major C"),
     KernelGrid(
         "mm_tma",
-        axes=(
-            ("dtype", FLOAT_DTYPES),
-            ("a_layout", ("row", "col")),
-            ("b_layout", ("row", "col")),
-            ("epilogue", EPILOGUES),
-            ("config", tuple(f"c{i}" for i in range(NUM_TMA_CONFIGS))),
-        ),
+        axes=(("dtype", FLOAT_DTYPES), ("a_layout", ("row", "col")), ("b_layout", ("row", "col")),
+              ("epilogue", ("none", "bias")), CONFIG_AXIS),
         make=make_mm_tma,
         doc="persistent TMA mm / addmm: C[M,N] = alpha * A @ B (+ beta * bias[N]), row-major C",
+    ),
+    KernelGrid("bmm", axes=POINTER_AXES, make=make_bmm,
+               doc="C[b,M,N] = A[b,M,K] @ B[b,K,N], program_id(1) = b, fp32 accumulation, row-major C"),
+    KernelGrid(
+        "bmm_tma",
+        axes=(("dtype", FLOAT_DTYPES), ("a_layout", ("row", "col")), ("b_layout", ("row", "col")),
+              ("epilogue", ("none", "full")), CONFIG_AXIS),
+        make=make_bmm_tma,
+        doc="persistent TMA bmm / baddbmm: C[b,M,N] = alpha * A[b] @ B[b] (+ beta * self[b,M,N]), row-major C",
     ),
 ]
 
 GEMS_OPS = [
     GemsOp("mm(Tensor self, Tensor mat2) -> Tensor"),
     GemsOp("addmm(Tensor self, Tensor mat1, Tensor mat2, *, Scalar beta=1, Scalar alpha=1) -> Tensor"),
+    GemsOp("bmm(Tensor self, Tensor mat2) -> Tensor"),
+    GemsOp("baddbmm(Tensor self, Tensor batch1, Tensor batch2, *, Scalar beta=1, Scalar alpha=1) -> Tensor"),
 ]
 
-ATEN_OVERRIDES = [AtenOverride("mm"), AtenOverride("mm.out"), AtenOverride("addmm"), AtenOverride("addmm.out")]
+# Every one has a CUDA kernel of its own in ATen (bmm.dtype and baddbmm.dtype, the out_dtype
+# forms, are not served).
+ATEN_OVERRIDES = [AtenOverride(name) for name in ("mm", "mm.out", "addmm", "addmm.out", "bmm", "bmm.out", "baddbmm",
+                                                  "baddbmm.out", "baddbmm_")]
 
 TUNING_HEADER = "gemm_tuning.h"
 

@@ -11,7 +11,9 @@ skips the cases already there, and stops cleanly after --budget-s seconds (GPU s
 commands of at most 10 minutes); run it again to go on. It needs no built extension: the
 kernels run through Triton's JIT with exactly the constexprs, warps and stages the AOT build
 compiles, the grid the C++ driver launches (min(tiles, SMs x resident programs)), and every
-result checked against cuBLAS's. Times are do_bench medians (L2 flushed before each call).
+result checked against cuBLAS's. Times are do_bench medians (L2 flushed before each call). The
+table is keyed by (M, N, K): the batched kernels (bmm) use it as it is, and the shape set's
+"batched" group is not tuned (Runner.launch runs the batched kernel all the same).
 `table` keeps, per case, the fastest configuration, marked "aten" where it stays below
 aot/gemm_tuning.py's ROUTE_TO_ATEN share of cuBLAS (classes the measurement did not cover keep the
 committed table's entries); `check` compares a second measurement's
@@ -83,44 +85,59 @@ class Runner:
         self.resident = {}
 
     def launch(self, cfg, a, b, c):
-        m, k = a.shape
-        n = b.shape[1]
-        a_row, b_row = a.stride(1) == 1, b.stride(1) == 1
-        lead_a = a.stride(0) if a_row else a.stride(1)
-        lead_b = b.stride(0) if b_row else b.stride(1)
-        tiles = -(-m // cfg.block_m) * -(-n // cfg.block_n)
-        key = (cfg, a_row, b_row, a.dtype)
+        """mm_tma_kernel on [m, k] @ [k, n] (batch 1: the mm variants' batch arguments), or batched
+        (BATCHED) on [batch, m, k] @ [batch, k, n], with the arguments csrc/ops/gemm.cpp passes."""
+        batched = a.dim() == 3
+        a3, b3, c3 = (a, b, c) if batched else (a[None], b[None], c[None])
+        batch, m, k = a3.shape
+        n = b3.shape[2]
+        a_row, b_row = a3.stride(2) == 1, b3.stride(2) == 1
+        lead_a = a3.stride(1) if a_row else a3.stride(2)
+        lead_b = b3.stride(1) if b_row else b3.stride(2)
+        tiles = batch * -(-m // cfg.block_m) * -(-n // cfg.block_n)
+        key = (cfg, a_row, b_row, a.dtype, batched)
         grid = (min(tiles * cfg.split_k, self.sms * self.resident.get(key, 1)),)
         # The split-K workspace, as the driver allocates it: the counters zeroed, per call.
         partial, counters = c, c
         if cfg.split_k > 1:
-            partial = self.torch.empty(tiles * cfg.split_k * cfg.block_m * cfg.block_n, device="cuda",
+            partial = self.torch.empty(tiles * cfg.split_k * cfg.block_m * cfg.block_n, device=a.device,
                                        dtype=self.torch.float32)
-            counters = self.torch.zeros(tiles, device="cuda", dtype=self.torch.int32)
-        args = (a, b, c, c, partial, counters, m, n, k, lead_a, lead_b, c.stride(0), 0, 1.0, 0.0)
+            counters = self.torch.zeros(tiles, device=a.device, dtype=self.torch.int32)
         tile = dict(A_ROW=a_row, B_ROW=b_row, EPILOGUE=0, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
                     BLOCK_K=cfg.block_k, GROUP_M=cfg.group_m, num_warps=cfg.num_warps)
-        if cfg.kernel == "wgmma":
-            compiled = self.gemm_wgmma.mm_wgmma_kernel[grid](*args, NUM_BUFFERS=cfg.num_stages, SPLIT_K=1, **tile)
+        if cfg.kernel == "wgmma" and not batched:
+            compiled = self.gemm_wgmma.mm_wgmma_kernel[grid](
+                a, b, c, c, partial, counters, m, n, k, lead_a, lead_b, c.stride(0), 0, 1.0, 0.0,
+                NUM_BUFFERS=cfg.num_stages, SPLIT_K=1, **tile)
         else:
+            # (A batched problem runs a Gluon configuration's tile in mm_tma_kernel, as the build does.)
+            batch_args = (batch, *descriptor_batch(a3, batch, lead_a, a_row), *descriptor_batch(b3, batch, lead_b, b_row),
+                          descriptor_batch(c3, batch, c3.stride(1), True)[1]) if batched else (1, 1, 0, 1, 0, 0)
+            batch_count, batch_a, stride_a, batch_b, stride_b, stride_c = batch_args
             compiled = self.gemm.mm_tma_kernel[grid](
-                *args, SUBTILE=cfg.subtile, SPLIT_K=cfg.split_k, WARP_SPECIALIZE=cfg.warp_specialize,
-                INPUT_PRECISION="tf32", PDL=False, num_stages=cfg.num_stages, **tile)
+                a3, b3, c3, c3, partial, counters, m, n, k, lead_a, lead_b, c3.stride(1), 0, 1.0, 0.0, batch_count,
+                batch_a, batch_b, stride_a, stride_b, stride_c, 0, 0, SUBTILE=cfg.subtile, SPLIT_K=cfg.split_k,
+                WARP_SPECIALIZE=cfg.warp_specialize, INPUT_PRECISION="tf32", PDL=False, BATCHED=batched,
+                num_stages=cfg.num_stages, **tile)
         if key not in self.resident:
             self.resident[key] = resident_programs(compiled, self.props)
         return compiled
 
     def launch_pointer(self, a, b, c):
-        """The exact-fp32 pointer kernel with the family's configuration; the JIT turns unit
-        strides into constexprs and adds the divisibility hints, as the AOT variants have them."""
+        """The exact-fp32 pointer kernel with the family's configuration, batched (program_id(1))
+        for 3-D operands; the JIT turns unit strides into constexprs and adds the divisibility
+        hints, as the AOT variants have them."""
         block_m, block_n, block_k, group_m, num_warps, num_stages = self.family.FP32_IEEE_CONFIG
-        m, k = a.shape
-        n = b.shape[1]
-        grid = (-(-m // block_m) * -(-n // block_n),)
+        batched = a.dim() == 3
+        a3, b3, c3 = (a, b, c) if batched else (a[None], b[None], c[None])
+        batch, m, k = a3.shape
+        n = b3.shape[2]
+        grid = (-(-m // block_m) * -(-n // block_n), batch)
+        batch_strides = (a3.stride(0), b3.stride(0), c3.stride(0)) if batched else (0, 0, 0)
         return self.gemm.mm_kernel[grid](
-            a, b, c, m, n, k, a.stride(0), a.stride(1), b.stride(0), b.stride(1), c.stride(0), c.stride(1),
-            BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, GROUP_M=group_m, INPUT_PRECISION="ieee",
-            num_warps=num_warps, num_stages=num_stages)
+            a3, b3, c3, m, n, k, a3.stride(1), a3.stride(2), b3.stride(1), b3.stride(2), c3.stride(1), c3.stride(2),
+            *batch_strides, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, GROUP_M=group_m,
+            INPUT_PRECISION="ieee", BATCHED=batched, num_warps=num_warps, num_stages=num_stages)
 
     def time_ms(self, fn) -> float:
         return self.triton.testing.do_bench(fn, warmup=5, rep=20, return_mode="median")
@@ -162,12 +179,23 @@ class Runner:
 
 
 def tma_can_describe(*tensors) -> bool:
-    """The driver's rule: 16-byte aligned bases and leading strides (else the pointer kernel)."""
+    """The driver's rule: 16-byte aligned bases and leading strides, and batch strides that are
+    16-byte multiples or 0 (else the pointer kernel)."""
     for t in tensors:
-        lead = t.stride(0) if t.stride(1) == 1 else t.stride(1)
-        if t.data_ptr() % 16 or lead <= 0 or (lead * t.element_size()) % 16:
+        lead = t.stride(-2) if t.stride(-1) == 1 else t.stride(-1)
+        batch_stride = t.stride(0) if t.dim() == 3 and t.shape[0] > 1 else 0
+        if t.data_ptr() % 16 or lead <= 0 or (lead * t.element_size()) % 16 or (batch_stride * t.element_size()) % 16:
             return False
     return True
+
+
+def descriptor_batch(t, batch: int, lead: int, row: bool) -> tuple:
+    """A [batch, rows, cols] operand's batch extent and stride in its TMA descriptor, as
+    csrc/ops/gemm.cpp descriptor_batch gives them: a batch of one, or an operand expanded over the
+    batch, is one matrix with the dense stride rounded up to 16 elements (never 0)."""
+    if batch == 1 or t.stride(0) == 0:
+        return 1, -(-(t.shape[1] if row else t.shape[2]) * lead // 16) * 16
+    return batch, t.stride(0)
 
 
 def case_key(row) -> str:
@@ -179,6 +207,10 @@ def measure(args) -> int:
     import triton
 
     shapes = load_shapes()
+    untuned = set(args.groups.split(",")) - set(shapes.TUNED_GROUPS)
+    if untuned:
+        raise SystemExit(f"groups {sorted(untuned)} are not tuned: the table is keyed by (M, N, K), and batched "
+                         f"problems use it as it is; tune {', '.join(shapes.TUNED_GROUPS)}")
     cap = torch.cuda.get_device_capability()
     arch = cap[0] * 10 + cap[1]
     args.out.mkdir(parents=True, exist_ok=True)

@@ -7,8 +7,9 @@ import pytest
 gemm_bench = pytest.importorskip("gems_aot._gemm_bench")
 
 
-def row(name, m, n, k, layout, kernel, public=None, group="train", routed=False, dtype="bfloat16", neighbour=None):
-    return {"group": group, "name": name, "m": m, "n": n, "k": k, "layout": layout, "dtype": dtype,
+def row(name, m, n, k, layout, kernel, public=None, group="train", routed=False, dtype="bfloat16", neighbour=None,
+        batch=None):
+    return {"group": group, "name": name, "batch": batch, "m": m, "n": n, "k": k, "layout": layout, "dtype": dtype,
             "neighbour": neighbour, "cublas_tflops": 700.0, "kernel_tflops": 700.0 * kernel,
             "public_tflops": 700.0 * (public or kernel), "kernel_vs_cublas": kernel,
             "public_vs_cublas": public or kernel, "routed_to_aten": routed}
@@ -32,3 +33,20 @@ def test_summary_means_served_share_and_cliffs():
     text = gemm_bench.markdown(rows, s, {"device": "test", "torch": "x"})
     assert "| a dgrad | 4096x2048x2048 | nn | bfloat16 | 700 | 560 | 0.800 | 1.000 | yes |" in text
     assert "| uneven cases more than 10% below their aligned neighbour | 1 of 1 |" in text
+
+
+def test_batched_rows_are_summarized_and_matched_with_their_own_batch():
+    """bmm rows (the batched group): their own geometric means, and an uneven sequence length
+    compared with the aligned case of the same batch only (an mm of the same M, N, K is no
+    neighbour)."""
+    rows = [row("mm", 1024, 1024, 128, "nt", 1.0),
+            row("scores", 1024, 1024, 128, "nt", 0.8, 1.0, group="batched", routed=True, batch=32),
+            row("scores uneven", 1000, 1000, 128, "nt", 0.6, group="batched", batch=32, neighbour=(1024, 1024, 128))]
+    s = gemm_bench.summarize(rows)
+    assert s["batched_kernel_vs_cublas"] == pytest.approx(math.sqrt(0.8 * 0.6))
+    assert s["batched_public_vs_cublas"] == pytest.approx(math.sqrt(1.0 * 0.6))
+    assert s["cliffs_checked"] == 1 and s["cliffs_beyond_tolerance"][0]["change"] == pytest.approx(0.6 / 0.8 - 1)
+    assert s["cliffs_beyond_tolerance"][0]["neighbour"] == "32x1024x1024x128"
+    text = gemm_bench.markdown(rows, s, {"device": "test", "torch": "x"})
+    assert "| scores uneven | 32x1000x1000x128 | nt | bfloat16 | 700 | 420 | 0.600 | 0.600 |  |" in text
+    assert "| batched (bmm), kernel / cuBLAS (geomean) | 0.693 |" in text

@@ -22,22 +22,36 @@ TMA_TILE = {**TILE, "BLOCK_N": 32}
 SHAPES = [(33, 17, 45), (1, 1, 1), (80, 50, 16), (16, 16, 16)]
 
 
-def operand(rows, cols, layout, dtype, gen, lead_pad=0):
-    """A [rows, cols] matrix, row- or col-major, with lead_pad extra elements per leading stride."""
+def operand(rows, cols, layout, dtype, gen, lead_pad=0, batch=None, batch_pad=0):
+    """A [rows, cols] matrix, row- or col-major, with lead_pad extra elements per leading stride;
+    with batch, [batch, rows, cols] of them with batch_pad extra elements between matrices."""
+    if batch is not None:
+        inner = (rows, cols + lead_pad) if layout == "row" else (cols, rows + lead_pad)
+        flat = torch.randn(batch * (inner[0] * inner[1] + batch_pad), generator=gen).to(dtype)
+        full = flat.as_strided((batch, *inner), (inner[0] * inner[1] + batch_pad, inner[1], 1))
+        return full[:, :, :cols] if layout == "row" else full[:, :, :rows].transpose(1, 2)
     if layout == "row":
         return torch.randn(rows, cols + lead_pad, generator=gen).to(dtype)[:, :cols]
     return torch.randn(cols, rows + lead_pad, generator=gen).to(dtype)[:, :rows].t()
 
 
+def reference(a, b, dtype=None):
+    return (a.double() @ b.double()).to(dtype or a.dtype)
+
+
 def run_interpreted(a, b, precision="ieee"):
+    """mm_kernel on [M, K] @ [K, N], or batched (grid axis 1 = the batch) on [B, M, K] @ [B, K, N]."""
     k = interpreted("kernels.gemm")
-    M, K = a.shape
-    N = b.shape[1]
-    c = torch.full((M, N), float("nan"), dtype=a.dtype)  # poisoned: every element must be written
-    grid = (-(-M // TILE["BLOCK_M"]) * -(-N // TILE["BLOCK_N"]),)
-    k.mm_kernel[grid](a, b, c, M, N, K, a.stride(0), a.stride(1), b.stride(0), b.stride(1), c.stride(0), c.stride(1),
-                      INPUT_PRECISION=precision, **TILE)
-    return c
+    batched = a.dim() == 3
+    a3, b3 = (a, b) if batched else (a[None], b[None])
+    batch, M, K = a3.shape
+    N = b3.shape[2]
+    c = torch.full((batch, M, N), float("nan"), dtype=a.dtype)  # poisoned: every element must be written
+    grid = (-(-M // TILE["BLOCK_M"]) * -(-N // TILE["BLOCK_N"]), batch)
+    k.mm_kernel[grid](a3, b3, c, M, N, K, a3.stride(1), a3.stride(2), b3.stride(1), b3.stride(2), c.stride(1),
+                      c.stride(2), a3.stride(0), b3.stride(0), c.stride(0), INPUT_PRECISION=precision, BATCHED=batched,
+                      **TILE)
+    return c if batched else c[0]
 
 
 @pytest.mark.parametrize("dtype_name", ["fp32", "fp16"])
@@ -50,34 +64,88 @@ def test_mm_kernel_math(dtype_name, a_layout, b_layout, seeded):
         a = operand(M, K, a_layout, dtype, seeded, lead_pad=3)
         b = operand(K, N, b_layout, dtype, seeded, lead_pad=5)
         c = run_interpreted(a, b)
-        ref = (a.double() @ b.double()).to(dtype)
         rtol = 1.3e-6 if dtype == torch.float32 else 1e-3
-        torch.testing.assert_close(c, ref, rtol=rtol, atol=1e-4 * K, msg=f"{M}x{N}x{K}")
+        torch.testing.assert_close(c, reference(a, b), rtol=rtol, atol=1e-4 * K, msg=f"{M}x{N}x{K}")
 
 
-def run_tma_interpreted(a, b, bias=None, alpha=1.0, beta=0.0, subtile=1, split_k=1, programs=3):
-    """mm_tma_kernel over a persistent grid of `programs` programs (fewer than the tiles, so each
-    walks several), as the driver launches it; C poisoned, with a padded leading stride."""
+@pytest.mark.parametrize("dtype_name", ["fp32", "fp16"])
+@pytest.mark.parametrize("a_layout", ["row", "col"])
+@pytest.mark.parametrize("b_layout", ["row", "col"])
+@runtime_loop_bounds
+def test_bmm_kernel_math(dtype_name, a_layout, b_layout, seeded):
+    """The batch axis: each program's operands and output move by their batch strides (odd ones
+    here, and 0 for an operand expanded over the batch)."""
+    dtype = DTYPES[dtype_name]
+    rtol = 1.3e-6 if dtype == torch.float32 else 1e-3
+    for batch, (M, N, K) in ((3, (33, 17, 45)), (1, (80, 50, 16)), (4, (1, 1, 1))):
+        a = operand(M, K, a_layout, dtype, seeded, lead_pad=3, batch=batch, batch_pad=7)
+        b = operand(K, N, b_layout, dtype, seeded, lead_pad=5, batch=batch, batch_pad=1)
+        torch.testing.assert_close(run_interpreted(a, b), reference(a, b), rtol=rtol, atol=1e-4 * K,
+                                   msg=f"{batch}x{M}x{N}x{K}")
+        shared_b = b[:1].expand(batch, K, N)
+        torch.testing.assert_close(run_interpreted(a, shared_b), reference(a, shared_b), rtol=rtol, atol=1e-4 * K)
+
+
+def tma_batch(t, batch):
+    """An operand's batch extent and stride as csrc/ops/gemm.cpp descriptor_batch gives them: a
+    batch of one, or an operand expanded over the batch (stride 0), is described with extent 1
+    and the dense stride rounded up to 16 elements, so that no descriptor stride is 0."""
+    if batch == 1 or t.stride(0) == 0:
+        row = t.stride(2) == 1
+        lead = t.stride(1) if row else t.stride(2)
+        return 1, -(-(t.shape[1] if row else t.shape[2]) * lead // 16) * 16
+    return batch, t.stride(0)
+
+
+def run_tma_interpreted(a, b, bias=None, alpha=1.0, beta=0.0, subtile=1, split_k=1, programs=3, tile=TMA_TILE,
+                        out=None):
+    """mm_tma_kernel over a persistent grid of `programs` programs (fewer than the work items, so
+    each walks several), as the driver launches it. [M, K] @ [K, N] runs the mm path (a bias row
+    epilogue with bias); [B, M, K] @ [B, K, N] the batched one (the full epilogue with bias, a
+    tensor broadcast to [B, M, N]). C is poisoned, with padded leading and batch strides, unless
+    out is given (e.g. bias itself, for baddbmm_)."""
     k = interpreted("kernels.gemm")
-    M, K = a.shape
-    N = b.shape[1]
-    lead_c = -(-N // 8) * 8 + 8
-    c = torch.full((M, lead_c), float("nan"), dtype=a.dtype)[:, :N]
-    a_row, b_row = a.stride(1) == 1, b.stride(1) == 1
-    lead = lambda t, row: t.stride(0) if row else t.stride(1)  # noqa: E731
-    tiles = -(-M // TMA_TILE["BLOCK_M"]) * -(-N // TMA_TILE["BLOCK_N"])
-    partial = torch.full((tiles * split_k * TMA_TILE["BLOCK_M"] * TMA_TILE["BLOCK_N"],), float("nan"))
-    counters = torch.zeros(tiles, dtype=torch.int32)
-    k.mm_tma_kernel[(min(programs, tiles * split_k),)](
-        a, b, c, c if bias is None else bias, partial, counters, M, N, K, lead(a, a_row), lead(b, b_row), c.stride(0),
-        0 if bias is None else bias.stride(0), alpha, beta, a_row, b_row, 0 if bias is None else 1, SUBTILE=subtile,
-        SPLIT_K=split_k, WARP_SPECIALIZE=False, INPUT_PRECISION="ieee", PDL=False, **TMA_TILE)
+    batched = a.dim() == 3
+    a3, b3 = (a, b) if batched else (a[None], b[None])
+    batch, M, K = a3.shape
+    N = b3.shape[2]
+    if out is None:
+        lead_c = -(-N // 8) * 8 + 8
+        out = torch.full((batch, M + 1, lead_c), float("nan"), dtype=a.dtype)[:, :M, :N]
+        out = out if batched else out[0]
+    c = out if batched else out[None]
+    a_row, b_row = a3.stride(2) == 1, b3.stride(2) == 1
+    lead = lambda t, row: t.stride(1) if row else t.stride(2)  # noqa: E731
+    tiles = -(-M // tile["BLOCK_M"]) * -(-N // tile["BLOCK_N"])
+    partial = torch.full((batch * tiles * split_k * tile["BLOCK_M"] * tile["BLOCK_N"],), float("nan"))
+    counters = torch.zeros(batch * tiles, dtype=torch.int32)
+    (batch_a, stride_a), (batch_b, stride_b) = tma_batch(a3, batch), tma_batch(b3, batch)
+    stride_c = c.stride(0) if batch > 1 else tma_batch(c, 1)[1]
+    if bias is None:
+        epilogue, bias_strides, bias = 0, (0, 0, 0), c
+    elif batched:
+        epilogue, bias_strides = 2, bias.expand(batch, M, N).stride()
+    else:
+        epilogue, bias_strides = 1, (0, 0, bias.stride(0))
+    k.mm_tma_kernel[(min(programs, batch * tiles * split_k),)](
+        a3, b3, c, bias, partial, counters, M, N, K, lead(a3, a_row), lead(b3, b_row), c.stride(1), bias_strides[2],
+        alpha, beta, batch, batch_a, batch_b, stride_a, stride_b, stride_c, bias_strides[1], bias_strides[0], a_row,
+        b_row, epilogue, SUBTILE=subtile, SPLIT_K=split_k, WARP_SPECIALIZE=False, INPUT_PRECISION="ieee", PDL=False,
+        BATCHED=batched, **tile)
     if split_k > 1:
         assert (counters == split_k).all()  # every split of every tile arrived exactly once
-    return c
+    return out
 
 
 TMA_SHAPES = [(33, 17, 45), (1, 1, 1), (80, 50, 16), (70, 40, 100)]
+
+
+def tma_operands(M, N, K, a_layout, b_layout, gen, batch=None):
+    """fp16 operands whose leading (and batch) strides are 16-byte multiples, padded past the size."""
+    pad = lambda inner: 8 - inner % 8  # noqa: E731
+    a = operand(M, K, a_layout, torch.float16, gen, pad(K if a_layout == "row" else M), batch, batch_pad=8)
+    b = operand(K, N, b_layout, torch.float16, gen, pad(N if b_layout == "row" else K), batch, batch_pad=16)
+    return a, b
 
 
 @pytest.mark.parametrize("a_layout", ["row", "col"])
@@ -88,11 +156,9 @@ def test_mm_tma_kernel_math(a_layout, b_layout, subtile, split_k, seeded):
     """TMA clips ragged edges (no masks in the kernel); leading strides are 16-byte multiples.
     Epilogue slices and split-K partial sums give the same product."""
     for M, N, K in TMA_SHAPES:
-        a = operand(M, K, a_layout, torch.float16, seeded, lead_pad=8 - (K if a_layout == "row" else M) % 8)
-        b = operand(K, N, b_layout, torch.float16, seeded, lead_pad=8 - (N if b_layout == "row" else K) % 8)
-        ref = (a.double() @ b.double()).to(torch.float16)
+        a, b = tma_operands(M, N, K, a_layout, b_layout, seeded)
         got = run_tma_interpreted(a, b, subtile=subtile, split_k=split_k)
-        torch.testing.assert_close(got, ref, rtol=1e-3, atol=1e-4 * K, msg=f"{M}x{N}x{K}")
+        torch.testing.assert_close(got, reference(a, b), rtol=1e-3, atol=1e-4 * K, msg=f"{M}x{N}x{K}")
 
 
 @pytest.mark.parametrize("subtile,split_k", [(1, 1), (4, 1), (1, 2)])
@@ -114,12 +180,73 @@ def test_mm_tma_kernel_bias_epilogue(subtile, split_k, seeded):
     torch.testing.assert_close(got, (3.0 * product).to(torch.float16), rtol=1e-3, atol=1e-4 * K * 4)
 
 
+# Eight epilogue slices (the full epilogue's on 128x256 tiles) need 16 bytes per slice: 8 fp16.
+WIDE_TMA_TILE = {**TMA_TILE, "BLOCK_N": 64}
+BATCHED_SHAPES = [(3, (33, 17, 45)), (1, (70, 40, 100)), (5, (1, 1, 1)), (2, (80, 50, 16))]
+
+
+@pytest.mark.parametrize("a_layout", ["row", "col"])
+@pytest.mark.parametrize("b_layout", ["row", "col"])
+@pytest.mark.parametrize("subtile,split_k", [(1, 1), (2, 1), (4, 1), (8, 1), (1, 3), (2, 2)])
+@runtime_loop_bounds
+def test_bmm_tma_kernel_math(a_layout, b_layout, subtile, split_k, seeded):
+    """The batched path: rank-3 descriptors, work items walking (batch, tile, K slice), batches of
+    one and more, uneven sizes; an operand expanded over the batch is read at batch 0."""
+    tile = WIDE_TMA_TILE if subtile == 8 else TMA_TILE
+    for batch, (M, N, K) in BATCHED_SHAPES:
+        a, b = tma_operands(M, N, K, a_layout, b_layout, seeded, batch)
+        got = run_tma_interpreted(a, b, subtile=subtile, split_k=split_k, tile=tile, programs=4)
+        torch.testing.assert_close(got, reference(a, b), rtol=1e-3, atol=1e-4 * K, msg=f"{batch}x{M}x{N}x{K}")
+        if batch > 1:
+            for shared_a, shared_b in ((a[:1].expand_as(a), b), (a, b[1:2].expand_as(b))):
+                got = run_tma_interpreted(shared_a, shared_b, subtile=subtile, split_k=split_k, tile=tile)
+                torch.testing.assert_close(got, reference(shared_a, shared_b), rtol=1e-3, atol=1e-4 * K)
+
+
+def self_forms(batch, M, N, gen):
+    """baddbmm's self in the forms torch broadcasts: full (padded strides), transposed, per-batch
+    rows, one matrix for every batch, a bias row, a column, a scalar."""
+    full = torch.randn(batch, M + 2, N + 3, generator=gen).to(torch.float16)[:, 1:M + 1, 2:N + 2]
+    return {
+        "full": full,
+        "transposed": torch.randn(batch, N, M, generator=gen).to(torch.float16).transpose(1, 2),
+        "batch_rows": torch.randn(batch, 1, N, generator=gen).to(torch.float16),
+        "matrix": torch.randn(M, N, generator=gen).to(torch.float16),
+        "row": torch.randn(2 * N, generator=gen).to(torch.float16)[::2],
+        "column": torch.randn(M, 1, generator=gen).to(torch.float16),
+        "scalar": torch.randn(1, generator=gen).to(torch.float16),
+    }
+
+
+@pytest.mark.parametrize("subtile,split_k", [(1, 1), (2, 1), (8, 1), (1, 2), (2, 2)])
+@runtime_loop_bounds
+def test_bmm_tma_kernel_full_epilogue(subtile, split_k, seeded):
+    """baddbmm's epilogue: alpha * A @ B + beta * self with self read through its broadcast
+    strides; beta = 0 ignores self, NaN included; self may be the output itself (baddbmm_)."""
+    tile = WIDE_TMA_TILE if subtile == 8 else TMA_TILE
+    batch, M, N, K = 3, 37, 45, 29
+    a, b = tma_operands(M, N, K, "row", "col", seeded, batch)
+    product = a.double() @ b.double()
+    for name, self in self_forms(batch, M, N, seeded).items():
+        for alpha, beta in ((0.5, -2.0), (1.0, 1.0)):
+            ref = (alpha * product + beta * self.double()).to(torch.float16)
+            got = run_tma_interpreted(a, b, self, alpha, beta, subtile, split_k, tile=tile)
+            torch.testing.assert_close(got, ref, rtol=1e-3, atol=1e-4 * K * 4, msg=name)
+    nan_self = torch.full((batch, M, N), float("nan"), dtype=torch.float16)
+    got = run_tma_interpreted(a, b, nan_self, 3.0, 0.0, subtile, split_k, tile=tile)
+    torch.testing.assert_close(got, (3.0 * product).to(torch.float16), rtol=1e-3, atol=1e-4 * K * 4)
+    # In place: the epilogue reads each element of self before its tile overwrites it.
+    in_place = torch.randn(batch, M, 56, generator=seeded).to(torch.float16)[:, :, :N]  # 16-byte rows
+    ref = (0.5 * product - 2.0 * in_place.double()).to(torch.float16)
+    run_tma_interpreted(a, b, in_place, 0.5, -2.0, subtile, split_k, tile=tile, out=in_place)
+    torch.testing.assert_close(in_place, ref, rtol=1e-3, atol=1e-4 * K * 4)
+
+
 @pytest.mark.skip(reason="triton 3.8's interpreter multiplies the raw bit patterns of bf16 tiles in tl.dot "
                          "(create_dot converts only fp8); bf16 is checked on the GPU")
 def test_mm_kernel_math_bf16(seeded):
     a, b = operand(33, 45, "row", torch.bfloat16, seeded), operand(45, 17, "col", torch.bfloat16, seeded)
-    torch.testing.assert_close(run_interpreted(a, b), (a.double() @ b.double()).to(torch.bfloat16),
-                               rtol=1.6e-2, atol=1e-4 * 45)
+    torch.testing.assert_close(run_interpreted(a, b), reference(a, b), rtol=1.6e-2, atol=1e-4 * 45)
 
 
 @runtime_loop_bounds
@@ -133,8 +260,20 @@ def test_mm_kernel_zero_strides(seeded):
 # ---- declarations -----------------------------------------------------------------------------
 
 
-def covered_points():
-    return [p for p in GRID.points() if not (p["precision"] == "tf32" and p["dtype"] != "fp32")]
+POINTER_GRIDS = [fam.GRIDS[0], fam.GRIDS[2]]  # mm, bmm
+TMA_GRID, BMM_TMA_GRID = fam.GRIDS[1], fam.GRIDS[3]
+BATCH_STRIDES = ("stride_batch_a", "stride_batch_b", "stride_batch_c")
+
+
+def test_grids():
+    assert [g.name for g in fam.GRIDS] == ["mm", "mm_tma", "bmm", "bmm_tma"]
+    assert GRID is fam.GRIDS[0] and POINTER_GRIDS[0].axes == POINTER_GRIDS[1].axes
+    assert dict(TMA_GRID.axes)["epilogue"] == ("none", "bias") and dict(BMM_TMA_GRID.axes)["epilogue"] == (
+        "none", "full")
+
+
+def covered_points(grid):
+    return [p for p in grid.points() if not (p["precision"] == "tf32" and p["dtype"] != "fp32")]
 
 
 def served_by_tma(point, arch):
@@ -143,9 +282,10 @@ def served_by_tma(point, arch):
     return arch in fam.TMA_ARCHS and tma_dtype and point["align"] == "aligned"
 
 
-def test_every_point_is_declared_on_every_target():
-    for p in GRID.points():
-        variants = {arch: GRID.make(p, arch) for arch in ARCHS}
+@pytest.mark.parametrize("grid", POINTER_GRIDS, ids=lambda g: g.name)
+def test_every_point_is_declared_on_every_target(grid):
+    for p in grid.points():
+        variants = {arch: grid.make(p, arch) for arch in ARCHS}
         if p["precision"] == "tf32" and p["dtype"] != "fp32":
             assert all(v is None for v in variants.values()), p
             continue
@@ -157,40 +297,45 @@ def test_every_point_is_declared_on_every_target():
             assert [n for n, _ in v.signature] == list(v.jit_function().arg_names), (p, arch)
             assert v.kernel == fam.KERNEL and v.launch_params == ("BLOCK_M", "BLOCK_N") and not v.launch_pdl
             assert dict(v.constexprs)["INPUT_PRECISION"] == p["precision"]
+            assert dict(v.constexprs)["BATCHED"] is (grid.name == "bmm")
         # The C++ driver passes one runtime argument list per point, whatever the target.
         assert len({tuple(t for _, t in v.runtime_args) for v in variants.values() if v}) == 1, p
 
 
-@pytest.mark.parametrize("point", covered_points(), ids=GRID.symbol)
-def test_runtime_arguments_are_what_the_driver_passes(point):
-    """csrc/ops/gemm.cpp pushes a, b, c, M, N, K and the three leading strides, in that order."""
-    v = GRID.make(point, 80)
+@pytest.mark.parametrize("point", covered_points(GRID), ids=GRID.symbol)
+@pytest.mark.parametrize("grid", POINTER_GRIDS, ids=lambda g: g.name)
+def test_runtime_arguments_are_what_the_driver_passes(grid, point):
+    """csrc/ops/gemm.cpp launch_plan pushes a, b, c, M, N, K and the three leading strides, in that
+    order, and batched the three batch strides (int64); mm's batch strides are constexpr 0."""
+    v = grid.make(point, 80)
+    batched = grid.name == "bmm"
     a_lead = "stride_am" if point["a_layout"] == "row" else "stride_ak"
     b_lead = "stride_bk" if point["b_layout"] == "row" else "stride_bn"
     ptr = fam.ptr(point["dtype"])
     assert v.runtime_args == (("a", ptr), ("b", ptr), ("c", ptr), ("M", "i32"), ("N", "i32"), ("K", "i32"),
-                              (a_lead, "i32"), (b_lead, "i32"), ("stride_cm", "i32"))
-    unit = {n for n, value in v.constexprs if n.startswith("stride_")}
+                              (a_lead, "i32"), (b_lead, "i32"), ("stride_cm", "i32")) + (
+        tuple((n, "i64") for n in BATCH_STRIDES) if batched else ())
+    constexprs = dict(v.constexprs)
+    unit = {n for n in constexprs if n.startswith("stride_") and n not in BATCH_STRIDES}
     assert unit == {"stride_am", "stride_ak", "stride_bk", "stride_bn", "stride_cm", "stride_cn"} - {
         a_lead, b_lead, "stride_cm"}
-    assert all(value == 1 for n, value in v.constexprs if n in unit)
+    assert all(constexprs[n] == 1 for n in unit)
+    assert all(constexprs[n] == 0 for n in BATCH_STRIDES) if not batched else not set(BATCH_STRIDES) & set(constexprs)
     if point["align"] == "aligned":
         expected = {"a", "b", "c", "N", "K", a_lead, b_lead, "stride_cm"} | (
-            set() if point["a_layout"] == "row" else {"M"})
+            set() if point["a_layout"] == "row" else {"M"}) | (set(BATCH_STRIDES) if batched else set())
         assert set(v.divisible16) == expected
     else:
         assert v.divisible16 == ()
 
 
-TMA_GRID = fam.GRIDS[1]
-
-
-def test_tma_grid_per_target():
+@pytest.mark.parametrize("grid", [TMA_GRID, BMM_TMA_GRID], ids=lambda g: g.name)
+def test_tma_grid_per_target(grid):
     """No TMA kernel on sm_80; on sm_90a exactly the tuning table's configurations; on sm_100a
-    the default one."""
+    the default one. The full epilogue slices its tiles finer (at most 4096 elements a slice)."""
     for arch in (80, 90, 100):
-        for p in TMA_GRID.points():
-            v = TMA_GRID.make(p, arch)
+        for p in grid.points():
+            v = grid.make(p, arch)
             klass = "tf32" if p["dtype"] == "fp32" else "16bit"
             configs = () if arch == 80 else gemm_tuning.configs_for(arch, klass)
             if arch == 100:
@@ -204,33 +349,52 @@ def test_tma_grid_per_target():
                 assert v is None, (arch, p)  # the Gluon kernel serves 16-bit operands only
                 continue
             c = dict(v.constexprs)
-            assert (c["BLOCK_M"], c["BLOCK_N"], c["BLOCK_K"], c["GROUP_M"], c["SPLIT_K"]) == (
-                cfg.block_m, cfg.block_n, cfg.block_k, cfg.group_m, cfg.split_k)
+            assert (c["BLOCK_M"], c["BLOCK_N"], c["BLOCK_K"], c["GROUP_M"]) == (
+                cfg.block_m, cfg.block_n, cfg.block_k, cfg.group_m)
             assert (v.num_warps, v.num_stages) == (cfg.num_warps, cfg.num_stages)
             assert (c["A_ROW"], c["B_ROW"]) == (p["a_layout"] == "row", p["b_layout"] == "row")
             assert c["EPILOGUE"] == fam.EPILOGUES.index(p["epilogue"])
             assert v.launch_params == ("BLOCK_M", "BLOCK_N", "SPLIT_K")
-            if cfg.kernel == "wgmma":
+            if cfg.kernel == "wgmma" and grid.name == "mm_tma":
                 assert v.kernel == fam.WGMMA_KERNEL and c["NUM_BUFFERS"] == cfg.num_stages and not v.launch_pdl
+                assert c["SPLIT_K"] == 1
                 continue
-            assert v.kernel == fam.TMA_KERNEL and (c["SUBTILE"], c["WARP_SPECIALIZE"]) == (cfg.subtile,
-                                                                                         cfg.warp_specialize)
+            # mm_tma_kernel, also for a Gluon configuration of a batched problem (same tile).
+            subtile = cfg.subtile
+            if p["epilogue"] == "full":
+                subtile = max(cfg.subtile, cfg.block_m * cfg.block_n // 4096)
+                assert c["BLOCK_M"] * c["BLOCK_N"] // c["SUBTILE"] <= 4096 and c["SUBTILE"] in (1, 2, 4, 8)
+            assert v.kernel == fam.TMA_KERNEL
+            assert (c["SUBTILE"], c["SPLIT_K"], c["WARP_SPECIALIZE"]) == (subtile, cfg.split_k, cfg.warp_specialize)
             assert c["PDL"] is True and v.launch_pdl and c["INPUT_PRECISION"] == "tf32"
+            assert c["BATCHED"] is (grid.name == "bmm_tma")
+
+
+TMA_ARGUMENTS = (("M", "i32"), ("N", "i32"), ("K", "i32"), ("lead_a", "i32"), ("lead_b", "i32"), ("lead_c", "i32"),
+                 ("bias_stride", "i32"), ("alpha", "fp32"), ("beta", "fp32"))
+TMA_BATCH_ARGUMENTS = (("batch", "i32"), ("batch_a", "i32"), ("batch_b", "i32"), ("stride_batch_a", "i64"),
+                       ("stride_batch_b", "i64"), ("stride_batch_c", "i64"), ("bias_stride_m", "i32"),
+                       ("bias_stride_batch", "i64"))
 
 
 @pytest.mark.parametrize("point", [p for p in TMA_GRID.points() if p["a_layout"] == "row" and p["config"] == "c0"],
                          ids=TMA_GRID.symbol)
 def test_tma_variant_arguments(point):
-    """csrc/ops/gemm.cpp launch_tma pushes these, in this order."""
-    v = TMA_GRID.make(point, 90)
+    """csrc/ops/gemm.cpp launch_plan pushes these, in this order; the batch arguments are the mm
+    variants' constexprs (batch 1, strides 0), the batched variants' runtime arguments."""
     ptr = fam.ptr(point["dtype"])
+    pointers = (("a", ptr), ("b", ptr), ("c", ptr), ("bias", ptr), ("partial", "*fp32"), ("counters", "*i32"))
+    v = TMA_GRID.make(point, 90)
     assert [n for n, _ in v.signature] == list(v.jit_function().arg_names)
-    assert v.runtime_args == (("a", ptr), ("b", ptr), ("c", ptr), ("bias", ptr), ("partial", "*fp32"),
-                              ("counters", "*i32"), ("M", "i32"), ("N", "i32"), ("K", "i32"), ("lead_a", "i32"),
-                              ("lead_b", "i32"), ("lead_c", "i32"), ("bias_stride", "i32"), ("alpha", "fp32"),
-                              ("beta", "fp32"))
+    assert v.runtime_args == pointers + TMA_ARGUMENTS
+    constexprs = dict(v.constexprs)
+    assert [constexprs[n] for n, _ in TMA_BATCH_ARGUMENTS] == [1, 1, 1, 0, 0, 0, 0, 0] and not constexprs["BATCHED"]
     # TMA's requirement on the bases; the leading strides need 16 bytes, not 16 elements.
     assert set(v.divisible16) == {"a", "b", "c"}
+    batched = BMM_TMA_GRID.make(dict(point, epilogue="full" if point["epilogue"] == "bias" else "none"), 90)
+    assert [n for n, _ in batched.signature] == list(batched.jit_function().arg_names)
+    assert batched.runtime_args == pointers + TMA_ARGUMENTS + TMA_BATCH_ARGUMENTS
+    assert dict(batched.constexprs)["BATCHED"] and set(batched.divisible16) == {"a", "b", "c"}
 
 
 def test_sm90_table_is_consistent():
@@ -308,19 +472,34 @@ SAMPLES = [
     (90, dict(dtype="fp32", precision="tf32", a_layout="col", b_layout="row", align="general")),
     (100, dict(dtype="fp32", precision="ieee", a_layout="row", b_layout="col", align="aligned")),
 ]
+BMM_SAMPLES = [
+    (80, dict(dtype="fp16", precision="ieee", a_layout="col", b_layout="row", align="aligned")),
+    (90, dict(dtype="bf16", precision="ieee", a_layout="row", b_layout="col", align="general")),
+    (90, dict(dtype="fp32", precision="ieee", a_layout="row", b_layout="row", align="aligned")),
+    (90, dict(dtype="fp32", precision="tf32", a_layout="col", b_layout="col", align="general")),
+]
 TMA_SAMPLES = [
     (90, dict(dtype="bf16", a_layout="row", b_layout="col", epilogue="none", config="c0")),
     (90, dict(dtype="fp32", a_layout="row", b_layout="row", epilogue="none", config="c0")),
     (90, dict(dtype="fp16", a_layout="col", b_layout="row", epilogue="bias", config="c0")),
     (100, dict(dtype="bf16", a_layout="col", b_layout="col", epilogue="bias", config="c0")),
 ]
+BMM_TMA_SAMPLES = [
+    (90, dict(dtype="bf16", a_layout="row", b_layout="col", epilogue="none", config="c0")),
+    (90, dict(dtype="fp16", a_layout="col", b_layout="row", epilogue="full", config="c0")),
+    (90, dict(dtype="bf16", a_layout="row", b_layout="row", epilogue="full", config="c2")),
+    (90, dict(dtype="fp32", a_layout="col", b_layout="col", epilogue="full", config="c1")),
+]
 # Opt-in shared memory per block: A100 163 KiB, H100 and B200 227 KiB.
 MAX_SHARED = {80: 166912, 90: 232448, 100: 232448}
 
 
-@pytest.mark.parametrize("arch,point", SAMPLES, ids=lambda s: str(s) if isinstance(s, int) else GRID.symbol(s))
-def test_aot_compile(arch, point):
-    v = GRID.make(point, arch)
+@pytest.mark.parametrize("grid,arch,point",
+                         [(GRID, *s) for s in SAMPLES] + [(POINTER_GRIDS[1], *s) for s in BMM_SAMPLES],
+                         ids=lambda s: s.name if hasattr(s, "name") else str(s) if isinstance(s, int) else "-".join(
+                             s.values()))
+def test_aot_compile(grid, arch, point):
+    v = grid.make(point, arch)
     cubin, meta = compiler.compile_variant(v, arch)
     assert cubin[:4] == b"\x7fELF"
     assert meta["num_warps"] == v.num_warps and meta["num_ctas"] == 1
@@ -343,17 +522,21 @@ KERNEL_NAMES = {"tl": "mm_tma_kernel", "wgmma": "mm_wgmma_kernel"}
 WGMMA_CANDIDATES = [c for c in gemm_tuning.SM90_CANDIDATES if c.kernel == "wgmma"]
 
 
-@pytest.mark.parametrize("arch,point", TMA_SAMPLES, ids=lambda s: str(s) if isinstance(s, int) else TMA_GRID.symbol(s))
-def test_aot_compile_tma(arch, point):
+@pytest.mark.parametrize("grid,arch,point", [(TMA_GRID, *s) for s in TMA_SAMPLES] +
+                         [(BMM_TMA_GRID, *s) for s in BMM_TMA_SAMPLES],
+                         ids=lambda s: s.name if hasattr(s, "name") else str(s) if isinstance(s, int) else "-".join(
+                             s.values()))
+def test_aot_compile_tma(grid, arch, point):
     """Device-side TMA descriptors live in global scratch (128 bytes each, 128-byte aligned), and
     PDL sends the launch through cuLaunchKernelEx; every configuration fits the opt-in shared
     memory of its target."""
-    v = TMA_GRID.make(point, arch)
+    v = grid.make(point, arch)
     cfg = gemm_tuning.configs_for(arch, fam.tma_class(point["dtype"]))[int(point["config"][1:])]
+    kernel = "tl" if grid is BMM_TMA_GRID else cfg.kernel
     cubin, meta = compiler.compile_variant(v, arch)
-    assert cubin[:4] == b"\x7fELF" and meta["name"] == KERNEL_NAMES[cfg.kernel]
+    assert cubin[:4] == b"\x7fELF" and meta["name"] == KERNEL_NAMES[kernel]
     assert meta["global_scratch_size"] >= 3 * 128 and meta["global_scratch_align"] == 128
-    assert meta["launch_pdl"] is (cfg.kernel == "tl") and 49152 < meta["shared"] <= MAX_SHARED[arch]
+    assert meta["launch_pdl"] is (kernel == "tl") and 49152 < meta["shared"] <= MAX_SHARED[arch]
 
 
 @pytest.fixture
@@ -395,13 +578,16 @@ def test_hopper_wgmma_variant(wgmma_table):
     assert "mbarrier.try_wait" in ptx and "griddepcontrol" not in ptx
 
 
-def test_every_sm90_configuration_fits_shared_memory():
+@pytest.mark.parametrize("grid", [TMA_GRID, BMM_TMA_GRID], ids=lambda g: g.name)
+def test_every_sm90_configuration_fits_shared_memory(grid):
+    """The full epilogue's layout conversion takes shared memory beside the pipeline's stages:
+    its finer slices keep even the 4-stage 128x256 tiles within an SM's."""
     for dtype in ("bf16", "fp32"):
         klass = "tf32" if dtype == "fp32" else "16bit"
         for index in range(len(gemm_tuning.configs_for(90, klass))):
-            for epilogue in fam.EPILOGUES:
+            for epilogue in dict(grid.axes)["epilogue"]:
                 point = dict(dtype=dtype, a_layout="row", b_layout="col", epilogue=epilogue, config=f"c{index}")
-                _, meta = compiler.compile_variant(TMA_GRID.make(point, 90), 90)
+                _, meta = compiler.compile_variant(grid.make(point, 90), 90)
                 assert meta["shared"] <= MAX_SHARED[90], (point, meta["shared"])
 
 
@@ -444,6 +630,19 @@ def test_hopper_tma_variant():
     assert "tensormap.replace" in ptx
     assert ptx.index("griddepcontrol.wait") < ptx.index("tensormap.replace")
     assert "ld.global" not in ptx
+
+
+@pytest.mark.parametrize("epilogue", ["none", "full"])
+def test_hopper_batched_tma_variant(epilogue):
+    """The batched variant: rank-3 TMA copies feeding wgmma, no 2-D ones; the full epilogue reads
+    self with plain loads, the only global loads (the mm variant's copies are 2-D)."""
+    point = dict(dtype="bf16", a_layout="row", b_layout="col", epilogue=epilogue, config="c0")
+    ptx = hopper_ptx(BMM_TMA_GRID, point)
+    assert "wgmma.mma_async" in ptx and "cp.async.bulk.tensor.3d" in ptx and "cp.async.bulk.tensor.2d" not in ptx
+    assert ("ld.global" in ptx) == (epilogue == "full")
+    assert ptx.index("griddepcontrol.wait") < ptx.index("tensormap.replace")
+    mm = hopper_ptx(TMA_GRID, dict(point, epilogue="none"))
+    assert "cp.async.bulk.tensor.2d" in mm and "cp.async.bulk.tensor.3d" not in mm
 
 
 def test_hopper_split_k_variant_counts_arrivals_atomically():
@@ -504,6 +703,87 @@ def test_meta_addmm_errors_are_torchs(case):
     with pytest.raises(RuntimeError) as got:
         torch.ops.gems.addmm(*(torch.empty(s, dtype=d, device="meta") for s, d in zip(shapes, dtypes)))
     assert str(ref.value).split("\n")[0] == str(got.value).split("\n")[0]
+
+
+def test_meta_bmm_matches_torch():
+    """Shape, dtype and strides as torch's own meta function gives them (contiguous, whatever the
+    operands' layouts)."""
+    pytest.importorskip("gems_aot")
+    m = lambda *s, dtype=torch.float32: torch.empty(*s, device="meta", dtype=dtype)  # noqa: E731
+    for dtype in (torch.float32, torch.bfloat16, torch.float64):
+        for a, b in ((m(3, 33, 45, dtype=dtype), m(3, 17, 45, dtype=dtype).transpose(1, 2)),
+                     (m(1, 45, 33, dtype=dtype).transpose(1, 2), m(1, 45, 17, dtype=dtype)),
+                     (m(1, 33, 45, dtype=dtype).expand(4, 33, 45), m(4, 45, 0, dtype=dtype))):
+            out, ref = torch.ops.gems.bmm(a, b), torch.bmm(a, b)
+            assert out.device.type == "meta"
+            assert (out.shape, out.dtype, out.stride()) == (ref.shape, ref.dtype, ref.stride())
+
+
+def test_meta_baddbmm_matches_torch():
+    """Every self that broadcasts to [batch, M, N], as torch's meta function takes it."""
+    pytest.importorskip("gems_aot")
+    m = lambda *s, dtype=torch.bfloat16: torch.empty(*s, device="meta", dtype=dtype)  # noqa: E731
+    a, b = m(3, 33, 45), m(3, 17, 45).transpose(1, 2)
+    forms = (m(3, 33, 17), m(33, 17), m(17), m(1), m(3, 1, 17), m(1, 1, 1), m(33, 1), m(17, 3, 33).permute(1, 2, 0))
+    for self in forms:
+        out = torch.ops.gems.baddbmm(self, a, b, beta=0.5, alpha=2)
+        ref = torch.baddbmm(self, a, b, beta=0.5, alpha=2)
+        assert (out.shape, out.dtype, out.stride(), out.device) == (ref.shape, ref.dtype, ref.stride(), ref.device)
+
+
+def torch_error(fn, *shapes_and_dtypes):
+    """The error torch raises for CPU tensors of these shapes and dtypes (ATen's C++ checks, which
+    its CUDA kernels share), and the error the gems op's Meta function raises for meta ones."""
+    def tensors(device):
+        return [torch.zeros(s, dtype=d, device=device) for s, d in shapes_and_dtypes]
+
+    def first_line(error):
+        # expand's message names the tensor's type, which is its device's (MetaFloatType here).
+        return re.sub(r"expand\(\S+\{", "expand(T{", str(error.value).split("\n")[0])
+
+    with pytest.raises(Exception) as ref:
+        getattr(torch, fn)(*tensors("cpu"))
+    with pytest.raises(Exception) as got:
+        getattr(torch.ops.gems, fn)(*tensors("meta"))
+    return (ref.type, first_line(ref)), (got.type, first_line(got))
+
+
+F32, F16 = torch.float32, torch.float16
+BMM_ERRORS = {
+    "batch1_rank": [((3, 4), F32), ((2, 4, 6), F32)],
+    "batch2_rank": [((2, 3, 4), F32), ((4, 6), F32)],
+    "batch_mismatch": [((2, 3, 4), F32), ((3, 4, 6), F32)],
+    "inner_mismatch": [((2, 3, 4), F32), ((2, 5, 6), F32)],
+    "dtype": [((2, 3, 4), F32), ((2, 4, 6), F16)],
+    "dtype_reversed": [((2, 3, 4), F16), ((2, 4, 6), F32)],
+}
+BADDBMM_ERRORS = {
+    "self_shape": [((2, 3, 5), F32), ((2, 3, 4), F32), ((2, 4, 6), F32)],
+    "self_batch": [((4, 3, 6), F32), ((2, 3, 4), F32), ((2, 4, 6), F32)],
+    "self_rank": [((1, 2, 3, 6), F32), ((2, 3, 4), F32), ((2, 4, 6), F32)],
+    "batch1_rank": [((2, 3, 6), F32), ((3, 4), F32), ((2, 4, 6), F32)],
+    "batch2_rank": [((2, 3, 6), F32), ((2, 3, 4), F32), ((4, 6), F32)],
+    "batch_mismatch": [((2, 3, 6), F32), ((2, 3, 4), F32), ((3, 4, 6), F32)],
+    "inner_mismatch": [((2, 3, 6), F32), ((2, 3, 4), F32), ((2, 5, 6), F32)],
+    "self_dtype": [((2, 3, 6), F16), ((2, 3, 4), F32), ((2, 4, 6), F32)],
+    "dtype": [((2, 3, 6), F32), ((2, 3, 4), F32), ((2, 4, 6), F16)],
+}
+
+
+@pytest.mark.parametrize("case", BMM_ERRORS)
+def test_meta_bmm_errors_are_torchs(case):
+    pytest.importorskip("gems_aot")
+    ref, got = torch_error("bmm", *BMM_ERRORS[case])
+    assert got == ref
+
+
+@pytest.mark.parametrize("case", BADDBMM_ERRORS)
+def test_meta_baddbmm_errors_are_torchs(case):
+    """Including the order of torch's checks: self's broadcast (expand's error, IndexError for a
+    missing dim of batch2) comes before the ranks."""
+    pytest.importorskip("gems_aot")
+    ref, got = torch_error("baddbmm", *BADDBMM_ERRORS[case])
+    assert got == ref
 
 
 def test_info_lists_the_routed_cases():

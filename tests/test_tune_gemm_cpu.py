@@ -27,7 +27,9 @@ NAMES = [c.name for c in gemm_tuning.SM90_CANDIDATES]
 def test_shape_set():
     cases = shapes.cases()
     groups = {c.group for c in cases}
-    assert groups == {"train", "decode", "square"}
+    assert groups == {"train", "decode", "square", "batched"}
+    assert {c.group for c in shapes.cases(shapes.TUNED_GROUPS)} == {"train", "decode", "square"}
+    assert all(c.batch is None for c in cases if c.group != "batched")
     train = [c for c in cases if c.group == "train"]
     # Every layer has its forward, input gradient and weight gradient, at the aligned and the
     # uneven token count; every uneven case names an aligned neighbour that is in the set.
@@ -39,12 +41,73 @@ def test_shape_set():
     assert {c.m for c in cases if c.group == "decode"} == set(shapes.DECODE_TOKENS)
 
 
+def test_batched_group():
+    """Attention's batched matmuls (scores, output, the gradient of V) at sequence lengths 1024
+    and 128, the uneven 1000 beside its aligned neighbour, and grouped linear layers."""
+    batched = shapes.cases(("batched",))
+    assert batched and all(c.batch and c.batch >= 8 for c in batched)
+    assert {c.layout for c in batched} == {"nt", "nn", "tn"}
+    keys = {(c.batch, c.m, c.n, c.k, c.layout) for c in batched}
+    uneven = [c for c in batched if c.neighbour]
+    assert uneven and all((c.batch, *c.neighbour, c.layout) in keys for c in uneven)
+    assert any(c.m == 1000 and c.n == 1000 for c in uneven)
+    assert (32, 1024, 1024, 128, "nt") in keys and (64, 128, 128, 128, "nn") in keys
+    assert shapes.Case("batched", "x", 2, 3, 4, "nn", batch=5).flop == 2.0 * 5 * 2 * 3 * 4
+
+
+@pytest.mark.parametrize("batch", [None, 4])
 @pytest.mark.parametrize("layout", ["nn", "nt", "tn", "tt"])
-def test_operands_have_the_layout(layout):
-    case = shapes.Case("square", "x", 5, 7, 3, layout)
+def test_operands_have_the_layout(layout, batch):
+    case = shapes.Case("square", "x", 5, 7, 3, layout, batch=batch)
     a, b = shapes.operands(case, torch.float32, device="cpu")
-    assert a.shape == (5, 3) and b.shape == (3, 7)
-    assert (a.stride(1) == 1) == (layout[0] == "n") and (b.stride(1) == 1) == (layout[1] == "n")
+    lead = () if batch is None else (batch,)
+    assert a.shape == (*lead, 5, 3) and b.shape == (*lead, 3, 7)
+    assert (a.stride(-1) == 1) == (layout[0] == "n") and (b.stride(-1) == 1) == (layout[1] == "n")
+
+
+class FakeKernel:
+    """Stands in for a @triton.jit kernel: records the launch."""
+
+    def __getitem__(self, grid):
+        def launch(*args, **kwargs):
+            self.grid, self.args, self.kwargs = grid, args, kwargs
+            return types.SimpleNamespace(metadata=types.SimpleNamespace(shared=1000, num_warps=4), n_regs=32)
+        return launch
+
+
+def fake_runner():
+    runner = object.__new__(tuner.Runner)
+    runner.torch, runner.sms, runner.resident = torch, 132, {}
+    runner.props = types.SimpleNamespace()
+    runner.gemm = types.SimpleNamespace(mm_tma_kernel=FakeKernel(), mm_kernel=FakeKernel())
+    runner.family = types.SimpleNamespace(FP32_IEEE_CONFIG=(128, 128, 16, 8, 4, 3))
+    return runner
+
+
+def test_runner_passes_the_batch_arguments():
+    """The tuner runs mm_tma_kernel through the JIT with the arguments the driver passes: an mm
+    with the mm variants' batch arguments (batch 1, strides 0, BATCHED False), a bmm batched,
+    an operand expanded over the batch with extent 1."""
+    runner, cfg = fake_runner(), gemm_tuning.SM90_CANDIDATES[5]  # 128x128 tiles
+    a, b, c = torch.empty(300, 64), torch.empty(64, 40), torch.empty(300, 40)
+    runner.launch(cfg, a, b, c)
+    k = runner.gemm.mm_tma_kernel
+    assert k.args[6:15] == (300, 40, 64, 64, 40, 40, 0, 1.0, 0.0) and k.args[15:] == (1, 1, 1, 0, 0, 0, 0, 0)
+    assert k.kwargs["BATCHED"] is False and k.grid == (3,)
+    a, b = torch.empty(5, 300, 64), torch.empty(1, 40, 64).expand(5, 40, 64).transpose(1, 2)
+    runner.launch(cfg, a, b, torch.empty(5, 300, 40))
+    assert k.args[6:12] == (300, 40, 64, 64, 64, 40)
+    assert k.args[15:] == (5, 5, 1, 300 * 64, 40 * 64, 300 * 40, 0, 0)  # B: extent 1, one matrix of 40 rows of 64
+    assert k.kwargs["BATCHED"] is True and k.kwargs["B_ROW"] is False and k.grid == (15,)
+    runner.launch_pointer(a[0], b[0], c)
+    assert runner.gemm.mm_kernel.args[12:] == (0, 0, 0) and runner.gemm.mm_kernel.kwargs["BATCHED"] is False
+    runner.launch_pointer(a, b, torch.empty(5, 300, 40))
+    assert runner.gemm.mm_kernel.args[12:] == (300 * 64, 0, 300 * 40) and runner.gemm.mm_kernel.grid == (3, 5)
+
+
+def test_batched_groups_are_not_tuned(tmp_path):
+    with pytest.raises(SystemExit, match="not tuned"):
+        tuner.measure(types.SimpleNamespace(out=tmp_path, groups="train,batched", classes="16bit", budget_s=1))
 
 
 def test_tma_rule_is_the_drivers():
@@ -54,6 +117,10 @@ def test_tma_rule_is_the_drivers():
     assert not tuner.tma_can_describe(torch.empty(8, 4095, dtype=torch.bfloat16))  # 8190-byte rows
     assert not tuner.tma_can_describe(x[:, 1:])  # base 2 bytes past an aligned one
     assert not tuner.tma_can_describe(torch.empty(1, 64, dtype=torch.bfloat16).expand(8, 64).t())  # lead 0
+    batched = torch.empty(3, 64, 64, dtype=torch.bfloat16)
+    assert tuner.tma_can_describe(batched, batched.transpose(1, 2), batched[:1].expand(3, 64, 64))
+    assert not tuner.tma_can_describe(torch.empty(3 * 64 * 64 + 3, dtype=torch.bfloat16).as_strided(
+        (3, 64, 64), (64 * 64 + 1, 64, 1)))  # batch stride 8194 bytes
 
 
 def row(m, n, k, layout, cublas_ms, klass="16bit", pointer=None, **ms):

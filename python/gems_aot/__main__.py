@@ -29,9 +29,10 @@ def main(argv=None) -> int:
                                                                  "(elementwise ops)")
     p_bench.add_argument("--no-flaggems", action="store_true", help="skip FlagGems even where it is installed")
     p_bench.add_argument("--family", choices=("ops", "gemm"), default="ops",
-                         help="ops: every op at --sizes (default); gemm: mm against cuBLAS over the LLM shape set "
-                              "(bench_gemm.json, bench_gemm.md)")
-    p_bench.add_argument("--groups", default="train,decode,square", help="with --family gemm: of train, decode, square")
+                         help="ops: every op at --sizes (default); gemm: mm and bmm against cuBLAS over the LLM "
+                              "shape set (bench_gemm.json, bench_gemm.md)")
+    p_bench.add_argument("--groups", default="train,decode,square,batched",
+                         help="with --family gemm: of train, decode, square, batched (bmm)")
     p_models = sub.add_parser("models", help="the model harness: inference, training and coverage, gems vs ATen")
     p_models.add_argument("--out", type=pathlib.Path, help="folder for models.json, models.md and the PNG plots")
     p_models.add_argument("--models", default=",".join(HarnessConfig.models),

@@ -2,13 +2,13 @@
 GEMM shape set (_gemm_shapes.py), measured in one run on one card.
 
 Per case, three figures (do_bench medians, L2 flushed before each call):
-  cublas  torch.mm with gems off;
-  kernel  torch.ops.gems.mm: gems' kernel, whatever the tuning table's routing says;
-  public  torch.mm after enable(): what a user gets (ATen's kernel where the table routes to it).
+  cublas  torch.mm (torch.bmm for the batched group) with gems off;
+  kernel  torch.ops.gems.mm (torch.ops.gems.bmm): gems' kernel, whatever the tuning table's routing says;
+  public  torch.mm (torch.bmm) after enable(): what a user gets (ATen's kernel where the table routes to it).
 The summary gives geometric means of kernel / cuBLAS over the training shapes (forward and both
-gradients), over all of them and over those gems serves (not routed), the decode and square
-groups, fp32 under tf32, and the cliff check: every uneven case's ratio against its aligned
-neighbour's. Writes bench_gemm.json and bench_gemm.md.
+gradients), over all of them and over those gems serves (not routed), the decode, square and
+batched groups, fp32 under tf32, and the cliff check: every uneven case's ratio against its
+aligned neighbour's. Writes bench_gemm.json and bench_gemm.md.
 """
 
 from __future__ import annotations
@@ -36,47 +36,61 @@ def _geomean(values) -> float:
     return math.exp(sum(map(math.log, values)) / len(values)) if values else float("nan")
 
 
+def _ops(case):
+    """(the op's name for enable(), the torch function, gems' op) of a case: mm, or bmm."""
+    if case.batch is None:
+        return "mm", torch.mm, torch.ops.gems.mm
+    return "bmm", torch.bmm, torch.ops.gems.bmm
+
+
 def _routed(case, dtype) -> bool:
     """Whether the public path runs ATen for this case (the fallback counter says so)."""
     import gems_aot
 
+    name, public, _ = _ops(case)
     a, b = shapes.operands(case, dtype)
     gems_aot.reset_fallback_counts()
-    with gems_aot.use_gems(include=["mm"]):
-        torch.mm(a, b)
+    with gems_aot.use_gems(include=[name]):
+        public(a, b)
     return bool(gems_aot.fallback_counts())
 
 
 def measure(case, dtype) -> dict:
     import gems_aot
 
+    name, public_op, gems_op = _ops(case)
     a, b = shapes.operands(case, dtype)
     with gems_aot.use_gems(include=[]):
-        cublas = _ms(lambda: torch.mm(a, b))
-    kernel = _ms(lambda: torch.ops.gems.mm(a, b))
-    with gems_aot.use_gems(include=["mm"]):
-        public = _ms(lambda: torch.mm(a, b))
+        cublas = _ms(lambda: public_op(a, b))
+    kernel = _ms(lambda: gems_op(a, b))
+    with gems_aot.use_gems(include=[name]):
+        public = _ms(lambda: public_op(a, b))
     tflops = lambda ms: case.flop / ms / 1e9  # noqa: E731
-    return {"group": case.group, "name": case.name, "m": case.m, "n": case.n, "k": case.k, "layout": case.layout,
-            "dtype": str(dtype).removeprefix("torch."), "neighbour": case.neighbour,
+    return {"group": case.group, "name": case.name, "batch": case.batch, "m": case.m, "n": case.n, "k": case.k,
+            "layout": case.layout, "dtype": str(dtype).removeprefix("torch."), "neighbour": case.neighbour,
             "cublas_tflops": tflops(cublas), "kernel_tflops": tflops(kernel), "public_tflops": tflops(public),
             "kernel_vs_cublas": cublas / kernel, "public_vs_cublas": cublas / public,
             "routed_to_aten": _routed(case, dtype)}
+
+
+def _shape(r) -> str:
+    return "x".join(map(str, ((r["batch"],) if r.get("batch") else ()) + (r["m"], r["n"], r["k"])))
 
 
 def summarize(rows) -> dict:
     bf16 = [r for r in rows if r["dtype"] == "bfloat16"]
     train = [r for r in bf16 if r["group"] == "train"]
     served = [r for r in train if not r["routed_to_aten"]]
-    by_key = {(r["m"], r["n"], r["k"], r["layout"], r["dtype"]): r for r in rows}
+    batched = [r for r in bf16 if r["group"] == "batched"]
+    by_key = {(r.get("batch"), r["m"], r["n"], r["k"], r["layout"], r["dtype"]): r for r in rows}
     cliffs = []
     for r in rows:
         if r["neighbour"]:
-            n = by_key.get((*r["neighbour"], r["layout"], r["dtype"]))
+            n = by_key.get((r.get("batch"), *r["neighbour"], r["layout"], r["dtype"]))
             if n:
                 change = r["kernel_vs_cublas"] / n["kernel_vs_cublas"] - 1
-                cliffs.append({"name": r["name"], "shape": f"{r['m']}x{r['n']}x{r['k']}",
-                               "neighbour": "x".join(map(str, r["neighbour"])), "change": change})
+                cliffs.append({"name": r["name"], "shape": _shape(r),
+                               "neighbour": _shape(dict(r, **dict(zip("mnk", r["neighbour"])))), "change": change})
     return {
         "train_kernel_vs_cublas": _geomean(r["kernel_vs_cublas"] for r in train),
         "train_public_vs_cublas": _geomean(r["public_vs_cublas"] for r in train),
@@ -85,6 +99,8 @@ def summarize(rows) -> dict:
         "train_served_share": len(served) / max(len(train), 1),
         "decode_kernel_vs_cublas": _geomean(r["kernel_vs_cublas"] for r in bf16 if r["group"] == "decode"),
         "square_kernel_vs_cublas": {f"{r['m']}": r["kernel_vs_cublas"] for r in bf16 if r["group"] == "square"},
+        "batched_kernel_vs_cublas": _geomean(r["kernel_vs_cublas"] for r in batched),
+        "batched_public_vs_cublas": _geomean(r["public_vs_cublas"] for r in batched),
         "fp32_tf32_kernel_vs_cublas": _geomean(r["kernel_vs_cublas"] for r in rows if r["dtype"] == "float32"),
         "routed_share_all": sum(r["routed_to_aten"] for r in bf16) / max(len(bf16), 1),
         "cliffs_beyond_tolerance": [c for c in cliffs if c["change"] < -CLIFF_TOLERANCE],
@@ -93,11 +109,11 @@ def summarize(rows) -> dict:
 
 
 def markdown(rows, summary, meta) -> str:
-    lines = [f"# gems mm against cuBLAS: {meta['device']}, torch {meta['torch']}", "",
-             "| case | shape (MxNxK) | layout | dtype | cuBLAS TFLOP/s | gems kernel | kernel / cuBLAS | public path "
-             "/ cuBLAS | routed to ATen |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [f"# gems mm and bmm against cuBLAS: {meta['device']}, torch {meta['torch']}", "",
+             "| case | shape ([batch x] MxNxK) | layout | dtype | cuBLAS TFLOP/s | gems kernel | kernel / cuBLAS | "
+             "public path / cuBLAS | routed to ATen |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['name']} | {r['m']}x{r['n']}x{r['k']} | {r['layout']} | {r['dtype']} | "
+        lines.append(f"| {r['name']} | {_shape(r)} | {r['layout']} | {r['dtype']} | "
                      f"{r['cublas_tflops']:.0f} | {r['kernel_tflops']:.0f} | {r['kernel_vs_cublas']:.3f} | "
                      f"{r['public_vs_cublas']:.3f} | {'yes' if r['routed_to_aten'] else ''} |")
     s = summary
@@ -108,6 +124,8 @@ def markdown(rows, summary, meta) -> str:
               f"| training shapes, public path / cuBLAS (geomean) | {s['train_public_vs_cublas']:.3f} |",
               f"| training shapes served by gems | {100 * s['train_served_share']:.0f}% |",
               f"| decode, kernel / cuBLAS (geomean) | {s['decode_kernel_vs_cublas']:.3f} |",
+              f"| batched (bmm), kernel / cuBLAS (geomean) | {s['batched_kernel_vs_cublas']:.3f} |",
+              f"| batched (bmm), public path / cuBLAS (geomean) | {s['batched_public_vs_cublas']:.3f} |",
               f"| fp32 (tf32), kernel / cuBLAS (geomean) | {s['fp32_tf32_kernel_vs_cublas']:.3f} |",
               f"| cases routed to ATen | {100 * s['routed_share_all']:.0f}% |",
               f"| uneven cases more than {CLIFF_TOLERANCE:.0%} below their aligned neighbour | "
@@ -116,7 +134,7 @@ def markdown(rows, summary, meta) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run(out: pathlib.Path | None, groups=("train", "decode", "square")) -> dict:
+def run(out: pathlib.Path | None, groups=shapes.GROUPS) -> dict:
     import triton
 
     cases = shapes.cases(groups)
