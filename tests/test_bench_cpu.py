@@ -78,6 +78,8 @@ def test_inputs_and_layouts():
     assert _bench.input_shapes("rows", 1, 1 << 24) == [(4096, 4096)]
     assert _bench.input_shapes("act_and_mul", 1, 1 << 24) == [(2048, 8192)]
     assert _bench.input_shapes("matmul", 2, 512) == [(512, 512), (512, 512)]
+    assert _bench.input_shapes("matvec", 2, 1 << 24) == [(4096, 4096), (4096,)]
+    assert _bench.input_shapes("dot", 2, 1000) == [(1000,), (1000,)]
     assert _bench._matrix(1 << 24) == 4096 and _bench._matrix(100) == 64
 
 
