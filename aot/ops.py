@@ -21,6 +21,7 @@ FAMILIES = (
     "aot.family_pointwise",
     "aot.family_reduce",
     "aot.family_gemm",
+    "aot.family_gemv",
     "aot.family_fused",
 )
 
