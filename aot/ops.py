@@ -21,6 +21,7 @@ FAMILIES = (
     "aot.family_pointwise",
     "aot.family_reduce",
     "aot.family_gemm",
+    "aot.family_gemv",
     "aot.family_fused",
 )
 
@@ -85,8 +86,9 @@ def families(modules=FAMILIES) -> list:
 
 # How a benchmark case's inputs are shaped for a size of n elements (python -m gems_aot bench):
 # elementwise: every input (n,); rows: one (n / cols, cols) input reduced over dim 1; matmul:
-# (n, n) @ (n, n) with n the matrix size; act_and_mul: one (n / 2H, 2H) input.
-BENCH_KINDS = ("elementwise", "rows", "matmul", "act_and_mul")
+# (n, n) @ (n, n) with n the matrix size; act_and_mul: one (n / 2H, 2H) input; matvec: a
+# (n / K, K) matrix and a (K,) vector; dot: two (n,) vectors.
+BENCH_KINDS = ("elementwise", "rows", "matmul", "act_and_mul", "matvec", "dot")
 
 
 def bench_case(op: str, call: str, family: str, kind: str, dtypes, inputs: int = 1, out=None, kwargs=None,

@@ -21,7 +21,7 @@ CPU_MISSING = {("mm", "fp16"), ("gcd", "i32")}
 def test_every_op_has_a_case_from_its_declaration():
     declared = [c for f in aot_ops.families() if f.bench_cases for c in f.bench_cases()]
     assert CASES == json.loads(json.dumps(declared))  # the extension's copy is the declarations'
-    assert {op.name for op in fam.OPS} | {"sum", "mm", "silu_and_mul", "gelu_and_mul"} == set(BY_OP)
+    assert {op.name for op in fam.OPS} | {"sum", "mm", "mv", "dot", "silu_and_mul", "gelu_and_mul"} == set(BY_OP)
     assert len({(c["op"], c["call"]) for c in CASES}) == len(CASES)
     # Ops whose functional overload is a composite reach gems through their out= form.
     assert BY_OP["abs"]["call"] == "abs" and BY_OP["frexp"]["call"] == "frexp.Tensor"
@@ -78,6 +78,10 @@ def test_inputs_and_layouts():
     assert _bench.input_shapes("rows", 1, 1 << 24) == [(4096, 4096)]
     assert _bench.input_shapes("act_and_mul", 1, 1 << 24) == [(2048, 8192)]
     assert _bench.input_shapes("matmul", 2, 512) == [(512, 512), (512, 512)]
+    assert _bench.input_shapes("matvec", 2, 1 << 24) == [(4096, 4096), (4096,)]
+    assert _bench.input_shapes("dot", 2, 1000) == [(1000,), (1000,)]
+    a, v = _bench.make_inputs(BY_OP["mv"], "bf16", 1 << 20, layout="transposed", device="cpu")
+    assert a.shape == (256, 4096) and a.stride() == (1, 256) and v.shape == (4096,)  # mv of a column-major A
     assert _bench._matrix(1 << 24) == 4096 and _bench._matrix(100) == 64
 
 

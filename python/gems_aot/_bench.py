@@ -42,7 +42,9 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, 
 LAYOUTS = ("contiguous", "transposed")
 HOST_ELEMENTS = 1024
 HOST_MATRIX = 64
-ROW_LENGTH = 4096  # "rows" cases reduce rows of this length (fewer when the size is smaller)
+# "rows" cases reduce rows of this length and "matvec" matrices have as many columns (fewer when the
+# size is smaller).
+ROW_LENGTH = 4096
 ACT_WIDTH = 8192  # "act_and_mul" rows hold 2H = this many elements
 # The unfused ATen form of gems' fused ops, and FlagGems' own fused op, from the same input.
 BASELINES = {
@@ -106,6 +108,11 @@ def input_shapes(kind: str, count: int, n: int) -> list[tuple[int, ...]]:
     if kind == "act_and_mul":
         width = min(ACT_WIDTH, n)
         return [(n // width, width)]
+    if kind == "matvec":
+        cols = min(ROW_LENGTH, n)
+        return [(n // cols, cols), (cols,)]
+    if kind == "dot":
+        return [(n,)] * count
     raise ValueError(f"unknown bench kind {kind!r}")
 
 
@@ -167,8 +174,10 @@ def work(case: dict, dtype: str, inputs: list[torch.Tensor]) -> tuple[float, str
         return 2 * m * n * k / 1e12, "TFLOP/s"
     read = sum(inputs[i].numel() * inputs[i].element_size() for i in spec["reads"])
     out_elements = inputs[0].numel()
-    if case["kind"] == "rows":
+    if case["kind"] in ("rows", "matvec"):
         out_elements = inputs[0].shape[0]
+    elif case["kind"] == "dot":
+        out_elements = 1
     elif case["kind"] == "act_and_mul":
         out_elements //= 2
     return (read + out_elements * DTYPES[spec["out"]].itemsize) / 1e9, "GB/s"
@@ -243,7 +252,7 @@ def measure(case: dict, dtype: str, sizes: list[int], layouts: list[str], rounds
     row = {"op": case["op"], "call": case["call"], "family": case["family"], "dtype": dtype,
            "host_us": {side: min(v) for side, v in host.items()}, "device": {}}
     for n in sizes:
-        for layout in layouts if case["kind"] == "elementwise" else ["contiguous"]:
+        for layout in layouts if case["kind"] in ("elementwise", "matvec") else ["contiguous"]:
             sets = [make_inputs(case, dtype, n, layout) for _ in range(2)]
             amount, unit = work(case, dtype, sets[0])
             with gems_aot.use_gems(include=[]):
