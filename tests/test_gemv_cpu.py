@@ -10,7 +10,7 @@ import torch
 
 from aot import compiler
 from aot import family_gemv as fam
-from conftest import ROOT, interpreted
+from conftest import ROOT, interpreted, runtime_loop_bounds
 
 GRID, FINISH_GRID = fam.GRIDS
 ARCHS = (80, 90, 100)
@@ -101,6 +101,7 @@ def check(got, want, K):
 SIZES = [1, 17, 1000]
 
 
+@runtime_loop_bounds
 @pytest.mark.parametrize("dtype_name", list(DTYPES))
 @pytest.mark.parametrize("layout", ["row", "col"])
 def test_gemv_kernel_math(dtype_name, layout, seeded):
@@ -116,6 +117,7 @@ def test_gemv_kernel_math(dtype_name, layout, seeded):
                 check(run_interpreted(a, x, splits=splits), reference(a, x), K)
 
 
+@runtime_loop_bounds
 @pytest.mark.parametrize("dtype_name", list(DTYPES))
 def test_dot_kernel_math(dtype_name, seeded):
     """A one-row product (dot, and addmv with M = 1): unit and strided vectors, split or not."""
@@ -129,6 +131,7 @@ def test_dot_kernel_math(dtype_name, seeded):
                 check(got, reference(a[None, :], x), K)
 
 
+@runtime_loop_bounds
 def test_forced_splits_cover_the_finish_loop(seeded):
     """The driver's split of a column-major matrix and of a long dot, and more splits than the
     finish tile sums in one step."""
@@ -141,6 +144,7 @@ def test_forced_splits_cover_the_finish_loop(seeded):
     check(run_interpreted(v[None, :], v), reference(v[None, :], v), 5000)
 
 
+@runtime_loop_bounds
 @pytest.mark.parametrize("layout", ["row", "col", "dot"])
 @pytest.mark.parametrize("splits", [1, 3])
 def test_epilogue(layout, splits, seeded):
@@ -165,6 +169,7 @@ def test_epilogue(layout, splits, seeded):
     check(got, reference(a, x, alpha=3.0), K)
 
 
+@runtime_loop_bounds
 def test_expanded_matrix(seeded):
     """A leading stride of 0 (an expanded row or column) is a valid one for either layout."""
     row = torch.randn(1, 70, generator=seeded).expand(20, 70)
@@ -361,9 +366,19 @@ def test_meta_errors_are_torchs(op, case):
     the CPU kernels run; torch's Python meta functions word them differently)."""
     pytest.importorskip("gems_aot")
     shapes, dtypes = error_args(op, case)
-    with pytest.raises((RuntimeError, IndexError)) as ref:
+    try:
         getattr(torch, op)(*(torch.empty(s, dtype=d) for s, d in zip(shapes, dtypes)))
+    except (RuntimeError, IndexError) as e:
+        ref = e
+    else:
+        ref = None
+    if case.endswith("dtype") and op in ("addmv", "mv") and (ref is None or "must have the same dtype" not in str(ref)):
+        # Older torch releases (2.11 here) word addmv's dtype check differently and accept a
+        # self of another dtype; gems' aten overrides leave mixed dtypes to ATen, and its Meta
+        # function follows the current wording.
+        pytest.skip(f"this torch words addmv's dtype check differently: {ref}")
+    assert ref is not None
     with pytest.raises((RuntimeError, IndexError)) as got:
         getattr(torch.ops.gems, op)(*(torch.empty(s, dtype=d, device="meta") for s, d in zip(shapes, dtypes)))
-    assert type(got.value) is type(ref.value)
-    assert str(got.value).split("\n")[0] == str(ref.value).split("\n")[0]
+    assert type(got.value) is type(ref)
+    assert str(got.value).split("\n")[0] == str(ref).split("\n")[0]

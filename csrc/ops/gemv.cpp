@@ -8,7 +8,8 @@
 // an error through torch.ops.gems.*):
 //   kDevice      operands (or out=) not all on one CUDA device
 //   kDtype       fp64, integers, complex (vdot's conjugate, dot's conjugate views)
-//   kMixedDtype  an out= or in-place self of another dtype (ATen raises torch's error)
+//   kMixedDtype  operands, an out= or an in-place self of different dtypes (ATen raises its error,
+//                or accepts them where its release does)
 //   kLayout      A with no unit stride (ATen copies it); an out= that overlaps itself, A or x,
 //                or self unless it is self exactly or beta == 0; an out= to resize that shares
 //                storage with an input
@@ -201,9 +202,17 @@ void check_addmv(const at::Tensor& self, const at::Tensor& mat, const at::Tensor
   TORCH_CHECK(mat.size(1) == vec.size(0) && (mat.size(0) == self.numel() || self.numel() == 1),
               "size mismatch, got input (", self.size(0), "), mat (", mat.size(0), "x", mat.size(1), "), vec (",
               vec.size(0), ")");
-  TORCH_CHECK(self.scalar_type() == mat.scalar_type() && mat.scalar_type() == vec.scalar_type(),
-              "addmv input tensors must have the same dtype, but got ", self.scalar_type(), ", ", mat.scalar_type(),
-              ", and ", vec.scalar_type());
+}
+
+bool same_dtypes(const at::Tensor& self, const at::Tensor& mat, const at::Tensor& vec) {
+  return self.scalar_type() == mat.scalar_type() && mat.scalar_type() == vec.scalar_type();
+}
+
+// torch's message for mixed dtypes (torch 2.14's meta function; older releases word it
+// differently or accept a self of another dtype: the aten overrides leave mixed dtypes to ATen).
+void check_addmv_dtypes(const at::Tensor& self, const at::Tensor& mat, const at::Tensor& vec) {
+  TORCH_CHECK(same_dtypes(self, mat, vec), "addmv input tensors must have the same dtype, but got ",
+              self.scalar_type(), ", ", mat.scalar_type(), ", and ", vec.scalar_type());
 }
 
 // torch's dot_check (ATen/native/cuda/Blas.cpp), messages included.
@@ -234,6 +243,7 @@ Fallback run_addmv(const at::Tensor& self, const at::Tensor& mat, const at::Tens
     return Fallback::kDevice;
   }
   check_addmv(self, mat, vec);
+  if (!same_dtypes(self, mat, vec)) return Fallback::kMixedDtype;
   const int dtype = g::dtype_of(mat.scalar_type());
   if (dtype < 0) return Fallback::kDtype;
   if (given_out && out.scalar_type() != mat.scalar_type()) return Fallback::kMixedDtype;
@@ -320,6 +330,7 @@ at::Tensor addmv(const at::Tensor& self, const at::Tensor& mat, const at::Tensor
                  const at::Scalar& alpha) {
   at::Tensor out;
   const Fallback r = run_addmv(self, mat, vec, beta, alpha, out, Form::kFunctional);
+  if (r == Fallback::kMixedDtype) check_addmv_dtypes(self, mat, vec);
   if (r != Fallback::kNone) unsupported("gems::addmv", r, describe({&self, &mat, &vec}));
   return out;
 }
@@ -328,6 +339,7 @@ at::Tensor mv(const at::Tensor& self, const at::Tensor& vec) {
   // torch's mv: addmv_ into a fresh vector of vec's dtype, with beta = 0.
   at::Tensor out = at::empty({self.size(0)}, vec.options());
   const Fallback r = run_addmv(out, self, vec, 0, 1, out, Form::kInplace);
+  if (r == Fallback::kMixedDtype) check_addmv_dtypes(out, self, vec);
   if (r != Fallback::kNone) unsupported("gems::mv", r, describe({&self, &vec}));
   return out;
 }
@@ -351,12 +363,14 @@ namespace meta {
 at::Tensor addmv(const at::Tensor& self, const at::Tensor& mat, const at::Tensor& vec, const at::Scalar& beta,
                  const at::Scalar& alpha) {
   check_addmv(self, mat, vec);
+  check_addmv_dtypes(self, mat, vec);
   return at::empty({mat.size(0)}, vec.options());
 }
 
 at::Tensor mv(const at::Tensor& self, const at::Tensor& vec) {
   at::Tensor out = at::empty({self.size(0)}, vec.options());
   check_addmv(out, self, vec);
+  check_addmv_dtypes(out, self, vec);
   return out;
 }
 
