@@ -13,8 +13,12 @@ the aten override then sends that bucket to ATen's kernel; torch.ops.gems.mm sti
 kernel). The build compiles exactly the configurations a table names and turns the rows into a
 dense bucket -> configuration array: the runtime picks with integer arithmetic, no timing.
 
-Buckets: ceil(log2(x)) of M, N and K, clamped to NUM_BUCKETS - 1 (so 1, 2, 3-4, 5-8, ...,
-16385+). A bucket no measured case falls into takes the nearest measured one of the same layout.
+Buckets: N (a layer's width) by octave, ceil(log2(x)) clamped to NUM_BUCKETS - 1 (1, 2, 3-4,
+5-8, ..., 16385+); M and K, where token counts land (M in forward and input-gradient matmuls, K in
+weight gradients), by quarter octave (fine_bucket: 2049-2560, 2561-3072, 3073-3584, 3585-4096,
+...), so that an uneven batch of 3000 tokens gets its own measured configuration instead of the
+4096-token one. A bucket no measured case falls into takes the nearest measured one of the same
+layout.
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ import json
 import pathlib
 
 TUNING_DIR = pathlib.Path(__file__).resolve().parent / "tuning"
-NUM_BUCKETS = 16
+NUM_BUCKETS = 16  # octaves of N
+NUM_FINE_BUCKETS = 64  # quarter octaves of M and K (clamped past 65536)
 LAYOUTS = ("nn", "nt", "tn", "tt")  # A row/col ("n"/"t") then B row/col
 CLASSES = ("16bit", "tf32", "ieee")
 # A bucket whose best configuration stays below this share of cuBLAS goes to ATen: an aten override
@@ -128,8 +133,27 @@ TMA_CLASSES = ("16bit", "tf32")
 
 
 def bucket(x: int) -> int:
-    """ceil(log2(x)) for x >= 1, clamped; the C++ driver computes the same."""
+    """ceil(log2(x)) for x >= 1, clamped; the generated C++ computes the same."""
     return min(max(int(x) - 1, 0).bit_length(), NUM_BUCKETS - 1)
+
+
+def fine_bucket(x: int) -> int:
+    """Quarter octaves: for y = x - 1 with its leading bit at e, 4 e + (the two bits below it) + 1,
+    clamped (0 for x <= 1); the generated C++ computes the same with integer shifts."""
+    y = int(x) - 1
+    if y <= 0:
+        return 0
+    e = y.bit_length() - 1
+    quarter = (y >> (e - 2) if e >= 2 else y << (2 - e)) & 3
+    return min(4 * e + quarter + 1, NUM_FINE_BUCKETS - 1)
+
+
+CLASS_ENTRIES = len(LAYOUTS) * NUM_FINE_BUCKETS * NUM_BUCKETS * NUM_FINE_BUCKETS
+
+
+def index(layout: int, m: int, n: int, k: int) -> int:
+    """A problem's entry within its class's dense table: [layout][M][N][K bucket]."""
+    return ((layout * NUM_FINE_BUCKETS + fine_bucket(m)) * NUM_BUCKETS + bucket(n)) * NUM_FINE_BUCKETS + fine_bucket(k)
 
 
 def table_path(arch: int) -> pathlib.Path:
@@ -158,24 +182,26 @@ def encode(config: int, aten: bool) -> int:
 
 
 def dense_table(arch: int, klass: str) -> list:
-    """[layout][m bucket][n bucket][k bucket] -> encode(config, aten), flattened; 0 everywhere for
+    """[layout][m][n][k bucket] -> encode(config, aten), flattened (see index()); 0 everywhere for
     a target or class without measured cases."""
-    size = len(LAYOUTS) * NUM_BUCKETS**3
+    import numpy as np
+
     rows = [r for r in (load_table(arch) or {"rows": []})["rows"] if r["class"] == klass]
     if not rows:
-        return [0] * size
+        return [0] * CLASS_ENTRIES
+    mb, nb, kb = np.meshgrid(np.arange(NUM_FINE_BUCKETS), np.arange(NUM_BUCKETS), np.arange(NUM_FINE_BUCKETS),
+                             indexing="ij")
+    grid = np.stack([mb.ravel(), nb.ravel(), kb.ravel()], axis=1)
     out = []
-    for li, layout in enumerate(LAYOUTS):
+    for layout in LAYOUTS:
         same = [r for r in rows if r["layout"] == layout] or rows
-        points = [((bucket(r["m"]), bucket(r["n"]), bucket(r["k"])), encode(r["config"], r["aten"])) for r in same]
-        for mb in range(NUM_BUCKETS):
-            for nb in range(NUM_BUCKETS):
-                for kb in range(NUM_BUCKETS):
-                    # Nearest measured case; M weighs most (it decides the tile), ties go to
-                    # the earlier row, so the choice is deterministic.
-                    _, choice = min(points, key=lambda p: (2 * abs(p[0][0] - mb) + abs(p[0][1] - nb)
-                                                           + abs(p[0][2] - kb)))
-                    out.append(choice)
+        points = np.array([(fine_bucket(r["m"]), bucket(r["n"]), fine_bucket(r["k"])) for r in same])
+        entries = np.array([encode(r["config"], r["aten"]) for r in same])
+        # Nearest measured case, in octaves with M weighing most (it decides the tile): 2 |dM| +
+        # |dN| + |dK|, counted in quarter octaves. Ties go to the earlier row (argmin takes the
+        # first), so the choice is deterministic.
+        d = np.abs(grid[:, None, :] - points[None, :, :]) * np.array([2, 4, 1])
+        out += entries[d.sum(axis=2).argmin(axis=1)].tolist()
     return out
 
 

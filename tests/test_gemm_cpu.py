@@ -415,26 +415,34 @@ def test_sm90_table_is_consistent():
 def test_bucket_edges():
     assert [gemm_tuning.bucket(x) for x in (1, 2, 3, 4, 5, 8, 9, 4096, 4097, 16384, 16385, 10**9)] == [
         0, 1, 2, 2, 3, 3, 4, 12, 13, 14, 15, 15]
+    # Quarter octaves: 3000 tokens no longer share 4096's bucket; monotonic; clamped past 65536.
+    fb = gemm_tuning.fine_bucket
+    assert [fb(x) for x in (1, 2048, 2049, 2560, 2561, 3000, 3072, 3073, 4096, 4097, 65536, 65537, 10**9)] == [
+        0, 44, 45, 45, 46, 46, 46, 47, 48, 49, 63, 63, 63]
+    values = [fb(x) for x in range(1, 70000)]
+    assert values == sorted(values) and fb(3000) != fb(4096) and fb(750 * 4) != fb(1024 * 4)
 
 
 def test_dense_table_takes_the_nearest_measured_case(monkeypatch):
     rows = [dict(m=4096, n=4096, k=4096, layout="nt", config=0, aten=False),
             dict(m=1, n=4096, k=4096, layout="nt", config=1, aten=False),
-            dict(m=4096, n=512, k=2048, layout="nn", config=2, aten=True)]
+            dict(m=4096, n=512, k=2048, layout="nn", config=2, aten=True),
+            dict(m=3000, n=512, k=2048, layout="nn", config=3, aten=False)]
     rows = [dict(r, **{"class": "16bit"}) for r in rows]
     monkeypatch.setattr(gemm_tuning, "load_table", lambda arch: {"rows": rows, "classes": {}})
     table = gemm_tuning.dense_table(90, "16bit")
+    assert len(table) == gemm_tuning.CLASS_ENTRIES
     assert set(gemm_tuning.dense_table(90, "tf32")) == {0}  # a class with no rows: config 0 everywhere
-    n = gemm_tuning.NUM_BUCKETS
 
     def at(layout, m, nn, k):
-        b = gemm_tuning.bucket
-        return table[((gemm_tuning.LAYOUTS.index(layout) * n + b(m)) * n + b(nn)) * n + b(k)]
+        return table[gemm_tuning.index(gemm_tuning.LAYOUTS.index(layout), m, nn, k)]
 
     assert at("nt", 4096, 4096, 4096) == 0 and at("nt", 8192, 3000, 4096) == 0
     assert at("nt", 1, 4096, 4096) == 1 and at("nt", 2, 8192, 2048) == 1
     # A bucket routed to ATen keeps its configuration (for torch.ops.gems.mm): -(2 + 1).
-    assert at("nn", 4096, 512, 2048) == -3 and at("nn", 4000, 600, 2000) == -3
+    assert at("nn", 4096, 512, 2048) == -3 and at("nn", 3800, 600, 2000) == -3
+    # 3000 tokens have a bucket of their own, with their own measured choice.
+    assert at("nn", 3000, 512, 2048) == 3 and at("nn", 2900, 512, 2048) == 3
     # A layout with no measured case takes the nearest case of any layout.
     assert at("tt", 4096, 4096, 4096) == 0
 
@@ -442,11 +450,36 @@ def test_dense_table_takes_the_nearest_measured_case(monkeypatch):
 def test_generated_tuning_header_matches_the_table():
     text = fam.generated_sources()[fam.TUNING_HEADER]
     for arch in fam.TMA_ARCHS:
+        if gemm_tuning.load_table(arch) is None:
+            assert f"kSm{arch}[" not in text  # no table: entry 0 (the one configuration) everywhere
+            continue
         start = text.index(f"kSm{arch}[")
         body = text[text.index("{", start) + 1:text.index("};", start)]
         expected = [v for klass in gemm_tuning.CLASSES for v in gemm_tuning.dense_table(arch, klass)]
         assert [int(v) for v in body.replace("\n", "").split(",") if v.strip()] == expected
-    assert "64 - __builtin_clzll" in text  # the C++ bucket(): ceil(log2(x)), as gemm_tuning.bucket
+
+
+def test_generated_lookup_is_the_python_one(tmp_path):
+    """The C++ bucket functions and entry_for, compiled, give the Python table's entries."""
+    import shutil
+    import subprocess
+
+    cxx = shutil.which("g++") or shutil.which("c++")
+    if cxx is None:
+        pytest.skip("no C++ compiler")
+    (tmp_path / "gemm_tuning.h").write_text(fam.generated_sources()[fam.TUNING_HEADER])
+    shapes = [(m, n, k) for m in (1, 2, 3, 17, 1000, 1024, 2049, 3000, 4095, 4096, 4097, 70000)
+              for n in (1, 512, 3000, 32000) for k in (1, 64, 3000, 4096, 14336)]
+    calls = "".join(f"  std::printf(\"%d %d\\n\", bucket({n}), entry_for(90, {c}, {l}, {m}, {n}, {k}));\n"
+                    for c in range(len(gemm_tuning.CLASSES)) for l in (0, 3) for m, n, k in shapes)
+    (tmp_path / "main.cpp").write_text(
+        f'#include <cstdio>\n#include "gemm_tuning.h"\nusing namespace gems::gemm_tuning;\nint main() {{\n{calls}}}\n')
+    subprocess.run([cxx, "-O1", "-o", str(tmp_path / "lookup"), str(tmp_path / "main.cpp")], check=True)
+    got = subprocess.run([str(tmp_path / "lookup")], check=True, capture_output=True, text=True).stdout.split("\n")
+    tables = {klass: gemm_tuning.dense_table(90, klass) for klass in gemm_tuning.CLASSES}
+    expected = [f"{gemm_tuning.bucket(n)} {tables[klass][gemm_tuning.index(l, m, n, k)] if gemm_tuning.load_table(90) else 0}"
+                for klass in gemm_tuning.CLASSES for l in (0, 3) for m, n, k in shapes]
+    assert got[:-1] == expected
 
 
 def shared_estimate(v):

@@ -298,8 +298,7 @@ def dense_sm90(klass):
 
 def table_config(klass, layout, m, n, k):
     """The configuration index the build's dense table gives this problem on sm_90a."""
-    nb, bucket = gemm_tuning.NUM_BUCKETS, gemm_tuning.bucket
-    entry = dense_sm90(klass)[((gemm_tuning.LAYOUTS.index(layout) * nb + bucket(m)) * nb + bucket(n)) * nb + bucket(k)]
+    entry = dense_sm90(klass)[gemm_tuning.index(gemm_tuning.LAYOUTS.index(layout), m, n, k)]
     return entry if entry >= 0 else -entry - 1
 
 
