@@ -21,13 +21,15 @@ LIBRARY = "libgems_aot.so"
 # What the build runs with and does not install itself (it builds against the installed torch, so
 # without build isolation): module or program -> how to get it.
 PREREQUISITES = {"torch": "pip install torch==2.14.1 (or 2.11, CUDA build)", "triton": "it comes with torch",
+                 "numpy": "pip install numpy (the GEMM tuning tables are filled with it)",
                  "ninja": "pip install ninja", "cmake": "pip install cmake"}
+MODULES = ("torch", "triton", "numpy")
 
 
 def missing_prerequisites() -> list:
     missing = []
     for name, how in PREREQUISITES.items():
-        found = importlib.util.find_spec(name) is not None if name in ("torch", "triton") else shutil.which(name)
+        found = importlib.util.find_spec(name) is not None if name in MODULES else shutil.which(name)
         if not found:
             missing.append(f"{name} ({how})")
     return missing
