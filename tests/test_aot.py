@@ -1,6 +1,7 @@
 """The AOT compiler: declarations, compile for every target, the cache, the generated C++."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -167,3 +168,16 @@ def test_build_names_what_it_is_missing(tmp_path):
     assert run.returncode != 0
     assert "gems-aot: the build needs ninja (pip install ninja), cmake (pip install cmake)" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_a_param_without_a_test_value_names_itself():
+    """A new keyword in a declaration's params fails with the overload and the place to add its
+    value, not a bare StopIteration."""
+    import dataclasses
+
+    from aot import family_pointwise, pointwise_calls
+
+    ov = next(o for o in family_pointwise.OVERLOADS if o.params)
+    renamed = dataclasses.replace(ov, params=("unknown_keyword.to<double>()",))
+    with pytest.raises(KeyError, match=f"{re.escape(ov.aten)}: no test value .* VALUES"):
+        pointwise_calls.call_kwargs(renamed, ov.op, "fp32")
