@@ -158,14 +158,13 @@ Fallback run_bmm(bool aten_override, const at::Tensor& a, const at::Tensor& b, a
 }  // namespace gems::gemm
 
 namespace gems {
-using gemm::describe;
 using gemm::run_bmm;
 
 namespace cuda {
 at::Tensor bmm(const at::Tensor& self, const at::Tensor& mat2) {
   at::Tensor out;
   const Fallback r = run_bmm(false, self, mat2, out);
-  if (r != Fallback::kNone) unsupported("gems::bmm", r, describe({&self, &mat2}));
+  if (r != Fallback::kNone) unsupported("gems::bmm", r, {&self, &mat2});
   return out;
 }
 
@@ -173,7 +172,7 @@ at::Tensor baddbmm(const at::Tensor& self, const at::Tensor& batch1, const at::T
                    const c10::Scalar& beta, const c10::Scalar& alpha) {
   at::Tensor out;
   const Fallback r = run_bmm(false, batch1, batch2, out, &self, beta, alpha);
-  if (r != Fallback::kNone) unsupported("gems::baddbmm", r, describe({&self, &batch1, &batch2}));
+  if (r != Fallback::kNone) unsupported("gems::baddbmm", r, {&self, &batch1, &batch2});
   return out;
 }
 }  // namespace cuda

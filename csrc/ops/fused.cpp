@@ -29,7 +29,6 @@
 
 #include <initializer_list>
 #include <limits>
-#include <sstream>
 #include <string>
 
 #include "gems_fused_tiles.h"
@@ -113,16 +112,6 @@ at::Tensor as_rows(const at::Tensor& t) {
   return row_stride(r) < 0 ? r.contiguous() : r;
 }
 
-std::string describe(const at::Tensor& x) {
-  std::ostringstream s;
-  s << x.scalar_type() << x.sizes() << " strides " << x.strides() << " on " << x.device();
-  return s.str();
-}
-
-[[noreturn]] void fail(const char* op, Fallback reason, const at::Tensor& x) {
-  TORCH_CHECK(false, op, ": no gems kernel covers this input (", fallback_name(reason), ": ", describe(x), ")");
-}
-
 struct Launch {
   const LoadedKernel* kernel = nullptr;
   int64_t vec = 1;
@@ -174,7 +163,7 @@ at::Tensor act_and_mul(const char* op, int act, const at::Tensor& x_in) {
   Launch l;
   const Fallback r =
       prepare(g::pass_fwd, act, x.scalar_type(), M, H, {x.const_data_ptr(), out.const_data_ptr()}, {x_row}, device, l);
-  if (r != Fallback::kNone) fail(op, r, x_in);
+  if (r != Fallback::kNone) unsupported(op, r, {&x_in});
   KernelArgs args;
   args.ptr(x.const_data_ptr());
   args.ptr(out.mutable_data_ptr());
@@ -198,7 +187,7 @@ at::Tensor act_and_mul_backward(const char* op, int act, const at::Tensor& grad_
   const Fallback r = prepare(g::pass_bwd, act, x.scalar_type(), M, H,
                              {grad.const_data_ptr(), x.const_data_ptr(), dx.const_data_ptr()}, {grad_row, x_row},
                              device, l);
-  if (r != Fallback::kNone) fail(op, r, x_in);
+  if (r != Fallback::kNone) unsupported(op, r, {&x_in});
   KernelArgs args;
   args.ptr(grad.const_data_ptr());
   args.ptr(x.const_data_ptr());

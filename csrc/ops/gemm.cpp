@@ -36,7 +36,6 @@
 
 #include <limits>
 #include <optional>
-#include <sstream>
 #include <vector>
 
 #include "gemm_tuning.h"
@@ -309,16 +308,6 @@ bool overlaps(const at::Tensor& out, std::initializer_list<const at::Tensor*> in
   return false;
 }
 
-std::string describe(std::initializer_list<const at::Tensor*> tensors) {
-  std::ostringstream s;
-  const char* sep = "";
-  for (const at::Tensor* t : tensors) {
-    s << sep << t->scalar_type() << t->sizes() << " strides " << t->strides() << " on " << t->device();
-    sep = ", ";
-  }
-  return s.str();
-}
-
 namespace {
 
 // The checks and messages of torch's mm (its structured meta function), in its order.
@@ -420,14 +409,13 @@ Fallback run_gemm(bool aten_override, const at::Tensor& a, const at::Tensor& b, 
 }  // namespace gems::gemm
 
 namespace gems {
-using gemm::describe;
 using gemm::run_gemm;
 
 namespace cuda {
 at::Tensor mm(const at::Tensor& self, const at::Tensor& mat2) {
   at::Tensor out;
   const Fallback r = run_gemm(false, self, mat2, out);
-  if (r != Fallback::kNone) unsupported("gems::mm", r, describe({&self, &mat2}));
+  if (r != Fallback::kNone) unsupported("gems::mm", r, {&self, &mat2});
   return out;
 }
 
@@ -435,7 +423,7 @@ at::Tensor addmm(const at::Tensor& self, const at::Tensor& mat1, const at::Tenso
                  const c10::Scalar& alpha) {
   at::Tensor out;
   const Fallback r = run_gemm(false, mat1, mat2, out, &self, beta, alpha);
-  if (r != Fallback::kNone) unsupported("gems::addmm", r, describe({&self, &mat1, &mat2}));
+  if (r != Fallback::kNone) unsupported("gems::addmm", r, {&self, &mat1, &mat2});
   return out;
 }
 }  // namespace cuda

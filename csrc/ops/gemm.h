@@ -77,9 +77,6 @@ PlannedOutput planned_output(const at::Tensor& out, at::IntArrayRef shape);
 // Whether an out= shares memory with an input or with itself: ATen's semantics then apply.
 bool overlaps(const at::Tensor& out, std::initializer_list<const at::Tensor*> inputs);
 
-// "dtype[sizes] strides [...] on device, ..." for gems:: errors.
-std::string describe(std::initializer_list<const at::Tensor*> tensors);
-
 extern std::atomic<bool> g_route_to_aten;
 
 }  // namespace gems::gemm

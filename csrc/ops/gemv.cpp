@@ -32,7 +32,6 @@
 #include <algorithm>
 #include <climits>
 #include <limits>
-#include <sstream>
 #include <string>
 
 #include "gems_kernels.h"
@@ -313,16 +312,6 @@ Fallback run_dot(const at::Tensor& self, const at::Tensor& other, at::Tensor& ou
   return Fallback::kNone;
 }
 
-std::string describe(std::initializer_list<const at::Tensor*> tensors) {
-  std::ostringstream s;
-  const char* sep = "";
-  for (const at::Tensor* t : tensors) {
-    s << sep << t->scalar_type() << t->sizes() << " strides " << t->strides() << " on " << t->device();
-    sep = ", ";
-  }
-  return s.str();
-}
-
 }  // namespace
 
 namespace cuda {
@@ -331,7 +320,7 @@ at::Tensor addmv(const at::Tensor& self, const at::Tensor& mat, const at::Tensor
   at::Tensor out;
   const Fallback r = run_addmv(self, mat, vec, beta, alpha, out, Form::kFunctional);
   if (r == Fallback::kMixedDtype) check_addmv_dtypes(self, mat, vec);
-  if (r != Fallback::kNone) unsupported("gems::addmv", r, describe({&self, &mat, &vec}));
+  if (r != Fallback::kNone) unsupported("gems::addmv", r, {&self, &mat, &vec});
   return out;
 }
 
@@ -340,21 +329,21 @@ at::Tensor mv(const at::Tensor& self, const at::Tensor& vec) {
   at::Tensor out = at::empty({self.size(0)}, vec.options());
   const Fallback r = run_addmv(out, self, vec, 0, 1, out, Form::kInplace);
   if (r == Fallback::kMixedDtype) check_addmv_dtypes(out, self, vec);
-  if (r != Fallback::kNone) unsupported("gems::mv", r, describe({&self, &vec}));
+  if (r != Fallback::kNone) unsupported("gems::mv", r, {&self, &vec});
   return out;
 }
 
 at::Tensor dot(const at::Tensor& self, const at::Tensor& tensor) {
   at::Tensor out;
   const Fallback r = run_dot(self, tensor, out);
-  if (r != Fallback::kNone) unsupported("gems::dot", r, describe({&self, &tensor}));
+  if (r != Fallback::kNone) unsupported("gems::dot", r, {&self, &tensor});
   return out;
 }
 
 at::Tensor vdot(const at::Tensor& self, const at::Tensor& other) {
   at::Tensor out;
   const Fallback r = run_dot(self, other, out);
-  if (r != Fallback::kNone) unsupported("gems::vdot", r, describe({&self, &other}));
+  if (r != Fallback::kNone) unsupported("gems::vdot", r, {&self, &other});
   return out;
 }
 }  // namespace cuda

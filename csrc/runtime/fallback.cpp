@@ -1,5 +1,6 @@
 #include "runtime/fallback.h"
 
+#include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
 
 #include <deque>
@@ -68,6 +69,16 @@ std::vector<int64_t> recorded_totals() {
 void unsupported(const char* op, Fallback reason, const std::string& detail) {
   TORCH_CHECK(false, op, ": no gems kernel covers this input (", fallback_name(reason), ": ", detail,
               "); call the torch op instead, or use gems_aot.enable(), which falls back to ATen");
+}
+
+void unsupported(const char* op, Fallback reason, std::initializer_list<const at::Tensor*> operands) {
+  std::ostringstream s;
+  const char* sep = "";
+  for (const at::Tensor* t : operands) {
+    s << sep << t->scalar_type() << t->sizes() << " strides " << t->strides() << " on " << t->device();
+    sep = ", ";
+  }
+  unsupported(op, reason, s.str());
 }
 
 }  // namespace gems

@@ -2,15 +2,20 @@
 //
 // Op drivers return a `Fallback`: kNone when a gems kernel ran, otherwise the reason. An aten
 // override counts the outcome, then calls ATen's own CUDA kernel for a fallback; a
-// torch.ops.gems.* call raises `unsupported(...)` instead (ARCHITECTURE.md decision 3).
+// torch.ops.gems.* call raises `unsupported(...)` instead: a direct call asks for gems' kernel.
 // Fallbacks are always counted; calls served by gems and copies between devices only while a
 // coverage recorder runs (gems_aot.record()), so that the common path costs one relaxed load.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <vector>
+
+namespace at {
+class Tensor;
+}
 
 namespace gems {
 
@@ -75,5 +80,7 @@ std::vector<int64_t> recorded_totals();
 
 // Raises the error a torch.ops.gems.* call gives for input no variant covers.
 [[noreturn]] void unsupported(const char* op, Fallback reason, const std::string& detail);
+// The same, with the operands described (dtype, sizes, strides, device) as the detail.
+[[noreturn]] void unsupported(const char* op, Fallback reason, std::initializer_list<const at::Tensor*> operands);
 
 }  // namespace gems
