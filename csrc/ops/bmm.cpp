@@ -21,12 +21,9 @@
 //                or K == 0 with beta != 0 (beta * self, which ATen computes)
 #include "gems_gemm_ops.h"
 
-#include <ATen/cuda/EmptyTensor.h>
-#include <ATen/native/Resize.h>
 #include <ATen/ops/baddbmm_cuda_dispatch.h>
 #include <ATen/ops/bmm_cuda_dispatch.h>
 #include <ATen/ops/empty.h>
-#include <c10/cuda/CUDAGuard.h>
 
 #include <array>
 
@@ -129,29 +126,7 @@ Fallback run_bmm(bool aten_override, const at::Tensor& a, const at::Tensor& b, a
     const bool writes_self = self && out.is_same(*self) && out.sizes() == at::IntArrayRef(shape);
     if (overlaps(out, {&a, &b, writes_self ? nullptr : self})) return Fallback::kLayout;
   }
-  const PlannedOutput o = planned_output(out, shape);
-  p.c = {nullptr, M, N, o.strides[1], o.strides[2], o.strides[0]};
-  p.c_aligned = o.aligned;
-  const c10::DeviceIndex device = a.device().index();
-  c10::cuda::CUDAGuard guard(device);
-  Plan planned;
-  if (batch > 0 && M > 0 && N > 0 && K > 0) {
-    const Fallback r = plan(p, a.scalar_type(), aten_override, device, planned);
-    if (r != Fallback::kNone) return r;
-  }
-  if (given_out) {
-    at::native::resize_output(out, shape);
-  } else {
-    out = at::detail::empty_cuda(shape, a.scalar_type(), a.device(), std::nullopt);
-  }
-  if (batch == 0 || M == 0 || N == 0) return Fallback::kNone;
-  if (K == 0) {
-    out.zero_();
-    return Fallback::kNone;
-  }
-  p.c.data = out.mutable_data_ptr();
-  launch_plan(planned, p, device);
-  return Fallback::kNone;
+  return plan_and_launch(p, shape, a, aten_override, given_out, out);
 }
 
 }  // namespace

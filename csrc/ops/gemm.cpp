@@ -308,6 +308,35 @@ bool overlaps(const at::Tensor& out, std::initializer_list<const at::Tensor*> in
   return false;
 }
 
+Fallback plan_and_launch(Problem& p, at::IntArrayRef shape, const at::Tensor& a, bool aten_override, bool given_out,
+                         at::Tensor& out) {
+  const PlannedOutput o = planned_output(out, shape);
+  p.c = {nullptr, p.a.rows, p.b.cols, o.strides[1], o.strides[2], o.strides[0]};
+  p.c_aligned = o.aligned;
+  const c10::DeviceIndex device = a.device().index();
+  c10::cuda::CUDAGuard guard(device);
+  const bool empty = c10::multiply_integers(shape) == 0;
+  const int64_t K = p.a.cols;
+  Plan planned;
+  if (!empty && K > 0) {
+    const Fallback r = plan(p, a.scalar_type(), aten_override, device, planned);
+    if (r != Fallback::kNone) return r;
+  }
+  if (given_out) {
+    at::native::resize_output(out, shape);
+  } else {
+    out = at::detail::empty_cuda(shape, a.scalar_type(), a.device(), std::nullopt);
+  }
+  if (empty) return Fallback::kNone;
+  if (K == 0) {
+    out.zero_();
+    return Fallback::kNone;
+  }
+  p.c.data = out.mutable_data_ptr();
+  launch_plan(planned, p, device);
+  return Fallback::kNone;
+}
+
 namespace {
 
 // The checks and messages of torch's mm (its structured meta function), in its order.
@@ -380,29 +409,7 @@ Fallback run_gemm(bool aten_override, const at::Tensor& a, const at::Tensor& b, 
   }
   // An out= sharing memory with an input (addmm_ writes into self) gets ATen's semantics.
   if (given_out && overlaps(out, {&a, &b, self})) return Fallback::kLayout;
-  const PlannedOutput o = planned_output(out, {M, N});
-  p.c = {nullptr, M, N, o.strides[1], o.strides[2]};
-  p.c_aligned = o.aligned;
-  const c10::DeviceIndex device = a.device().index();
-  c10::cuda::CUDAGuard guard(device);
-  Plan planned;
-  if (M > 0 && N > 0 && K > 0) {
-    const Fallback r = plan(p, a.scalar_type(), aten_override, device, planned);
-    if (r != Fallback::kNone) return r;
-  }
-  if (given_out) {
-    at::native::resize_output(out, {M, N});
-  } else {
-    out = at::detail::empty_cuda({M, N}, a.scalar_type(), a.device(), std::nullopt);
-  }
-  if (M == 0 || N == 0) return Fallback::kNone;
-  if (K == 0) {
-    out.zero_();
-    return Fallback::kNone;
-  }
-  p.c.data = out.mutable_data_ptr();
-  launch_plan(planned, p, device);
-  return Fallback::kNone;
+  return plan_and_launch(p, {M, N}, a, aten_override, given_out, out);
 }
 
 }  // namespace

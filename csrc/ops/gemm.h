@@ -77,6 +77,13 @@ PlannedOutput planned_output(const at::Tensor& out, at::IntArrayRef shape);
 // Whether an out= shares memory with an input or with itself: ATen's semantics then apply.
 bool overlaps(const at::Tensor& out, std::initializer_list<const at::Tensor*> inputs);
 
+// The common tail of both drivers, for a checked problem (operands, epilogue, batch set) whose
+// output has `shape` ([batch,] M, N): plans it against the output's planned strides, and only
+// then allocates (out undefined) or resizes out as torch does, and launches (an empty output
+// launches nothing; K == 0 zeroes it). Returns the reason when it goes to ATen, untouched.
+Fallback plan_and_launch(Problem& p, at::IntArrayRef shape, const at::Tensor& a, bool aten_override, bool given_out,
+                         at::Tensor& out);
+
 extern std::atomic<bool> g_route_to_aten;
 
 }  // namespace gems::gemm
