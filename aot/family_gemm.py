@@ -1,15 +1,16 @@
 """The gemm family: mm and addmm (C = beta * bias + alpha * A @ B), bmm and baddbmm (the same per
 batch: C[b] = beta * self[b] + alpha * A[b] @ B[b]), fp32 accumulation.
 
-Three kernels: kernels/gemm.py's two, each in an mm grid and a batched one (the constexpr
+Four kernels: kernels/gemm.py's two, each in an mm grid and a batched one (the constexpr
 BATCHED; the mm variants take the batch arguments as constexprs and compile to the kernels they
-were), and kernels/gemm_wgmma.py's, in the mm grid only.
+were), and kernels/gemm_wgmma.py's and kernels/gemm_skinny.py's, in the mm grid only.
 
 Grid "mm_tma" (sm_90a, sm_100a; fp16 / bf16, and fp32 under TF32): persistent, TMA-fed, grouped
 tile order, an optional bias-row epilogue (addmm as nn.Linear calls it). Each configuration of the
 tuning table names its kernel: mm_tma_kernel (triton.language; epilogue subtiling, split-K) or,
-on sm_90a for 16-bit dtypes, mm_wgmma_kernel (Gluon; warp-specialised). Both take the same
-runtime arguments. Axes:
+on sm_90a for 16-bit dtypes, mm_wgmma_kernel (Gluon; warp-specialised), or, for few rows,
+mm_skinny_kernel (pointer loads, C^T = B^T A^T, split along K at launch to about one program per
+SM: its SPLIT_K launch param is 0). All take the same runtime arguments. Axes:
   dtype      fp32 (TF32 only: exact fp32 runs mm_kernel), fp16, bf16
   a_layout   row or col; b_layout row or col (a col-major operand is a descriptor over its
              transpose: no copies)
@@ -44,7 +45,8 @@ leading stride) and that the bounds mask is constant over 16 elements. Without t
 The batched grids (csrc/ops/bmm.cpp drives them through the same core as mm, csrc/ops/gemm.h):
 
 mm_tma_kernel batched, grid "bmm_tma": mm_tma's axes (a configuration of the Gluon kernel, which
-has no batch dimension, runs its tile, warps and buffer count as stages in mm_tma_kernel), with epilogue none (bmm) or full
+has no batch dimension, runs its tile, warps and buffer count as stages in mm_tma_kernel; one of
+the skinny kernel its tile at 64 rows, gemm_tuning.batched_tile), with epilogue none (bmm) or full
 (baddbmm: alpha * A @ B + beta * self read through its strides as broadcast to [batch, M, N], so
 every self torch accepts runs in the kernel: a full tensor (attention's mask or bias), one matrix
 for every batch, a bias row, a column, a scalar; the driver swaps its strides for a transposed
@@ -83,6 +85,7 @@ from aot.variants import FLOAT_DTYPES, KernelGrid, Variant, ptr
 KERNEL = "kernels.gemm:mm_kernel"
 TMA_KERNEL = "kernels.gemm:mm_tma_kernel"
 WGMMA_KERNEL = "kernels.gemm_wgmma:mm_wgmma_kernel"
+SKINNY_KERNEL = "kernels.gemm_skinny:mm_skinny_kernel"
 
 # Tile configs per (arch, dtype class): (BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, num_warps, num_stages),
 # until the offline tuner commits per-shape tables. The sm_90a ones were checked against a sweep
@@ -169,7 +172,11 @@ def make_mm_tma(point, arch, batched=False):
     index = int(point["config"][1:])
     if index >= len(configs):
         return None
-    cfg = configs[index]
+    return tma_variant(configs[index], point, batched)
+
+
+def tma_variant(cfg, point, batched=False):
+    """The variant of a grid point (its config axis aside) in tile configuration cfg."""
     # The Gluon kernel serves 16-bit operands only: TF32 wgmma reads K-major operands only, and the
     # table's tf32 class has no such configuration.
     if cfg.kernel == "wgmma" and point["dtype"] == "fp32":
@@ -198,8 +205,19 @@ def make_mm_tma(point, arch, batched=False):
         divisible16=("a", "b", "c"),
         num_warps=cfg.num_warps,
         num_stages=cfg.num_stages,
-        launch_params=("BLOCK_M", "BLOCK_N", "SPLIT_K"),
+        launch_params=("BLOCK_M", "BLOCK_N", "SPLIT_K", "BLOCK_K"),
     )
+    if cfg.kernel == "skinny" and not batched:
+        # SPLIT_K 0 tells the driver that the split is chosen at launch (grid axis 1). No PDL: the
+        # kernel has no grid-dependency wait.
+        constexprs = tile[:6] + (("INPUT_PRECISION", "tf32"), ("SPLIT_K", 0))
+        return Variant(kernel=SKINNY_KERNEL, signature=signature + tuple((name, "constexpr") for name, _ in constexprs),
+                       constexprs=constexprs, launch_pdl=False, **common)
+    if cfg.kernel == "skinny":
+        # Batched problems run the table's skinny buckets in mm_tma_kernel (gemm_tuning.batched_tile).
+        cfg = gemm_tuning.batched_tile(cfg)
+        tile = tile[:3] + (("BLOCK_M", cfg.block_m), ("BLOCK_N", cfg.block_n), ("BLOCK_K", cfg.block_k),
+                           ("GROUP_M", cfg.group_m))
     if cfg.kernel == "wgmma" and not batched:
         # No PDL: the Gluon kernel has no grid-dependency wait.
         constexprs = tile + (("NUM_BUFFERS", cfg.num_stages), ("SPLIT_K", 1))
@@ -364,6 +382,13 @@ def generated_sources() -> dict:
               "  const int quarter = static_cast<int>((e >= 2 ? y >> (e - 2) : y << (2 - e)) & 3);",
               "  const int b = 4 * e + quarter + 1;",
               "  return b < kNumFineBuckets ? b : kNumFineBuckets - 1;", "}", "",
+              "// mm_skinny_kernel's split of K: about one program per SM, at most one split per chunk of",
+              "// K, none empty (aot/gemm_tuning.py skinny_splits()).",
+              "inline int64_t skinny_splits(int64_t tiles, int64_t chunks, int64_t sms) {",
+              "  int64_t want = (sms + tiles - 1) / tiles;",
+              "  want = want < 1 ? 1 : want > chunks ? chunks : want;",
+              "  const int64_t per = (chunks + want - 1) / want;",
+              "  return (chunks + per - 1) / per;", "}", "",
               "// The table entry for a problem on target arch: the mm_tma config index c >= 0 (0 for the",
               "// pointer kernel of class kIeee), or -(c + 1) where the bucket goes to ATen",
               "// (aot/gemm_tuning.py encode()); 0 on a target without a table (its one configuration).",

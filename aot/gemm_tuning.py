@@ -3,8 +3,10 @@
 Three dtype classes: "16bit" (fp16 and bf16, tuned in bf16) and "tf32" (fp32 when ATen would let
 cuBLAS use TF32) run a TMA kernel in a tuned configuration; "ieee" (exact fp32) runs the pointer
 kernel, and its table only decides routing. A configuration names its kernel: "tl"
-(kernels/gemm.py:mm_tma_kernel, triton.language, every TMA target, split-K) or "wgmma"
-(kernels/gemm_wgmma.py:mm_wgmma_kernel, Gluon, warp-specialised, sm_90a 16-bit only).
+(kernels/gemm.py:mm_tma_kernel, triton.language, every TMA target, split-K), "wgmma"
+(kernels/gemm_wgmma.py:mm_wgmma_kernel, Gluon, warp-specialised, sm_90a 16-bit only) or "skinny"
+(kernels/gemm_skinny.py:mm_skinny_kernel: C^T = B^T A^T for few rows, split along K to about one
+program per SM; not batched).
 
 A table (aot/tuning/sm<arch>.json, written by build_tools/tune_gemm.py on a GPU and committed)
 lists per class the configurations it uses and, per measured case (class, layout, M, N, K), the
@@ -50,7 +52,7 @@ class TmaConfig:
     subtile: int = 1
     warp_specialize: bool = False
     split_k: int = 1
-    kernel: str = "tl"  # "tl" (mm_tma_kernel) or "wgmma" (mm_wgmma_kernel)
+    kernel: str = "tl"  # "tl" (mm_tma_kernel), "wgmma" (mm_wgmma_kernel) or "skinny" (mm_skinny_kernel)
 
     def as_list(self) -> list:
         return [self.block_m, self.block_n, self.block_k, self.group_m, self.num_warps, self.num_stages, self.subtile,
@@ -63,6 +65,8 @@ class TmaConfig:
 
     @property
     def name(self) -> str:
+        if self.kernel == "skinny":
+            return f"sk_{self.block_m}x{self.block_n}x{self.block_k}_w{self.num_warps}_s{self.num_stages}"
         if self.kernel == "wgmma":
             return f"wg_{self.block_m}x{self.block_n}x{self.block_k}_g{self.group_m}_w{self.num_warps}_b{self.num_stages}"
         ws = "_ws" if self.warp_specialize else ""
@@ -70,6 +74,19 @@ class TmaConfig:
         return (f"{self.block_m}x{self.block_n}x{self.block_k}_g{self.group_m}_w{self.num_warps}_s{self.num_stages}"
                 f"_e{self.subtile}{ws}{split}")
 
+
+# The few-rows kernel's tiles (BLOCK_M is the rows of A a program takes: 16, wgmma's narrowest
+# useful width, up to 128). A JIT sweep on an H100 (bf16, the decode shapes, one program per SM)
+# found 64 or 128 columns of C per program with 64-256 of K per step, 4 stages, fastest: 0.97-1.28x
+# cuBLAS at M = 1 and 16, against 0.66-0.98x for the TMA kernels' best.
+SKINNY_CANDIDATES = (
+    TmaConfig(16, 64, 256, 1, 4, 4, kernel="skinny"),
+    TmaConfig(16, 64, 128, 1, 4, 4, kernel="skinny"),
+    TmaConfig(16, 128, 128, 1, 4, 4, kernel="skinny"),
+    TmaConfig(64, 64, 128, 1, 4, 4, kernel="skinny"),
+    TmaConfig(64, 64, 64, 1, 4, 4, kernel="skinny"),
+    TmaConfig(128, 64, 64, 1, 4, 4, kernel="skinny"),
+)
 
 # What the tuner tries on Hopper (sm_90a): the large tiles of the public persistent kernels
 # (128x256x64 with 8 warps and 3 stages, 128x128 with 4-5 stages, 256x128), their epilogue
@@ -108,6 +125,7 @@ SM90_CANDIDATES = (
     TmaConfig(128, 128, 64, 8, 4, 5, kernel="wgmma"),
     TmaConfig(64, 256, 64, 8, 4, 4, kernel="wgmma"),
     TmaConfig(64, 128, 64, 8, 4, 6, kernel="wgmma"),
+    *SKINNY_CANDIDATES,
 )
 
 # TF32 tiles: fp32 takes twice the bytes, so BLOCK_K halves for the same shared memory.
@@ -130,6 +148,22 @@ DEFAULT_CONFIG = {
     100: {"16bit": TmaConfig(128, 256, 64, 8, 8, 4, 2, True), "tf32": TmaConfig(128, 128, 32, 8, 8, 4, 1)},
 }
 TMA_CLASSES = ("16bit", "tf32")
+
+
+def batched_tile(cfg: TmaConfig) -> TmaConfig:
+    """What a batched problem runs for a skinny configuration: mm_tma_kernel (the skinny kernel is
+    not batched) with the tile at wgmma's 64 rows and at most 128 of K per stage, within shared
+    memory."""
+    return TmaConfig(max(cfg.block_m, 64), cfg.block_n, min(cfg.block_k, 128), 8, 4, cfg.num_stages)
+
+
+def skinny_splits(tiles: int, chunks: int, sms: int) -> int:
+    """mm_skinny_kernel's split of K: about one program per SM over `tiles` output tiles, at most
+    one split per BLOCK_K chunk of K, and no empty split (the kernel gives each split
+    ceil(chunks / splits) chunks); the generated C++ computes the same."""
+    want = min(max(-(-sms // tiles), 1), chunks)
+    per = -(-chunks // want)
+    return -(-chunks // per)
 
 
 def bucket(x: int) -> int:

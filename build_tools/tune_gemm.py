@@ -1,20 +1,23 @@
-"""Offline GEMM tuner: on a GPU, times every candidate configuration of mm_tma_kernel against
-cuBLAS over the shape set and writes the per-arch table the build compiles.
+"""Offline GEMM tuner: on a GPU, times every candidate configuration (of mm_tma_kernel,
+mm_wgmma_kernel and mm_skinny_kernel) against cuBLAS over the shape set and writes the per-arch
+table the build compiles.
 
   python build_tools/tune_gemm.py measure --out DIR [--budget-s 480] [--groups train,decode,square]
                                                    [--classes 16bit,tf32,ieee]
-  python build_tools/tune_gemm.py table --measurements DIR/gemm_tuning_sm90.json   # -> aot/tuning/sm90.json
+  python build_tools/tune_gemm.py table --measurements DIR/gemm_tuning_sm90.json [DIR2/...]  # -> aot/tuning/sm90.json
   python build_tools/tune_gemm.py check --measurements DIR/gemm_tuning_sm90.json   # a rerun against the table
 
 `measure` is resumable: it appends each case to DIR/gemm_tuning_sm<arch>.json as it finishes,
 skips the cases already there, and stops cleanly after --budget-s seconds (GPU sessions run
 commands of at most 10 minutes); run it again to go on. It needs no built extension: the
 kernels run through Triton's JIT with exactly the constexprs, warps and stages the AOT build
-compiles, the grid the C++ driver launches (min(tiles, SMs x resident programs)), and every
+compiles, the grid the C++ driver launches (min(tiles, SMs x resident programs); (tiles, K
+splits) for mm_skinny_kernel), and every
 result checked against cuBLAS's. Times are do_bench medians (L2 flushed before each call). The
 table is keyed by (M, N, K): the batched kernels (bmm) use it as it is, and the shape set's
 "batched" group is not tuned (Runner.launch runs the batched kernel all the same).
-`table` keeps, per case, the fastest configuration, marked "aten" where it stays below
+`table` keeps, per case, the fastest configuration (over several measurement files of the same card,
+each configuration's and cuBLAS's fastest time), marked "aten" where it stays below
 aot/gemm_tuning.py's ROUTE_TO_ATEN share of cuBLAS (classes the measurement did not cover keep the
 committed table's entries); `check` compares a second measurement's
 choices (ATen counting as one) with the committed table's.
@@ -71,10 +74,10 @@ class Runner:
         import triton
 
         from aot import family_gemm
-        from kernels import gemm, gemm_wgmma
+        from kernels import gemm, gemm_skinny, gemm_wgmma
 
         self.torch, self.triton, self.gemm, self.family = torch, triton, gemm, family_gemm
-        self.gemm_wgmma = gemm_wgmma
+        self.gemm_wgmma, self.gemm_skinny = gemm_wgmma, gemm_skinny
         self.props = torch.cuda.get_device_properties(0)
         self.sms = self.props.multi_processor_count
 
@@ -95,6 +98,11 @@ class Runner:
         lead_a = a3.stride(1) if a_row else a3.stride(2)
         lead_b = b3.stride(1) if b_row else b3.stride(2)
         tiles = batch * -(-m // cfg.block_m) * -(-n // cfg.block_n)
+        if cfg.kernel == "skinny" and not batched:
+            return self.launch_skinny(cfg, a, b, c, tiles, a_row, b_row, lead_a, lead_b)
+        if cfg.kernel == "skinny":  # batched: its tile in mm_tma_kernel, as the build does
+            cfg = gemm_tuning.batched_tile(cfg)
+            tiles = batch * -(-m // cfg.block_m) * -(-n // cfg.block_n)
         key = (cfg, a_row, b_row, a.dtype, batched)
         grid = (min(tiles * cfg.split_k, self.sms * self.resident.get(key, 1)),)
         # The split-K workspace, as the driver allocates it: the counters zeroed, per call.
@@ -122,6 +130,20 @@ class Runner:
         if key not in self.resident:
             self.resident[key] = resident_programs(compiled, self.props)
         return compiled
+
+    def launch_skinny(self, cfg, a, b, c, tiles, a_row, b_row, lead_a, lead_b):
+        """mm_skinny_kernel on a (tiles, splits) grid, split as the driver splits it."""
+        k = a.shape[1]
+        splits = gemm_tuning.skinny_splits(tiles, -(-k // cfg.block_k), self.sms)
+        partial, counters = c, c
+        if splits > 1:
+            partial = self.torch.empty(tiles * splits * cfg.block_m * cfg.block_n, device=a.device,
+                                       dtype=self.torch.float32)
+            counters = self.torch.zeros(tiles, device=a.device, dtype=self.torch.int32)
+        return self.gemm_skinny.mm_skinny_kernel[(tiles, splits)](
+            a, b, c, c, partial, counters, a.shape[0], b.shape[1], k, lead_a, lead_b, c.stride(0), 0, 1.0, 0.0,
+            A_ROW=a_row, B_ROW=b_row, EPILOGUE=0, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k,
+            INPUT_PRECISION="tf32", SPLIT_K=0, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
 
     def launch_pointer(self, a, b, c):
         """The exact-fp32 pointer kernel with the family's configuration, batched (program_id(1))
@@ -263,8 +285,37 @@ def choose(row, names) -> tuple:
     return name, row["cublas_ms"] / ms
 
 
+def merged(paths) -> dict:
+    """Measurements of the same card merged: per case the fastest cuBLAS time and, per
+    configuration, its fastest time over the files (a run disturbed by a neighbour's load does not
+    decide a bucket); the first file's metadata."""
+    runs = [json.loads(p.read_text()) for p in paths]
+    data = {**runs[0], "candidates": {}, "cases": []}
+    by_key = {}
+    for run in runs:
+        if run["arch"] != data["arch"]:
+            raise SystemExit(f"measurements of sm_{run['arch']} and sm_{data['arch']} cannot be merged")
+        for klass, candidates in run["candidates"].items():
+            data["candidates"].setdefault(klass, {}).update(candidates)
+        for row in run["cases"]:
+            key = case_key(row)
+            if key not in by_key:
+                by_key[key] = {**row, "configs": dict(row["configs"])}
+                data["cases"].append(by_key[key])
+                continue
+            into = by_key[key]
+            into["cublas_ms"] = min(into["cublas_ms"], row["cublas_ms"])
+            for name, result in row["configs"].items():
+                old = into["configs"].get(name, {})
+                if "ms" in result and result["ms"] < old.get("ms", math.inf):
+                    into["configs"][name] = result
+                elif name not in into["configs"]:
+                    into["configs"][name] = result
+    return data
+
+
 def table(args) -> int:
-    data = json.loads(args.measurements.read_text())
+    data = merged(args.measurements)
     path = args.table or gemm_tuning.table_path(data["arch"])
     # Classes this measurement did not cover keep the committed table's configurations and rows.
     committed = json.loads(path.read_text()) if path.exists() else {"classes": {}, "rows": []}
@@ -332,7 +383,8 @@ def main(argv=None) -> int:
     p.add_argument("--groups", default="train,decode,square")
     p.add_argument("--classes", default=",".join(gemm_tuning.CLASSES))
     p = sub.add_parser("table")
-    p.add_argument("--measurements", type=pathlib.Path, required=True)
+    p.add_argument("--measurements", type=pathlib.Path, nargs="+", required=True,
+                   help="one or more measurement files of the same card (merged: each time's fastest)")
     p.add_argument("--table", type=pathlib.Path, help="default: aot/tuning/sm<arch>.json")
     p = sub.add_parser("check")
     p.add_argument("--measurements", type=pathlib.Path, required=True)

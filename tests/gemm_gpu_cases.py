@@ -90,11 +90,13 @@ def gems_and_torch_mm(a, b):
 hopper = pytest.mark.skipif(not torch.cuda.is_available() or torch.cuda.get_device_capability() != (9, 0),
                             reason="the tuned TMA kernels run on sm_90a (and untuned on sm_100a)")
 # The table picks, per shape bucket, a configuration of either TMA kernel.
-TMA_KERNELS = {"tl": "mm_tma_kernel", "wgmma": "mm_wgmma_kernel"}
+# The kernels a tuning table configuration names (aot/gemm_tuning.py TmaConfig.kernel).
+TABLE_KERNELS = {"tl": "mm_tma_kernel", "wgmma": "mm_wgmma_kernel", "skinny": "mm_skinny_kernel"}
 
 
-def ran_tma(names):
-    return any(k in n for n in names for k in TMA_KERNELS.values())
+def ran_table_kernel(names):
+    """Whether one of the table's kernels ran (rather than the pointer kernel)."""
+    return any(k in n for n in names for k in TABLE_KERNELS.values())
 
 
 @functools.lru_cache(maxsize=None)

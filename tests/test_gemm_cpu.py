@@ -349,12 +349,18 @@ def test_tma_grid_per_target(grid):
                 assert v is None, (arch, p)  # the Gluon kernel serves 16-bit operands only
                 continue
             c = dict(v.constexprs)
-            assert (c["BLOCK_M"], c["BLOCK_N"], c["BLOCK_K"], c["GROUP_M"]) == (
-                cfg.block_m, cfg.block_n, cfg.block_k, cfg.group_m)
             assert (v.num_warps, v.num_stages) == (cfg.num_warps, cfg.num_stages)
             assert (c["A_ROW"], c["B_ROW"]) == (p["a_layout"] == "row", p["b_layout"] == "row")
             assert c["EPILOGUE"] == fam.EPILOGUES.index(p["epilogue"])
-            assert v.launch_params == ("BLOCK_M", "BLOCK_N", "SPLIT_K")
+            assert v.launch_params == ("BLOCK_M", "BLOCK_N", "SPLIT_K", "BLOCK_K")
+            if cfg.kernel == "skinny" and grid.name == "mm_tma":
+                assert v.kernel == fam.SKINNY_KERNEL and c["SPLIT_K"] == 0 and not v.launch_pdl
+                assert (c["BLOCK_M"], c["BLOCK_N"], c["BLOCK_K"]) == (cfg.block_m, cfg.block_n, cfg.block_k)
+                continue
+            if cfg.kernel == "skinny":  # a batched problem runs the tile in mm_tma_kernel, at 64 rows
+                cfg = gemm_tuning.batched_tile(cfg)
+            assert (c["BLOCK_M"], c["BLOCK_N"], c["BLOCK_K"], c["GROUP_M"]) == (
+                cfg.block_m, cfg.block_n, cfg.block_k, cfg.group_m)
             if cfg.kernel == "wgmma" and grid.name == "mm_tma":
                 assert v.kernel == fam.WGMMA_KERNEL and c["NUM_BUFFERS"] == cfg.num_stages and not v.launch_pdl
                 assert c["SPLIT_K"] == 1

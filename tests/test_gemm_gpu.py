@@ -23,13 +23,13 @@ from gemm_gpu_cases import (  # noqa: F401 - clean_state is an autouse fixture
     no_fallbacks,
     operands,
     poison_next_alloc,
-    ran_tma,
+    ran_table_kernel,
     rand,
     RTOL,
     SHAPES,
     sm90_table,
     smallest_case_per_config,
-    TMA_KERNELS,
+    TABLE_KERNELS,
 )
 
 pytestmark = [requires_gpu, pytest.mark.gpu]
@@ -228,7 +228,7 @@ def test_autograd(dtype):
 def test_tma_variant_runs_for_aligned_16bit(dtype, layout):
     a, b = operands((1024, 512, 256), dtype, layout)
     names = cuda_kernel_names(lambda: torch.ops.gems.mm(a, b))
-    assert ran_tma(names), names
+    assert ran_table_kernel(names), names
     check(torch.ops.gems.mm(a, b), a, b)
 
 
@@ -244,7 +244,7 @@ def test_tma_ragged_edges_and_uneven_sizes(shape):
         a, b = operands(shape, torch.bfloat16, layout)
         if all(d % 8 == 0 for d in shape):  # every leading stride a multiple of 16 bytes
             names = cuda_kernel_names(lambda: torch.ops.gems.mm(a, b))
-            assert ran_tma(names), (layout, names)
+            assert ran_table_kernel(names), (layout, names)
         check(torch.ops.gems.mm(a, b), a, b)
 
 
@@ -254,7 +254,7 @@ def test_leading_stride_off_16_bytes_takes_pointer_kernel():
     serves them, still right."""
     a, b = operands((96, 80, 4095), torch.bfloat16, "nt")
     names = cuda_kernel_names(lambda: torch.ops.gems.mm(a, b))
-    assert not ran_tma(names) and any("mm_kernel" in n for n in names), names
+    assert not ran_table_kernel(names) and any("mm_kernel" in n for n in names), names
     check(torch.ops.gems.mm(a, b), a, b)
 
 
@@ -273,7 +273,7 @@ def test_every_table_configuration_is_exact(klass):
         a, b = operands((m, n, k), dtype, layout)
         names = cuda_kernel_names(lambda: torch.ops.gems.mm(a, b))
         cfg = gemm_tuning.TmaConfig.from_list(table["classes"][klass]["configs"][config])
-        assert any(TMA_KERNELS[cfg.kernel] in n for n in names), (cfg.name, names)
+        assert any(TABLE_KERNELS[cfg.kernel] in n for n in names), (cfg.name, names)
         check(gems_and_torch_mm(a, b), a, b, tf32=klass == "tf32")
     no_fallbacks()
 
@@ -305,6 +305,47 @@ def test_split_k_in_a_cuda_graph():
         check(c, a, b)
 
 
+def skinny_cases(table):
+    """(m, n, k, layout) of each reachable skinny configuration of the 16-bit class."""
+    configs = table["classes"]["16bit"]["configs"]
+    cases = smallest_case_per_config(table, "16bit")
+    found = [case for config, case in cases.items()
+             if gemm_tuning.TmaConfig.from_list(configs[config]).kernel == "skinny"]
+    if not found:
+        pytest.skip("the table uses no skinny configuration")
+    return found
+
+
+@hopper
+def test_skinny_bias_epilogue_uneven_sizes_and_cuda_graph():
+    """The few-rows kernel where the table picks it: addmm's bias epilogue (beta, alpha; beta 0
+    ignores a NaN bias), ragged M and N around its tiles, and its K-split counters' memset captured
+    in a CUDA graph (a replay on new data sums the new partials)."""
+    for m, n, k, layout in skinny_cases(sm90_table()):
+        a, b = operands((m, n, k), torch.bfloat16, layout)
+        bias = torch.randn(n, device="cuda", dtype=torch.bfloat16)
+        names = cuda_kernel_names(lambda: torch.ops.gems.addmm(bias, a, b, beta=0.5, alpha=2.0))
+        assert any("mm_skinny_kernel" in x for x in names), ((m, n, k, layout), names)
+        check_addmm(torch.ops.gems.addmm(bias, a, b, beta=0.5, alpha=2.0), bias, a, b, 0.5, 2.0)
+        nan_bias = torch.full_like(bias, float("nan"))
+        check_addmm(torch.ops.gems.addmm(nan_bias, a, b, beta=0, alpha=1.0), torch.zeros_like(bias), a, b, 0, 1.0)
+        for dm, dn in ((m + 3, n - 8), (max(m - 1, 1), n + 8)):
+            a2, b2 = operands((dm, dn, k), torch.bfloat16, layout)
+            check(torch.ops.gems.mm(a2, b2), a2, b2)
+    m, n, k, layout = skinny_cases(sm90_table())[0]
+    a, b = operands((m, n, k), torch.bfloat16, layout)
+    torch.ops.gems.mm(a, b)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        c = torch.ops.gems.mm(a, b)
+    for seed in range(3):
+        torch.manual_seed(seed)
+        a.copy_(torch.randn_like(a))
+        graph.replay()
+        torch.cuda.synchronize()
+        check(c, a, b)
+
+
 @hopper
 def test_routing_sends_slower_buckets_to_aten():
     """With routing on (the default), a bucket the table marks for ATen runs cuBLAS through the
@@ -321,13 +362,13 @@ def test_routing_sends_slower_buckets_to_aten():
         with gems_aot.use_gems(include=["mm"]):
             assert torch.equal(torch.mm(a, b), expected)
         assert gems_aot.fallback_counts() == {("mm", "tuned_to_aten"): 1}
-        assert ran_tma(cuda_kernel_names(lambda: torch.ops.gems.mm(a, b)))
+        assert ran_table_kernel(cuda_kernel_names(lambda: torch.ops.gems.mm(a, b)))
         gems_aot.reset_fallback_counts()
     if served:
         a, b = operands((served["m"], served["n"], served["k"]), torch.bfloat16, served["layout"])
         with gems_aot.use_gems(include=["mm"]):
             names = cuda_kernel_names(lambda: torch.mm(a, b))
-        assert ran_tma(names), names
+        assert ran_table_kernel(names), names
         no_fallbacks()
 
 @hopper
@@ -336,7 +377,7 @@ def test_tma_expanded_operand_takes_pointer_kernel():
     a = torch.randn(1, 64, device="cuda", dtype=torch.bfloat16).expand(128, 64)
     b = torch.randn(64, 32, device="cuda", dtype=torch.bfloat16)
     names = cuda_kernel_names(lambda: torch.ops.gems.mm(a, b))
-    assert not ran_tma(names) and any("mm_kernel" in n for n in names), names
+    assert not ran_table_kernel(names) and any("mm_kernel" in n for n in names), names
     check(torch.ops.gems.mm(a, b), a, b)
 
 
@@ -451,8 +492,8 @@ def test_linear_with_bias_is_one_gems_kernel():
         if torch.cuda.get_device_capability() == (9, 0):
             names = cuda_kernel_names(lambda: layer(x))
             # (a split-K configuration adds the driver's memset of its counters)
-            assert ran_tma(names), names
-            assert all(ran_tma([n]) or "memset" in n.lower() for n in names), names
+            assert ran_table_kernel(names), names
+            assert all(ran_table_kernel([n]) or "memset" in n.lower() for n in names), names
         out = layer(x)
         out.backward(grad)
     check_addmm(out.detach(), layer.bias.detach(), x.detach(), layer.weight.detach().t(), 1, 1)

@@ -105,6 +105,24 @@ def test_runner_passes_the_batch_arguments():
     assert runner.gemm.mm_kernel.args[12:] == (300 * 64, 0, 300 * 40) and runner.gemm.mm_kernel.grid == (3, 5)
 
 
+def test_runner_launches_skinny_as_the_driver():
+    """A skinny configuration runs mm_skinny_kernel on a (tiles, splits) grid, split by the
+    driver's rule, with zeroed counters; batched, its tile runs mm_tma_kernel at 64 rows."""
+    runner = fake_runner()
+    runner.gemm_skinny = types.SimpleNamespace(mm_skinny_kernel=FakeKernel())
+    cfg = gemm_tuning.SKINNY_CANDIDATES[0]  # 16 x 64, BLOCK_K 256
+    a, b, c = torch.empty(16, 4096), torch.empty(1024, 4096).t(), torch.empty(16, 1024)
+    runner.launch(cfg, a, b, c)
+    k = runner.gemm_skinny.mm_skinny_kernel
+    splits = gemm_tuning.skinny_splits(16, 16, 132)
+    assert k.grid == (16, splits) and splits == 8  # 9 wanted; 2 chunks each leave 8
+    assert k.args[6:15] == (16, 1024, 4096, 4096, 4096, 1024, 0, 1.0, 0.0)
+    assert k.args[5].dtype == torch.int32 and not k.args[5].any() and k.kwargs["SPLIT_K"] == 0
+    assert k.kwargs["A_ROW"] is True and k.kwargs["B_ROW"] is False
+    runner.launch(cfg, a[None].expand(3, 16, 4096), b[None].expand(3, 4096, 1024), torch.empty(3, 16, 1024))
+    assert runner.gemm.mm_tma_kernel.kwargs["BLOCK_M"] == 64 and runner.gemm.mm_tma_kernel.kwargs["BATCHED"] is True
+
+
 def test_batched_groups_are_not_tuned(tmp_path):
     with pytest.raises(SystemExit, match="not tuned"):
         tuner.measure(types.SimpleNamespace(out=tmp_path, groups="train,batched", classes="16bit", budget_s=1))
@@ -131,11 +149,11 @@ def row(m, n, k, layout, cublas_ms, klass="16bit", pointer=None, **ms):
             "cublas_ms": cublas_ms, "configs": configs}
 
 
-def measurements(tmp_path, rows):
+def measurements(tmp_path, rows, name="m.json"):
     data = {"arch": 90, "device": "test", "torch": torch.__version__, "triton": "x",
             "candidates": {k: {c.name: c.as_list() for c in v} for k, v in gemm_tuning.CANDIDATES.items()},
             "cases": rows}
-    path = tmp_path / "m.json"
+    path = tmp_path / name
     path.write_text(json.dumps(data))
     return path
 
@@ -148,7 +166,7 @@ def test_table_keeps_the_fastest_and_routes_the_slow(tmp_path, monkeypatch):
             row(8, 8, 8, "nn", 1.0),  # nothing ran: left out
             row(64, 64, 64, "nn", 1.0, klass="ieee", pointer=2.0)]  # exact fp32: routing only
     out = tmp_path / "sm90.json"
-    tuner.table(types.SimpleNamespace(measurements=measurements(tmp_path, rows), table=out))
+    tuner.table(types.SimpleNamespace(measurements=[measurements(tmp_path, rows)], table=out))
     table = json.loads(out.read_text())
     bf16 = table["classes"]["16bit"]
     assert bf16["config_names"] == [NAMES[0], NAMES[10]]  # in candidate order, only those chosen
@@ -159,15 +177,32 @@ def test_table_keeps_the_fastest_and_routes_the_slow(tmp_path, monkeypatch):
     assert gemm_tuning.TmaConfig.from_list(bf16["configs"][1]) == gemm_tuning.SM90_CANDIDATES[10]
 
 
+def test_table_merges_runs_by_each_fastest_time(tmp_path):
+    """Several runs of the same card: per case cuBLAS's and each configuration's fastest time, so a
+    run slowed by a disturbance does not decide; a configuration that failed in one run and ran in
+    another counts with its time."""
+    first = [row(16, 2048, 2048, "nt", 1.0, c0=3.0, c1=1.1), row(4096, 4096, 4096, "nt", 1.0, c0=0.9)]
+    second = [row(16, 2048, 2048, "nt", 1.2, c0=0.95, c1=1.3)]
+    second[0]["configs"][NAMES[2]] = {"error": "OutOfResources"}
+    first[0]["configs"][NAMES[2]] = {"ms": 2.0}
+    out = tmp_path / "sm90.json"
+    tuner.table(types.SimpleNamespace(measurements=[measurements(tmp_path, first, "a.json"),
+                                                    measurements(tmp_path, second, "b.json")], table=out))
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["m"], r["ratio"]) for r in rows] == [(16, round(1 / 0.95, 3)), (4096, round(1 / 0.9, 3))]
+    merged = tuner.merged([tmp_path / "a.json", tmp_path / "b.json"])
+    assert merged["cases"][0]["configs"][NAMES[2]] == {"ms": 2.0} and merged["cases"][0]["cublas_ms"] == 1.0
+
+
 def test_table_of_one_class_keeps_the_committed_others(tmp_path):
     out = tmp_path / "sm90.json"
-    tuner.table(types.SimpleNamespace(measurements=measurements(tmp_path, [
-        row(4096, 4096, 4096, "nt", 1.0, c0=0.98), row(64, 64, 64, "nn", 1.0, klass="ieee", pointer=2.0)]), table=out))
+    tuner.table(types.SimpleNamespace(measurements=[measurements(tmp_path, [
+        row(4096, 4096, 4096, "nt", 1.0, c0=0.98), row(64, 64, 64, "nn", 1.0, klass="ieee", pointer=2.0)])], table=out))
     data = json.loads((tmp_path / "m.json").read_text())
     data["candidates"] = {"16bit": data["candidates"]["16bit"]}
     data["cases"] = [row(2048, 2048, 2048, "nn", 1.0, c1=0.9)]
     (tmp_path / "m.json").write_text(json.dumps(data))
-    tuner.table(types.SimpleNamespace(measurements=tmp_path / "m.json", table=out))
+    tuner.table(types.SimpleNamespace(measurements=[tmp_path / "m.json"], table=out))
     table = json.loads(out.read_text())
     assert list(table["classes"]) == ["16bit", "tf32", "ieee"]
     assert table["classes"]["16bit"]["config_names"] == [NAMES[1]]
@@ -185,7 +220,7 @@ def test_check_accepts_noise_and_reports_a_changed_choice(tmp_path, monkeypatch,
     monkeypatch.setattr(gemm_tuning, "ROUTE_TO_ATEN", 0.95)
     committed = tmp_path / "sm90.json"
     first = [row(4096, 4096, 4096, "nt", 1.0, c0=0.95, c1=1.0), row(2048, 2048, 2048, "nn", 1.0, c0=0.9, c1=1.0)]
-    tuner.table(types.SimpleNamespace(measurements=measurements(tmp_path, first), table=committed))
+    tuner.table(types.SimpleNamespace(measurements=[measurements(tmp_path, first)], table=committed))
     monkeypatch.setattr(gemm_tuning, "table_path", lambda arch: committed)
     # c1 now wins the first case by 1% (noise), and the second by 20% (a real change).
     again = [row(4096, 4096, 4096, "nt", 1.0, c0=0.95, c1=0.94), row(2048, 2048, 2048, "nn", 1.0, c0=0.9, c1=0.75)]

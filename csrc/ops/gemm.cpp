@@ -2,8 +2,9 @@
 // every fallback decision, then the output as torch allocates (or resizes) it, then one launch.
 // fp16 / bf16, and fp32 where ATen would let cuBLAS use TF32, with operands that TMA can describe,
 // on a target with the persistent TMA kernel (sm_90a, sm_100a), run mm_tma (bmm_tma batched) with
-// the configuration the tuning table gives their shape bucket (aot/gemm_tuning.py); everything
-// else runs the pointer kernel whose layout and alignment axes match (aot/family_gemm.py).
+// the configuration the tuning table gives their shape bucket (aot/gemm_tuning.py: the persistent
+// TMA kernels, or for few rows mm_skinny_kernel on a (tiles, K splits) grid); everything else runs
+// the pointer kernel whose layout and alignment axes match (aot/family_gemm.py).
 //
 // Covered: fp32 (ieee, or tf32 when ATen would let cuBLAS use it), fp16, bf16; each operand
 // row-major or col-major with any leading stride; M, N, K and strides within int32. addmm:
@@ -133,6 +134,13 @@ Fallback plan_tma(const Problem& p, c10::ScalarType scalar_type, int klass, cons
   planned.block_n = params[gt::kParam_BLOCK_N];
   planned.split_k = params[gt::kParam_SPLIT_K];
   planned.tiles = ((M + planned.block_m - 1) / planned.block_m) * ((N + planned.block_n - 1) / planned.block_n);
+  // SPLIT_K 0: mm_skinny_kernel, whose split of K (at most the SM count: the grid's y extent) is
+  // chosen here. Never batched: the batched grid runs the table's skinny buckets in mm_tma_kernel.
+  planned.skinny = planned.split_k == 0;
+  if (planned.skinny) {
+    const int64_t block_k = params[gt::kParam_BLOCK_K];
+    planned.split_k = gemm_tuning::skinny_splits(planned.tiles, (K + block_k - 1) / block_k, sm_count(device));
+  }
   if (p.batch * planned.tiles * planned.split_k > kMaxI32) return Fallback::kIndex64;
   planned.kernel = k;
   planned.tma = true;
@@ -275,6 +283,11 @@ void launch_plan(const Plan& planned, const Problem& p, c10::DeviceIndex device)
     args.i64(stride_c);
     args.i32(static_cast<int32_t>(e.stride_m));
     args.i64(e.stride_batch);
+  }
+  if (planned.skinny) {
+    gems::launch(*planned.kernel, device, static_cast<uint32_t>(tiles), static_cast<uint32_t>(planned.split_k), 1,
+                 args);
+    return;
   }
   gems::launch(*planned.kernel, device, persistent_grid(*planned.kernel, device, tiles * planned.split_k), 1, 1, args);
 }

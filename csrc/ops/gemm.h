@@ -56,6 +56,7 @@ struct Plan {
   int64_t lead_a = 0, lead_b = 0, lead_c = 0;
   int64_t tiles = 0;  // output tiles of one matrix
   int64_t split_k = 1;
+  bool skinny = false;  // mm_skinny_kernel: a (tiles, split_k) grid instead of a persistent one
   int64_t block_m = 0, block_n = 0;
 };
 
