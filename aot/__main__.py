@@ -30,11 +30,12 @@ def main(argv=None) -> int:
         f"{len(jobs)} images, {args.jobs} workers, cache {compiler.cache_dir()}\n"
     )
     results, compiled = compiler.compile_all(jobs, args.jobs)
-    manifest = codegen.emit(args.out, families, archs, results, triton.__version__)
+    manifest = codegen.emit(args.out, families, archs, results, triton.__version__, args.jobs)
     sys.stderr.write(
         f"[gems-aot] {manifest['kernels']} kernels, images per target "
         + ", ".join(f"{compiler.TARGET_NAMES[int(a)]}: {n}" for a, n in manifest["images_per_arch"].items())
-        + f", {manifest['cubin_bytes'] / 1e6:.1f} MB of cubins, {compiled} compiled\n"
+        + f", {manifest['cubin_bytes'] / 1e6:.1f} MB of cubins in {manifest['pack_bytes'] / 1e6:.1f} MB of packs"
+        + f", {compiled} compiled\n"
     )
     return 0
 

@@ -1,30 +1,58 @@
 """Codegen of the C++ side of the declarations, into the build folder.
 
 gems_kernels.h / .cpp  the kernel table (per kernel: name, signature, images per target with
-                       their entry point and Triton's launch metadata) and one lookup namespace per grid
-gems_cubins.S / .bin   every cubin, embedded with .incbin (fast to build, no giant C arrays)
+                       their entry point, place in a pack and Triton's launch metadata), the pack
+                       and chunk tables, and one lookup namespace per grid
+gems_pack_sm<arch>.bin each target's cubins, compressed in chunks (aot/packs.py)
+gems_packs.S           embeds the packs with .incbin by file name (found through the compiler's
+                       -I of this folder: no absolute path in the sources)
+gems_sources.cmake     the generated sources and packs, for CMakeLists.txt (nothing is globbed)
 gems_registration.cpp  TORCH_LIBRARY(gems) schemas, CUDA and Meta impls, the aten override table
 gems_<family>_ops.h    the prototypes of each family's C++ functions (aot/schemas.py)
-gems_manifest.json     what was built, for `gems_aot.info()` and the tests
+gems_manifest.json     what was built (sizes, and every image's SHA-256, for the tests)
+
+The output folder belongs to this step: files in it that a run does not produce (left by a
+declaration that no longer exists) are removed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import pathlib
 
+from aot import packs as kernel_packs
 from aot.schemas import family_header
 from aot.variants import DTYPES
 
-ALIGN = 128  # cubin alignment inside the blob
+MANIFEST = "gems_manifest.json"
 
 
-def _write_if_changed(path: pathlib.Path, text: str | bytes):
-    """Leaves unchanged files untouched so ninja rebuilds nothing when nothing changed."""
-    data = text.encode() if isinstance(text, str) else text
-    if path.exists() and path.read_bytes() == data:
-        return
-    path.write_bytes(data)
+class _Output:
+    """The generated files of one run, written only when their content changed (so that ninja
+    rebuilds nothing when nothing changed)."""
+
+    def __init__(self, folder: pathlib.Path):
+        self.folder, self.names = folder, []
+        folder.mkdir(parents=True, exist_ok=True)
+        self.owned = (folder / MANIFEST).exists() or not any(folder.iterdir())
+
+    def write(self, name: str, text: str | bytes):
+        data = text.encode() if isinstance(text, str) else text
+        path = self.folder / name
+        self.names.append(name)
+        if path.exists() and path.read_bytes() == data:
+            return
+        path.write_bytes(data)
+
+    def remove_stale(self):
+        """Removes the files a previous run wrote that this one did not (only in a folder that
+        was empty or held a manifest, i.e. one this step made)."""
+        if not self.owned:
+            return
+        for path in self.folder.iterdir():
+            if path.is_file() and path.name not in self.names:
+                path.unlink()
 
 
 def _cpp_str(s: str) -> str:
@@ -67,6 +95,7 @@ def build_table(families, archs, results):
                         "signature": ",".join(runtime_args),
                         "num_args": len(runtime_args),
                         "images": images,
+                        "grid": grid.name,
                     }
                 )
             if len(params) > 4:
@@ -121,38 +150,31 @@ def _grid_header(grid, ids, params) -> str:
     return "\n".join(lines)
 
 
-def emit(out_dir: pathlib.Path, families, archs, results, triton_version: str):
-    out_dir.mkdir(parents=True, exist_ok=True)
+def emit(out_dir: pathlib.Path, families, archs, results, triton_version: str, workers: int = 1,
+         cache: pathlib.Path | None = None):
+    """Writes the generated sources and packs into out_dir; returns the manifest. `cache` holds
+    compressed chunks (default: the kernel cache)."""
+    from aot.compiler import cache_dir
+
+    out = _Output(out_dir)
     kernels, grid_tables = build_table(families, archs, results)
 
-    # The cubin blob.
-    blob, images = bytearray(), []
+    flat = [(arch, k["grid"], cubin) for k in kernels for arch, cubin, _, _ in k["images"]]
+    packs, placements = kernel_packs.build(flat, archs, workers, cache or cache_dir())
+    images = []
     for k in kernels:
         k["first_image"] = len(images)
         for arch, cubin, meta, constexprs in k["images"]:
-            blob.extend(b"\0" * (-len(blob) % ALIGN))
-            offset = len(blob)
-            blob.extend(cubin)
             params = [int(constexprs.get(p, 0)) for p in k.get("param_names", [])]
-            images.append((arch, offset, len(cubin), meta, params + [0] * (4 - len(params))))
-    blob_path = out_dir / "gems_cubins.bin"
-    _write_if_changed(blob_path, bytes(blob))
-    _write_if_changed(
-        out_dir / "gems_cubins.S",
-        "\n".join(
-            [
-                '  .section .rodata.gems_cubins, "a"',
-                f"  .balign {ALIGN}",
-                "  .globl gems_cubin_blob",
-                "gems_cubin_blob:",
-                f'  .incbin "{blob_path.resolve()}"',
-                "  .byte 0",
-                '  .section .note.GNU-stack, "", @progbits',
-                "",
-            ]
-        ),
-    )
+            images.append((arch, placements[len(images)], meta, params + [0] * (4 - len(params))))
+    asm = ['  .section .rodata.gems_packs, "a"']
+    for pack in packs:
+        out.write(f"gems_pack_sm{pack.arch}.bin", pack.data)
+        asm += [f"  .globl gems_pack_sm{pack.arch}", f"gems_pack_sm{pack.arch}:",
+                f'  .incbin "gems_pack_sm{pack.arch}.bin"']
+    out.write("gems_packs.S", "\n".join(asm + ['  .section .note.GNU-stack, "", @progbits', ""]))
 
+    cubin_bytes = sum(len(cubin) for _, _, cubin in flat)
     header = [
         "// Generated by aot/codegen.py from the declarations in aot/family_*.py. Do not edit.",
         "#pragma once",
@@ -160,27 +182,33 @@ def emit(out_dir: pathlib.Path, families, archs, results, triton_version: str):
         "#include <cstdint>",
         '#include "runtime/kernels.h"',
         "",
-        "extern \"C\" const unsigned char gems_cubin_blob[];",
-        "",
         "namespace gems::gen {",
         f"constexpr int kNumKernels = {len(kernels)};",
         f"constexpr int kNumImages = {len(images)};",
         f"constexpr int kArchs[] = {{{', '.join(map(str, archs))}}};",
         f"constexpr int kNumArchs = {len(archs)};",
         f"constexpr const char* kTritonVersion = {_cpp_str(triton_version)};",
-        f"constexpr uint64_t kCubinBytes = {len(blob)};",
+        f"constexpr uint64_t kCubinBytes = {cubin_bytes};",
+        f"constexpr uint64_t kPackBytes = {sum(len(p.data) for p in packs)};",
+        f"constexpr int kNumChunks = {sum(len(p.chunks) for p in packs)};",
         "extern const KernelSpec kKernels[kNumKernels > 0 ? kNumKernels : 1];",
         "extern const KernelImage kImages[kNumImages > 0 ? kNumImages : 1];",
+        "extern const packs::Pack kPacks[kNumArchs];  // in the order of kArchs",
+        "extern const packs::Chunk kChunks[kNumChunks > 0 ? kNumChunks : 1];",
         "",
     ]
     for grid, ids, params in grid_tables:
         header += [_grid_header(grid, ids, params), ""]
     header.append("}  // namespace gems::gen")
-    _write_if_changed(out_dir / "gems_kernels.h", "\n".join(header) + "\n")
+    out.write("gems_kernels.h", "\n".join(header) + "\n")
 
     src = [
         "// Generated by aot/codegen.py. Do not edit.",
         '#include "gems_kernels.h"',
+        "",
+    ]
+    src += [f"extern \"C\" const unsigned char gems_pack_sm{p.arch}[];" for p in packs]
+    src += [
         "",
         "namespace gems::gen {",
         "const KernelSpec kKernels[kNumKernels > 0 ? kNumKernels : 1] = {",
@@ -193,24 +221,43 @@ def emit(out_dir: pathlib.Path, families, archs, results, triton_version: str):
     if not kernels:
         src.append("  {}")
     src += ["};", "const KernelImage kImages[kNumImages > 0 ? kNumImages : 1] = {"]
-    for arch, offset, size, m, params in images:
+    for arch, at, m, params in images:
         src.append(
-            f"  {{{arch}, {_cpp_str(m['name'])}, {offset}, {size}, {m['num_warps']}, {m['num_ctas']}, {m['shared']}, "
+            f"  {{{arch}, {_cpp_str(m['name'])}, {{{at.chunk}, {at.offset}, {at.size}, {at.crc32:#x}u}}, "
+            f"{m['num_warps']}, {m['num_ctas']}, {m['shared']}, "
             f"{m['global_scratch_size']}, {m['global_scratch_align']}, {m['profile_scratch_size']}, "
             f"{m['profile_scratch_align']}, {str(bool(m['launch_pdl'])).lower()}, "
             f"{str(bool(m['launch_cooperative_grid'])).lower()}, {{{', '.join(map(str, params))}}}}},"
         )
     if not images:
         src.append("  {}")
+    src += ["};", "const packs::Pack kPacks[kNumArchs] = {"]
+    src += [f"  {{{p.arch}, gems_pack_sm{p.arch}, {len(p.data)}, {p.first_chunk}, {len(p.chunks)}}}," for p in packs]
+    src += ["};", "const packs::Chunk kChunks[kNumChunks > 0 ? kNumChunks : 1] = {"]
+    src += [f"  {{{offset}, {size}, {raw}}}," for p in packs for offset, size, raw in p.chunks]
+    if not flat:
+        src.append("  {}")
     src += ["};", "}  // namespace gems::gen", ""]
-    _write_if_changed(out_dir / "gems_kernels.cpp", "\n".join(src))
+    out.write("gems_kernels.cpp", "\n".join(src))
 
-    _write_if_changed(out_dir / "gems_registration.cpp", registration_source(families))
+    out.write("gems_registration.cpp", registration_source(families))
+    sources = ["gems_kernels.cpp", "gems_registration.cpp", "gems_packs.S"]
     for fam in families:
-        _write_if_changed(out_dir / fam.cpp_header, family_header(fam.module, fam.gems_ops, fam.aten_overrides))
+        out.write(fam.cpp_header, family_header(fam.module, fam.gems_ops, fam.aten_overrides))
         if fam.generated_sources:
             for name, text in fam.generated_sources().items():
-                _write_if_changed(out_dir / name, text)
+                out.write(name, text)
+                sources += [name] if name.endswith(".cpp") else []
+    out.write("gems_sources.cmake", "\n".join([
+        "# Generated by aot/codegen.py: what the AOT step generated, for CMakeLists.txt. Do not edit.",
+        "set(GEMS_GENERATED_SOURCES",
+        *[f"  ${{GEMS_GEN_DIR}}/{name}" for name in sources],
+        ")",
+        "set(GEMS_PACK_FILES",
+        *[f"  ${{GEMS_GEN_DIR}}/gems_pack_sm{p.arch}.bin" for p in packs],
+        ")",
+        "",
+    ]))
 
     per_arch = {a: sum(1 for im in images if im[0] == a) for a in archs}
     manifest = {
@@ -218,7 +265,13 @@ def emit(out_dir: pathlib.Path, families, archs, results, triton_version: str):
         "archs": list(archs),
         "kernels": len(kernels),
         "images_per_arch": {str(a): n for a, n in per_arch.items()},
-        "cubin_bytes": len(blob),
+        "cubin_bytes": cubin_bytes,
+        "pack_bytes": sum(len(p.data) for p in packs),
+        "packs": {
+            str(p.arch): {"bytes": len(p.data), "chunks": len(p.chunks), "first_chunk": p.first_chunk,
+                          "cubin_bytes": sum(raw for _, _, raw in p.chunks)}
+            for p in packs
+        },
         "gems_ops": [o.name for f in families for o in f.gems_ops],
         "aten_overrides": {o.name: f.module.split("_", 1)[1] for f in families for o in f.aten_overrides},
         "variants": [
@@ -226,14 +279,16 @@ def emit(out_dir: pathlib.Path, families, archs, results, triton_version: str):
                 "symbol": k["symbol"],
                 "signature": k["signature"],
                 "images": [
-                    {"arch": a, "shared": m["shared"], "num_warps": m["num_warps"], "bytes": len(c)}
-                    for a, c, m, _ in k["images"]
+                    {"arch": a, "shared": m["shared"], "num_warps": m["num_warps"], "bytes": len(c),
+                     "chunk": placements[k["first_image"] + i].chunk, "sha256": hashlib.sha256(c).hexdigest()}
+                    for i, (a, c, m, _) in enumerate(k["images"])
                 ],
             }
             for k in kernels
         ],
     }
-    _write_if_changed(out_dir / "gems_manifest.json", json.dumps(manifest, indent=1) + "\n")
+    out.write(MANIFEST, json.dumps(manifest, indent=1) + "\n")
+    out.remove_stale()
     return manifest
 
 

@@ -1,7 +1,10 @@
-// The control ops the Python package calls: the override switch, fallback counts, build info.
+// The control ops the Python package calls: the override switch, fallback counts, build info,
+// and the kernel packs' use and contents (for info() and the tests).
 // The op schemas and kernels themselves are registered by the generated gems_registration.cpp.
+#include <ATen/ops/empty.h>
 #include <torch/library.h>
 
+#include <cstring>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -27,8 +30,24 @@ std::string build_info() {
   s << "triton_version\t" << gen::kTritonVersion << "\n";
   s << "kernels\t" << kernel_count() << "\n";
   s << "cubin_bytes\t" << gen::kCubinBytes << "\n";
+  s << "pack_bytes\t" << gen::kPackBytes << "\n";
   for (int arch : gen::kArchs) s << "images_sm_" << arch << "\t" << image_count_for_arch(arch) << "\n";
   return s.str();
+}
+
+// Per target: arch, images decompressed from its pack so far, bytes of chunks decoded for them.
+std::vector<int64_t> pack_use_list() {
+  std::vector<int64_t> flat;
+  for (const PackUse& u : gems::pack_use()) flat.insert(flat.end(), {u.arch, u.images, u.decoded_bytes});
+  return flat;
+}
+
+// The cubin of image `index` (the manifest's order), decompressed, as a CPU uint8 tensor.
+at::Tensor image_tensor(int64_t index) {
+  const std::vector<unsigned char> cubin = gems::unpack_image(static_cast<int>(index));
+  at::Tensor out = at::empty({static_cast<int64_t>(cubin.size())}, at::TensorOptions().dtype(at::kByte));
+  std::memcpy(out.data_ptr(), cubin.data(), cubin.size());
+  return out;
 }
 
 std::vector<int64_t> device_info(int64_t device) {
@@ -48,4 +67,6 @@ TORCH_LIBRARY_FRAGMENT(gems, m) {
   m.def("_recorded_totals() -> int[]", &gems::recorded_totals);
   m.def("_build_info() -> str", &gems::build_info);
   m.def("_device_info(int device) -> int[]", &gems::device_info);
+  m.def("_pack_use() -> int[]", &gems::pack_use_list);
+  m.def("_unpack_image(int index) -> Tensor", &gems::image_tensor);
 }

@@ -115,7 +115,7 @@ def test_codegen_tables(tmp_path):
     assert sorted((j.symbol, j.arch) for j in jobs) == [("demo_add_fp32", 80), ("demo_add_fp32", 90),
                                                          ("demo_mul_fp32", 90)]
     results, _ = compiler.compile_all(jobs, workers=1, cache=tmp_path / "cache")
-    manifest = codegen.emit(tmp_path / "gen", [fam], (80, 90), results, triton.__version__)
+    manifest = codegen.emit(tmp_path / "gen", [fam], (80, 90), results, triton.__version__, cache=tmp_path / "cache")
     assert manifest["kernels"] == 2 and manifest["images_per_arch"] == {"80": 1, "90": 2}
     header = (tmp_path / "gen" / "gems_kernels.h").read_text()
     assert "namespace demo {" in header
@@ -125,7 +125,7 @@ def test_codegen_tables(tmp_path):
     assert "constexpr int kParam_BLOCK = 0;" in header
     table = (tmp_path / "gen" / "gems_kernels.cpp").read_text()
     assert '{"demo_mul_fp32", "*fp32,*fp32,*fp32,i32,fp32,fp32", 6, ' in table
-    assert '{90, "mul_contig", ' in table  # the entry point, per image
+    assert '{90, "mul_contig", {' in table  # the entry point, then the place in a pack, per image
     reg = (tmp_path / "gen" / "gems_registration.cpp").read_text()
     assert 'm.def("demo(Tensor a) -> Tensor");' in reg
     assert 'TORCH_FN(gems::meta::demo)' in reg and 'TORCH_FN(aten_impl::add_Tensor)' in reg
@@ -133,13 +133,14 @@ def test_codegen_tables(tmp_path):
     prototypes = (tmp_path / "gen" / "gems_demo_ops.h").read_text()
     assert "at::Tensor demo(const at::Tensor& a);" in prototypes
     assert "at::Tensor add_Tensor(const at::Tensor& self, const at::Tensor& other, const at::Scalar& alpha);" in prototypes
-    blob = (tmp_path / "gen" / "gems_cubins.bin").read_bytes()
-    assert blob.count(b"\x7fELF") == 3 and manifest["cubin_bytes"] == len(blob)
+    packed = {a: (tmp_path / "gen" / f"gems_pack_sm{a}.bin").read_bytes() for a in (80, 90)}
+    assert manifest["pack_bytes"] == sum(map(len, packed.values())) == sum(p["bytes"] for p in manifest["packs"].values())
+    assert manifest["cubin_bytes"] == sum(len(cubin) for cubin, _ in results.values())
     assert json.loads((tmp_path / "gen" / "gems_manifest.json").read_text())["aten_overrides"] == {
         "add.Tensor": "demo"}
     # Unchanged inputs leave the files untouched (ninja then rebuilds nothing).
     stamp = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "gen").iterdir()}
-    codegen.emit(tmp_path / "gen", [fam], (80, 90), results, triton.__version__)
+    codegen.emit(tmp_path / "gen", [fam], (80, 90), results, triton.__version__, cache=tmp_path / "cache")
     assert stamp == {p.name: p.stat().st_mtime_ns for p in (tmp_path / "gen").iterdir()}
 
 

@@ -35,6 +35,23 @@ DeviceState g_devices[kMaxDevices];
 std::mutex g_load_mutex;
 std::deque<LoadedKernel> g_loaded;  // stable addresses; guarded by g_load_mutex
 CUlibrary g_libraries[gen::kNumImages > 0 ? gen::kNumImages : 1];  // guarded by g_load_mutex
+// Per pack (in the order of gen::kArchs): images decompressed, bytes of chunks decoded for them.
+std::atomic<int64_t> g_unpacked_images[gen::kNumArchs];
+std::atomic<int64_t> g_decoded_bytes[gen::kNumArchs];
+
+// The cubin of image `index` of kernel `name`, decompressed from its target's pack.
+std::vector<unsigned char> unpack(int index, const char* name) {
+  const KernelImage& im = gen::kImages[index];
+  int pack = 0;
+  while (pack < gen::kNumArchs && gen::kPacks[pack].arch != im.arch) ++pack;
+  TORCH_CHECK(pack < gen::kNumArchs, "gems: kernel ", name, " has an image for sm_", im.arch, " but no pack for it");
+  std::vector<unsigned char> cubin;
+  const std::string error = packs::unpack(gen::kPacks[pack], gen::kChunks, im.placement, cubin);
+  TORCH_CHECK(error.empty(), "gems: cannot load kernel ", name, ": ", error, " (rebuild the extension)");
+  g_unpacked_images[pack].fetch_add(1, std::memory_order_relaxed);
+  g_decoded_bytes[pack].fetch_add(im.placement.offset + im.placement.size, std::memory_order_relaxed);
+  return cubin;
+}
 
 // Driver calls need a current context; a thread that never touched the CUDA runtime has
 // none, so bind the device's primary context (the one PyTorch uses) when it is missing.
@@ -81,9 +98,11 @@ const LoadedKernel* load(int id, int device, DeviceState& s) {
   const int image_index = static_cast<int>(image - gen::kImages);
   CUlibrary& lib = g_libraries[image_index];
   if (!lib) {
-    // cuLibrary* is context-independent: one load serves every device.
-    check(d.cuLibraryLoadData(&lib, gems_cubin_blob + image->offset, nullptr, nullptr, 0, nullptr, nullptr, 0),
-          "cuLibraryLoadData", spec.name, device);
+    // cuLibrary* is context-independent: one load serves every device. The driver keeps a copy
+    // of the cubin (no CU_LIBRARY_BINARY_IS_PRESERVED), so the decompressed bytes can go.
+    const std::vector<unsigned char> cubin = unpack(image_index, spec.name);
+    check(d.cuLibraryLoadData(&lib, cubin.data(), nullptr, nullptr, 0, nullptr, nullptr, 0), "cuLibraryLoadData",
+          spec.name, device);
   }
   CUkernel kernel = nullptr;
   check(d.cuLibraryGetKernel(&kernel, lib, image->entry), "cuLibraryGetKernel", spec.name, device);
@@ -199,6 +218,21 @@ int image_count_for_arch(int arch) {
   int n = 0;
   for (int i = 0; i < gen::kNumImages; ++i) n += gen::kImages[i].arch == arch;
   return n;
+}
+
+std::vector<unsigned char> unpack_image(int index) {
+  TORCH_CHECK(index >= 0 && index < gen::kNumImages, "gems: image index ", index, " out of range");
+  int kernel = 0;
+  while (gen::kKernels[kernel].first_image + gen::kKernels[kernel].num_images <= index) ++kernel;
+  return unpack(index, gen::kKernels[kernel].name);
+}
+
+std::vector<PackUse> pack_use() {
+  std::vector<PackUse> use;
+  for (int i = 0; i < gen::kNumArchs; ++i) {
+    use.push_back({gen::kArchs[i], g_unpacked_images[i].load(), g_decoded_bytes[i].load()});
+  }
+  return use;
 }
 
 int device_capability(c10::DeviceIndex device) { return device_state(device).cc; }

@@ -1,15 +1,19 @@
 // The kernel registry and launcher: what every op driver uses to run an AOT-compiled kernel.
 //
 // The build generates the kernel table (gems_kernels.h in the build folder): every compiled
-// variant with its cubin per target and the metadata of Triton's launch ABI. A driver looks up
-// a kernel id in its grid's table, asks `kernel_for` for the function on the tensor's device
-// (loaded once per device, lazily, thread-safe) and launches it on the current stream.
+// variant with its cubin per target (in that target's compressed pack, runtime/packs.h) and the
+// metadata of Triton's launch ABI. A driver looks up a kernel id in its grid's table, asks
+// `kernel_for` for the function on the tensor's device (decompressed and loaded on first use,
+// once, thread-safe) and launches it on the current stream.
 #pragma once
 
 #include <c10/core/Device.h>
 #include <c10/util/Exception.h>
 
 #include <cstdint>
+#include <vector>
+
+#include "runtime/packs.h"
 
 namespace gems {
 
@@ -17,8 +21,7 @@ namespace gems {
 struct KernelImage {
   int arch;  // 80, 90, 100: the cuda target it was compiled for (sm_80, sm_90a, sm_100a)
   const char* entry;  // the cubin's entry point (the @triton.jit function's name)
-  uint64_t offset;  // into the embedded cubin blob
-  uint64_t size;
+  packs::Placement placement;  // the cubin's place in the pack of `arch`
   int num_warps;
   int num_ctas;
   int shared;
@@ -108,6 +111,19 @@ void zero_words_async(void* ptr, size_t words, c10::DeviceIndex device);
 // Number of kernels and targets in this build, for info().
 int kernel_count();
 int image_count_for_arch(int arch);
+
+// The cubin of image `index` (into the generated kImages), decompressed from its pack; what the
+// loader passes to the driver. Raises c10::Error naming the kernel when the pack is corrupt.
+std::vector<unsigned char> unpack_image(int index);
+
+// Per target: how many images have been decompressed from its pack in this process, and how
+// many bytes of chunks that took (a target never used reads nothing: both stay 0).
+struct PackUse {
+  int arch;
+  int64_t images;
+  int64_t decoded_bytes;
+};
+std::vector<PackUse> pack_use();
 
 // The device's compute capability as major*10+minor, and the build target whose cubins run on
 // it (0 when none does: every op then falls back to ATen).

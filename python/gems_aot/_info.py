@@ -17,7 +17,8 @@ _TARGET_NAMES = {80: "sm_80", 90: "sm_90a", 100: "sm_100a"}
 
 def info() -> dict:
     """Package and torch versions, the triton version used at build, targets and kernel
-    counts per target, and the current device with whether gems kernels run on it."""
+    counts per target, the kernel packs (their size, and per target what this process has
+    decompressed from them so far), and the current device with whether gems kernels run on it."""
     build = dict(line.split("\t") for line in torch.ops.gems._build_info().splitlines())
     images = {
         _TARGET_NAMES.get(int(k[len("images_sm_") :]), k): int(v) for k, v in build.items() if k.startswith("images_")
@@ -29,6 +30,8 @@ def info() -> dict:
         "kernels": int(build["kernels"]),
         "images_per_target": images,
         "cubin_bytes": int(build["cubin_bytes"]),
+        "pack_bytes": int(build["pack_bytes"]),
+        "packs_used": packs_used(),
         "aten_overrides": len(torch.ops.gems._available_overrides()),
         "gemm_tuning": gemm_tuning(),
         "device": None,
@@ -44,6 +47,14 @@ def info() -> dict:
             "supported": target != 0,
         }
     return result
+
+
+def packs_used() -> dict:
+    """Per target: images decompressed from its pack in this process, and the bytes of chunks
+    decoded for them (a target no kernel ran on stays at 0: its pack is never read)."""
+    flat = torch.ops.gems._pack_use()
+    return {_TARGET_NAMES.get(arch, str(arch)): {"images": images, "decoded_bytes": decoded}
+            for arch, images, decoded in zip(flat[::3], flat[1::3], flat[2::3])}
 
 
 def gemm_tuning() -> dict:
@@ -64,7 +75,7 @@ def format_info(data: dict) -> str:
         f"gems_aot {data['gems_aot']}  torch {data['torch']}  triton at build {data['triton_at_build']}",
         f"kernels: {data['kernels']}  images per target: "
         + ", ".join(f"{t}: {n}" for t, n in data["images_per_target"].items())
-        + f"  ({data['cubin_bytes'] / 1e6:.1f} MB of cubins)",
+        + f"  ({data['cubin_bytes'] / 1e6:.1f} MB of cubins in {data['pack_bytes'] / 1e6:.1f} MB of packs)",
         f"aten overloads gems can override: {data['aten_overrides']}",
     ]
     for target, t in data["gemm_tuning"].items():
