@@ -43,6 +43,8 @@ class Combine:
 
 COMBINES = {
     "add": Combine(0.0, 0),
+    "mul": Combine(1.0, 1),
+    "max": Combine(float("-inf"), -(2**63), exact=True),
 }
 
 # The dtypes of the grid's in_dtype and out_dtype axes.
@@ -82,6 +84,11 @@ class Reduction:
 REDUCTIONS = (
     Reduction("sum", "add", DTYPES, "promote", "identity", ("sum", "sum.dim_IntList"),
               ("sum.dim_IntList", "sum.IntList_out")),
+    Reduction("mean", "add", FLOAT_DTYPES, "floating", "nan", ("mean", "mean.dim"), ("mean.dim", "mean.out"),
+              scaled=True),
+    Reduction("prod", "mul", FLOAT_DTYPES + ("i32", "i64"), "promote", "identity", ("prod", "prod.dim_int"),
+              ("prod", "prod.dim_int", "prod.int_out")),
+    Reduction("amax", "max", FLOAT_DTYPES + ("i32", "i64", "bool"), "same", "raise", ("amax",), ("amax", "amax.out")),
 )
 BY_NAME = {r.name: r for r in REDUCTIONS}
 
@@ -356,7 +363,9 @@ ATEN_OVERRIDES = [AtenOverride(name) for r in REDUCTIONS for name in r.aten_over
 
 def bench_cases() -> list:
     return [bench_case("sum", "sum.dim_IntList", "reduce", "rows", FLOAT_DTYPES + ("i32", "i64"), extra_args=([1],),
-                       out=lambda dt: "i64" if dt in INT_INPUTS else dt)]
+                       out=lambda dt: "i64" if dt in INT_INPUTS else dt),
+            bench_case("mean", "mean.dim", "reduce", "rows", FLOAT_DTYPES, extra_args=([1],)),
+            bench_case("amax", "amax", "reduce", "rows", FLOAT_DTYPES + ("i32",), extra_args=([1],))]
 
 
 # -- generated sources --------------------------------------------------------------------------

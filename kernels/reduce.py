@@ -44,12 +44,27 @@ def _add(a, b):
     return a + b
 
 
+@triton.jit
+def _mul(a, b):
+    return a * b
+
+
+@triton.jit
+def _max(a, b):
+    # A NaN wins, as in torch.amax.
+    return tl.where((a > b) | (a != a), a, b)
+
+
 # The combine functions by name, as the declarations give them (aot/family_reduce.py COMBINES):
 # a branch in each of the two dispatchers below per function.
 @triton.jit
 def _combine(a, b, COMBINE: tl.constexpr):
     if COMBINE == "add":
         c = _add(a, b)
+    elif COMBINE == "mul":
+        c = _mul(a, b)
+    elif COMBINE == "max":
+        c = _max(a, b)
     else:
         tl.static_assert(False, "COMBINE names no combine function")
     return c
@@ -59,6 +74,10 @@ def _combine(a, b, COMBINE: tl.constexpr):
 def _combine_along(acc, AXIS: tl.constexpr, COMBINE: tl.constexpr):
     if COMBINE == "add":
         total = tl.reduce(acc, AXIS, _add)
+    elif COMBINE == "mul":
+        total = tl.reduce(acc, AXIS, _mul)
+    elif COMBINE == "max":
+        total = tl.reduce(acc, AXIS, _max)
     else:
         tl.static_assert(False, "COMBINE names no combine function")
     return total

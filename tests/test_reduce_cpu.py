@@ -185,14 +185,21 @@ def check(res, name, x, dim=None, keepdim=False, dtype=None):
     n = max(math.prod(x.shape[d] for d in dim_list(x.dim(), dim)), 1)
     if name in EXACT or not res.dtype.is_floating_point:
         torch.testing.assert_close(res, ref.to(res.dtype), rtol=0, atol=0, equal_nan=True)
+    elif name == "prod":  # an fp32 rounding per factor, then the output's
+        torch.testing.assert_close(res, ref.to(res.dtype), rtol=RTOL[res.dtype] + 2e-7 * n, atol=1e-6)
     else:
-        atol = 1e-4 * n
+        atol = 1e-4 * (n if name == "sum" else 1)
         torch.testing.assert_close(res, ref.to(res.dtype), rtol=RTOL[res.dtype], atol=atol, equal_nan=True)
 
 
 def make_input(name, shape, dtype, gen):
     if dtype == torch.bool:
         return torch.rand(shape, generator=gen) < 0.5
+    if name == "prod":  # factors near +-1 keep long products finite (and integer ones nonzero mod 2**64)
+        if not dtype.is_floating_point:
+            return torch.tensor([-1, 1, 1, 1, 3], dtype=dtype)[torch.randint(0, 5, shape, generator=gen)]
+        sign = torch.where(torch.rand(shape, generator=gen) < 0.5, -1.0, 1.0)
+        return (sign * (0.9 + 0.2 * torch.rand(shape, generator=gen))).to(dtype)
     if not dtype.is_floating_point:
         return torch.randint(0 if dtype == torch.uint8 else -100, 100, shape, generator=gen, dtype=dtype)
     return torch.randn(shape, generator=gen).to(dtype)
@@ -292,7 +299,40 @@ def test_layouts(name, seeded):
             check(gems_reduce(name, x, dim, keepdim), name, x, dim, keepdim)
 
 
-@pytest.mark.parametrize("name", ["sum"])
+@pytest.mark.parametrize("name", ["amax"])
+def test_nan_and_infinities(name):
+    x = torch.tensor([[1.0, float("nan"), -3.0], [float("inf"), 2.0, float("-inf")], [5.0, 6.0, float("nan")]])
+    for dtype in (torch.float32, torch.float16, torch.bfloat16):
+        for dim in (0, 1, None):
+            res = gems_reduce(name, x.to(dtype), dim)
+            torch.testing.assert_close(res, getattr(torch, name)(x.to(dtype), dim if dim is not None else ()),
+                                       rtol=0, atol=0, equal_nan=True)
+
+
+@pytest.mark.parametrize("name", ["amax"])
+def test_integer_extremes(name):
+    for dtype in (torch.int32, torch.int64):
+        info = torch.iinfo(dtype)
+        x = torch.tensor([[info.min, 0, info.max], [info.max, info.min, -1], [info.min, info.min, info.min]],
+                         dtype=dtype)
+        for dim in (0, 1, None):
+            assert torch.equal(gems_reduce(name, x, dim), getattr(torch, name)(x, dim if dim is not None else ()))
+
+
+def test_bool_inputs(seeded):
+    x = make_input("amax", (9, 40), torch.bool, seeded)
+    x[0] = False
+    x[1] = True
+    for name in ("amax",):
+        for dim in (0, 1):
+            res = gems_reduce(name, x, dim)
+            assert res.dtype == torch.bool and torch.equal(res, getattr(torch, name)(x, dim))
+    for name in ("sum", "prod"):
+        res = gems_reduce(name, make_input(name, (13, 9), torch.int32, seeded), 1)
+        assert res.dtype == torch.int64
+
+
+@pytest.mark.parametrize("name", ["sum", "mean", "prod"])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_half_to_fp32(name, dtype, seeded):
     x = make_input(name, (33, 18), dtype, seeded)
@@ -304,11 +344,20 @@ def test_half_to_fp32(name, dtype, seeded):
 def test_int64_wraps_like_torch():
     x = torch.tensor([2**62, 2**62, 2**62, 5], dtype=torch.int64)
     assert torch.equal(gems_reduce("sum", x), torch.sum(x))
+    y = torch.tensor([2**40, 2**40, 3], dtype=torch.int64)
+    assert torch.equal(gems_reduce("prod", y), torch.prod(y))
+
+
+def test_mean_scale_is_atens():
+    """mean multiplies the sum by (float) outputs / inputs, as ATen's CUDA kernel does, rather than
+    divide: the mean of 41 ones is 41 * fl(1 / 41) = 0.99999994 in fp32, as on ATen's CUDA path."""
+    res = gems_reduce("mean", torch.ones(3, 41), 1)
+    assert torch.equal(res, torch.full((3,), 0.99999994))
 
 
 def test_step_slices_fall_back(seeded):
     x = make_input("sum", (8, 10), torch.float32, seeded)[:, ::2]
-    assert run(fam.BY_NAME["sum"], x, [False, True], torch.empty(8), False) == "layout"
+    assert run(fam.BY_NAME["amax"], x, [False, True], torch.empty(8), False) == "layout"
 
 
 def test_too_many_groups_fall_back():
@@ -321,7 +370,7 @@ def test_uncovered_dtypes_fall_back():
     x = torch.randn(4, 5).double()
     assert run(fam.BY_NAME["sum"], x, [False, True], torch.empty(4, dtype=torch.float64), False) == "dtype"
     i = torch.ones(4, 5, dtype=torch.int8)
-    assert run(fam.BY_NAME["sum"], i, [False, True], torch.empty(4, dtype=torch.int8), False) == "dtype"
+    assert run(fam.BY_NAME["amax"], i, [False, True], torch.empty(4, dtype=torch.int8), False) == "dtype"
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -330,17 +379,17 @@ def test_empty_outputs(name):
     check(gems_reduce(name, x, 1), name, x, 1)
 
 
-@pytest.mark.parametrize("name", ["sum"])
+@pytest.mark.parametrize("name", ["sum", "mean", "prod"])
 def test_empty_reductions(name):
     for x, dim in ((torch.empty(0, 7), 0), (torch.empty(0, 7), None), (torch.empty(0), None)):
         check(gems_reduce(name, x, dim), name, x, dim)
 
 
 def test_out_strides(seeded):
-    x = make_input("sum", (3, 6, 8), torch.float32, seeded)
+    x = make_input("amax", (3, 6, 8), torch.float32, seeded)
     out = torch.full((6, 3), float("nan")).t()  # the right size, transposed: torch keeps strides
-    assert run(fam.BY_NAME["sum"], x, [False, False, True], out, False) is None
-    torch.testing.assert_close(out, x.sum(2))
+    assert run(fam.BY_NAME["amax"], x, [False, False, True], out, False) is None
+    torch.testing.assert_close(out, x.amax(2), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize(
@@ -350,6 +399,12 @@ def test_out_strides(seeded):
         ("sum", (3, 20000), 1, torch.bfloat16),  # bf16 output from fp32 partials
         ("sum", (9000, 3), 0, torch.int32),  # outer kernel split, int64 partials
         ("sum", (40, 60, 9), (0, 2), torch.float16),  # inner run of 9, split over the outer reduced dim
+        ("mean", (3, 20000), 1, torch.bfloat16),  # the scale on the second pass only
+        ("mean", (9000, 3), 0, torch.float32),
+        ("prod", (9000, 3), 0, torch.float16),
+        ("prod", (20000,), None, torch.int64),
+        ("amax", (20000,), None, torch.float16),  # partials in the output dtype
+        ("amax", (40, 60, 9), (0, 2), torch.bool),
     ],
 )
 def test_split_reduction(name, shape, dim, dtype, seeded, monkeypatch):
@@ -365,6 +420,7 @@ def test_split_reduction(name, shape, dim, dtype, seeded, monkeypatch):
 def test_deterministic(seeded):
     x = make_input("sum", (5000,), torch.float32, seeded)
     assert torch.equal(gems_reduce("sum", x), gems_reduce("sum", x))
+    assert torch.equal(gems_reduce("mean", x), gems_reduce("mean", x))
 
 
 # -- the planner ----------------------------------------------------------------------------------
@@ -480,8 +536,9 @@ def test_generated_tables_are_the_declarations():
     body = text[text.index("kCovers"):]
     flags = [v.strip(" {}\n;") == "true" for v in body[body.index("= {") + 3:body.index("};")].split(",")]
     assert flags == [fam.covers(r, i, o) for r in fam.REDUCTIONS for i in fam.DTYPES for o in fam.DTYPES]
-    assert "enum Reduction : int { kSum = 0 };" in text
-    assert "kEmptyValue[kNumReductions] = {0.0};" in text and "kRaisesOnEmpty[kNumReductions] = {false};" in text
+    assert "enum Reduction : int { kSum = 0, kMean = 1, kProd = 2, kAmax = 3 };" in text
+    assert "kEmptyValue[kNumReductions] = {0.0, std::numeric_limits<double>::quiet_NaN(), 1.0, 0.0};" in text
+    assert "kRaisesOnEmpty[kNumReductions] = {false, false, false, true};" in text
     assert "kKindMaxRun[kNumKinds] = {64, 512, 2048, -1, 4, 16, 64, -1};" in text
 
 
@@ -490,7 +547,7 @@ def test_generated_tables_are_the_declarations():
 
 def test_variant_count():
     per_arch = {a: sum(GRID.make(p, a) is not None for p in GRID.points()) for a in ARCHS}
-    assert per_arch == {80: 144, 90: 144, 100: 144}
+    assert per_arch == {80: 328, 90: 328, 100: 328}
 
 
 def test_declarations_match_kernels():
@@ -528,21 +585,27 @@ def test_coverage():
     # user pair (torch casts the input first) and fp16 -> bf16 is nothing.
     assert built("add", "fp32", "fp16") and not built("add", "fp32", "fp16", "16")
     assert not fam.covers(fam.BY_NAME["sum"], "fp32", "fp16") and not built("add", "fp16", "bf16")
+    assert not built("max", "fp16", "fp32") and not built("max", "u8", "u8")  # exact: output-typed partials
+    assert not any(fam.covers(fam.BY_NAME["mean"], i, o) for i in fam.INT_INPUTS for o in fam.DTYPES)
 
 
 def test_schemas_are_atens():
     for op in fam.GEMS_OPS:
         assert str(schemas.aten_schema(op.name)) == "aten::" + op.schema
-    assert [o.name for o in fam.ATEN_OVERRIDES] == ["sum.dim_IntList", "sum.IntList_out"]
+    assert [o.name for o in fam.ATEN_OVERRIDES] == [
+        "sum.dim_IntList", "sum.IntList_out", "mean.dim", "mean.out", "prod", "prod.dim_int", "prod.int_out", "amax",
+        "amax.out"]
     for o in fam.ATEN_OVERRIDES:  # an own CUDA kernel, never a composite (test_extension, decision 4)
         assert schemas.has_kernel(o.name, "CUDA"), o.name
 
 
 def test_generated_entry_points():
     text = fam.generated_sources()[fam.OPS_SOURCE]
-    assert "return reason == Fallback::kNone ? result : at::cuda::sum(self, dim, keepdim, dtype);" in text
-    assert "return reason == Fallback::kNone ? out : at::cuda::sum_outf(self, dim, keepdim, dtype, out);" in text
-    assert "const reduce::Call call{reduce_tables::kSum, self, std::nullopt, false, dtype};" in text
+    assert ("return reason == Fallback::kNone ? result : at::cuda::prod(self, dim, keepdim, dtype);" in text)
+    assert "const reduce::Call call{reduce_tables::kProd, self, at::IntArrayRef(dim), keepdim, dtype};" in text
+    assert "const reduce::Call call{reduce_tables::kAmax, self, dim, keepdim, std::nullopt};" in text
+    assert "return reason == Fallback::kNone ? out : at::cuda::amax_outf(self, dim, keepdim, out);" in text
+    assert "const reduce::Call call{reduce_tables::kMean, self, std::nullopt, false, dtype};" in text
     for op in fam.GEMS_OPS:
         assert f"at::Tensor cuda::{op.cpp}(" in text and f"at::Tensor meta::{op.cpp}(" in text
         assert f'reduce::unsupported("gems::{op.name}", reason, call)' in text
@@ -565,7 +628,8 @@ def test_registered(gems):
     assert {o.name for o in fam.ATEN_OVERRIDES} <= set(gems.registered_ops())
     before = gems.enabled_ops()
     try:
-        assert gems.enable(include=["sum"]) == ["sum.IntList_out", "sum.dim_IntList"]
+        assert gems.enable(include=["mean", "prod", "amax"]) == [
+            "amax", "amax.out", "mean.dim", "mean.out", "prod", "prod.dim_int", "prod.int_out"]
     finally:
         gems.enable(include=before) if before else gems.disable()
 
@@ -588,7 +652,14 @@ def torch_and_gems_calls(x):
     for dim, keepdim, dtype in itertools.product(dims, (False, True), (None, torch.float32)):
         yield (lambda t: torch.sum(t, dim, keepdim, dtype=dtype)), (lambda t: g.sum.dim_IntList(t, dim, keepdim,
                                                                                                 dtype=dtype))
-    yield (lambda t: torch.sum(t)), (lambda t: g.sum(t))
+        yield (lambda t: torch.mean(t, dim, keepdim, dtype=dtype)), (lambda t: g.mean.dim(t, dim, keepdim, dtype=dtype))
+        if dim is not None:
+            yield (lambda t: torch.amax(t, dim, keepdim)), (lambda t: g.amax(t, dim, keepdim))
+        if isinstance(dim, list) and len(dim) == 1:
+            yield (lambda t: torch.prod(t, dim[0], keepdim, dtype=dtype)), (
+                lambda t: g.prod.dim_int(t, dim[0], keepdim, dtype=dtype))
+    for name in ("sum", "mean", "prod"):
+        yield (lambda t: getattr(torch, name)(t)), (lambda t: getattr(g, name)(t))
 
 
 def outcome(fn, x):
@@ -603,21 +674,30 @@ def outcome(fn, x):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.int32, torch.bool])
 def test_meta_functions(gems, dtype):
-    """Every gems op on meta tensors gives torch's shape, dtype and strides, or torch's error."""
+    """Every gems op on meta tensors gives torch's shape, dtype and strides, and torch's errors
+    (mean of integers, amax over an empty dim, ...)."""
+    errors = 0
     for x in meta_inputs(dtype):
         twin = torch.empty_strided(x.shape, x.stride(), dtype=dtype)
         for theirs, ours in torch_and_gems_calls(x):
             expected = outcome(theirs, twin)
+            errors += isinstance(expected[0], str)
             assert outcome(ours, x) == expected
             if not isinstance(expected[0], str):
                 assert ours(x).device.type == "meta"
+    assert errors > 0
 
 
 def test_errors_match_torch(gems):
     cases = [
         (lambda x: torch.sum(x, [1, 1]), lambda x: torch.ops.gems.sum.dim_IntList(x, [1, 1])),
-        (lambda x: torch.sum(x, [2]), lambda x: torch.ops.gems.sum.dim_IntList(x, [2])),
-        (lambda x: torch.sum(x, [-3]), lambda x: torch.ops.gems.sum.dim_IntList(x, [-3])),
+        (lambda x: torch.mean(x, [2]), lambda x: torch.ops.gems.mean.dim(x, [2])),
+        (lambda x: torch.amax(x, [-3]), lambda x: torch.ops.gems.amax(x, [-3])),
+        (lambda x: torch.prod(x, 2), lambda x: torch.ops.gems.prod.dim_int(x, 2)),
+        (lambda x: torch.mean(x.int()), lambda x: torch.ops.gems.mean(x.int())),
+        (lambda x: torch.mean(x.int(), dtype=torch.int64), lambda x: torch.ops.gems.mean(x.int(), dtype=torch.int64)),
+        (lambda x: torch.amax(x[:0]), lambda x: torch.ops.gems.amax(x[:0])),
+        (lambda x: torch.amax(x[:0], 0), lambda x: torch.ops.gems.amax(x[:0], [0])),
     ]
     for theirs, ours in cases:
         expected = outcome(theirs, torch.empty(3, 4))
@@ -630,8 +710,8 @@ def test_errors_match_torch(gems):
 SAMPLES = [
     {"combine": "add", "kind": "inner_r2k", "in_dtype": "fp32", "out_dtype": "fp32", "align": "16"},
     {"combine": "add", "kind": "inner_r32", "in_dtype": "bool", "out_dtype": "i64", "align": "any"},
-    {"combine": "add", "kind": "outer_b128", "in_dtype": "bf16", "out_dtype": "fp32", "align": "16"},
-    {"combine": "add", "kind": "outer_b16", "in_dtype": "fp32", "out_dtype": "fp16", "align": "any"},
+    {"combine": "mul", "kind": "outer_b128", "in_dtype": "bf16", "out_dtype": "fp32", "align": "16"},
+    {"combine": "max", "kind": "outer_b16", "in_dtype": "fp16", "out_dtype": "fp16", "align": "any"},
 ]
 
 

@@ -50,6 +50,12 @@ def make(shape, dtype, seed=0, name="sum"):
     g = torch.Generator(device="cuda").manual_seed(seed)
     if dtype == torch.bool:
         return torch.rand(shape, generator=g, device="cuda") < 0.5
+    if name == "prod":  # factors near +-1 keep long products finite; integer ones nonzero mod 2**64
+        if not dtype.is_floating_point:
+            values = torch.tensor([-1, 1, 1, 1, 3], dtype=dtype, device="cuda")
+            return values[torch.randint(0, 5, shape, generator=g, device="cuda")]
+        sign = torch.where(torch.rand(shape, generator=g, device="cuda") < 0.5, -1.0, 1.0)
+        return (sign * (0.95 + 0.1 * torch.rand(shape, generator=g, device="cuda"))).to(dtype)
     if dtype == torch.uint8:
         return torch.randint(0, 256, shape, generator=g, device="cuda", dtype=dtype)
     if not dtype.is_floating_point:
@@ -59,10 +65,13 @@ def make(shape, dtype, seed=0, name="sum"):
 
 
 def dim_lists(name, ndim):
-    """None, every dim (also negative), [] and every dim list of two and more dims."""
+    """None, every dim (also negative), and for all but prod (one dim at most) every dim list of
+    two and more dims."""
     out = [None]
     for d in range(ndim):
         out += [d, d - ndim]
+    if name == "prod":
+        return out
     out.append([])
     for k in range(2, ndim + 1):
         out += [list(c) for c in itertools.combinations(range(ndim), k)]
@@ -73,12 +82,13 @@ def dim_lists(name, ndim):
 
 def reduce_call(name, x, dim=None, keepdim=False, dtype=None, **out):
     """The reduction as a user writes it: torch.<name>, with the dim forms each op takes (dim
-    None: every dim)."""
+    None: every dim; prod has no form for every dim with keepdim)."""
     fn = getattr(torch, name)
     kwargs = dict(out, **({"dtype": dtype} if dtype is not None else {}))
     if name in SAME_DTYPE:
         return fn(x, () if dim is None else dim, keepdim, **out)
     if dim is None and keepdim:
+        assert name != "prod"
         return fn(x, list(range(x.dim())), keepdim=True, **kwargs)
     if dim is None:
         return fn(x, **kwargs)
@@ -102,13 +112,17 @@ def assert_matches(gems, res, name, x, dim=None, keepdim=False, dtype=None):
         assert (res.dtype, res.shape, res.stride(), res.device) == (
             expected.dtype, expected.shape, expected.stride(), expected.device)
         if name in EXACT or not res.dtype.is_floating_point:
-            if not res.dtype.is_floating_point and fam.BY_NAME[name].result == "promote":
+            if not res.dtype.is_floating_point and name in ("sum", "prod"):
                 expected = reduce_call(name, x, dim, keepdim, torch.int64).to(res.dtype)
             torch.testing.assert_close(res, expected, rtol=0, atol=0, equal_nan=True)
             return
         ref = reduce_call(name, x.double(), dim, keepdim).to(res.dtype)
-        atol = 1e-4 * reduced_count(x, dim)
-        torch.testing.assert_close(res, ref, rtol=RTOL[res.dtype], atol=atol, equal_nan=True)
+        n = reduced_count(x, dim)
+        if name == "prod":  # an fp32 rounding per factor, then the output's
+            torch.testing.assert_close(res, ref, rtol=RTOL[res.dtype] + 2e-7 * n, atol=1e-6, equal_nan=True)
+        else:
+            atol = 1e-4 * (n if name == "sum" else 1)
+            torch.testing.assert_close(res, ref, rtol=RTOL[res.dtype], atol=atol, equal_nan=True)
 
 
 def outcome(fn):
@@ -130,7 +144,7 @@ def test_shapes_and_dims(gems, counts, name, shape, dtype):
     x = make(shape, dtype, name=name)
     raised = 0
     for dim in dim_lists(name, len(shape)):
-        for keepdim in (False, True):
+        for keepdim in (False, True) if name != "prod" or dim is not None else (False,):
             with gems.use_gems(include=[]):
                 expected = outcome(lambda: reduce_call(name, x, dim, keepdim))
             with gems.use_gems(include=[name]):
@@ -152,24 +166,25 @@ def test_dtypes_exact_and_promoted(gems, counts, name):
             with gems.use_gems(include=[name]):
                 res = reduce_call(name, x, dim)
             assert_matches(gems, res, name, x, dim)
-            if not dtype.is_floating_point:
+            if name in ("sum", "prod") and not dtype.is_floating_point:
                 assert res.dtype == torch.int64
     assert counts() == {}
 
 
 def test_int64_wraps_like_aten(gems, counts):
     big = torch.full((1000,), 2**62, dtype=torch.int64, device="cuda")
-    with gems.use_gems(include=["sum"]):
-        s = big.sum()
-    assert torch.equal(s, torch.sum(big))
+    factors = torch.full((100,), 3, dtype=torch.int64, device="cuda")
+    with gems.use_gems(include=["sum", "prod"]):
+        s, p = big.sum(), factors.prod()
+    assert torch.equal(s, torch.sum(big)) and torch.equal(p, torch.prod(factors))
     assert counts() == {}
 
 
-@pytest.mark.parametrize("name", ["sum"])
+@pytest.mark.parametrize("name", ["sum", "mean", "prod"])
 @pytest.mark.parametrize("dtype", (torch.float16, torch.bfloat16))
 def test_half_to_fp32(gems, counts, name, dtype):
     x = make((300, 5000), dtype, name=name)
-    for dim in (None, 0, 1, (0, 1)):
+    for dim in (None, 0, 1) + (((0, 1),) if name != "prod" else ()):
         dim = list(dim) if isinstance(dim, tuple) else dim
         with gems.use_gems(include=[name]):
             res = reduce_call(name, x, dim, dtype=torch.float32)
@@ -183,10 +198,11 @@ def test_fp16_wide_range(gems, counts):
     # exactly 0 in any order, while partial sums in fp16 would overflow.
     v = (make((2048, 32), torch.float32).abs().clamp(0.5, 1) * 60000).half()
     x = torch.cat([torch.cat([v, -v], 1), torch.cat([-v, v], 1)], 0)
-    for dim in (0, 1, None):
-        with gems.use_gems(include=["sum"]):
-            res = x.sum(dim)
-        assert torch.equal(res, torch.zeros_like(res))
+    for name in ("sum", "mean"):
+        for dim in (0, 1, None):
+            with gems.use_gems(include=[name]):
+                res = reduce_call(name, x, dim)
+            assert torch.equal(res, torch.zeros_like(res))
     assert counts() == {}
 
 
@@ -210,6 +226,15 @@ def test_nan_and_infinities(gems, counts, dtype):
     assert counts() == {}
 
 
+def test_mean_is_atens_bit_for_bit_on_ones(gems, counts):
+    """ATen's CUDA mean multiplies by (float) outputs / inputs: 41 ones give 0.99999994, as gems'."""
+    x = torch.ones(8, 41, device="cuda")
+    with gems.use_gems(include=["mean"]):
+        res = x.mean(1)
+    assert torch.equal(res, x.mean(1))
+    assert counts() == {}
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_layouts(gems, counts, name):
     base = make((64, 96, 80), torch.float32, name=name)
@@ -227,8 +252,10 @@ def test_layouts(gems, counts, name):
     ]
     for x, dims in cases:
         for dim in dims:
+            if name == "prod" and isinstance(dim, tuple):
+                continue
             dim = list(dim) if isinstance(dim, tuple) else dim
-            for keepdim in (False, True):
+            for keepdim in (False, True) if name != "prod" or dim is not None else (False,):
                 with gems.use_gems(include=[name]):
                     res = reduce_call(name, x, dim, keepdim)
                 assert_matches(gems, res, name, x, dim, keepdim)
@@ -242,10 +269,11 @@ def test_strided_innermost_falls_back(gems, counts, name):
     with gems.use_gems(include=[name]):
         res = reduce_call(name, x, 1)
     assert_matches(gems, res, name, x, 1)
-    assert counts() == {(fam.BY_NAME[name].aten_overrides[0], "layout"): 1}
+    overload = {"sum": "sum.dim_IntList", "mean": "mean.dim", "prod": "prod.dim_int"}.get(name, name)
+    assert counts() == {(overload, "layout"): 1}
 
 
-@pytest.mark.parametrize("name", ["sum"])
+@pytest.mark.parametrize("name", ["sum", "mean", "amax"])
 def test_full_reduction_64m(gems, counts, name):
     for dtype in (torch.float32, torch.bfloat16):
         x = make((1 << 26,), dtype)
@@ -259,6 +287,14 @@ def test_full_reduction_64m(gems, counts, name):
     assert counts() == {}
 
 
+def test_prod_long_rows(gems, counts):
+    x = make((16, 1 << 18), torch.float32, name="prod")
+    with gems.use_gems(include=["prod"]):
+        res = x.prod(1)
+    assert_matches(gems, res, "prod", x, 1)
+    assert counts() == {}
+
+
 def test_index64(gems, counts):
     free, _ = torch.cuda.mem_get_info()
     n = (1 << 31) + (1 << 20)
@@ -268,10 +304,12 @@ def test_index64(gems, counts):
     x[::3] = True
     x[-5:] = True
     rows = x.view(1 << 15, n >> 15)
-    with gems.use_gems(include=["sum"]):
+    with gems.use_gems(include=["sum", "amax"]):
         full, by_row, by_col = x.sum(), rows.sum(1), rows.sum(0)
+        highest = rows.amax(1)
     assert full.item() == torch.sum(x).item()
     assert torch.equal(by_row, torch.sum(rows, 1)) and torch.equal(by_col, torch.sum(rows, 0))
+    assert torch.equal(highest, torch.amax(rows, 1))
     assert counts() == {}
 
 
@@ -281,7 +319,7 @@ def test_index64(gems, counts):
 @pytest.mark.parametrize("name", NAMES)
 def test_out_resized(gems, counts, name):
     x = make((20, 320, 15), torch.float32, name=name)
-    dim = [0, 2]
+    dim = 1 if name == "prod" else [0, 2]
     out = torch.full((5,), float("nan"), device="cuda")
     with gems.use_gems(include=[name]), warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")
@@ -301,7 +339,7 @@ def test_out_strides_kept(gems, counts, name):
     assert out.stride() == (1, 20)
     with gems.use_gems(include=[]):
         torch.testing.assert_close(out, reduce_call(name, x, 1), rtol=RTOL[torch.bfloat16], atol=0.032)
-    if name not in SAME_DTYPE:
+    if name in ("sum", "mean", "prod"):
         out = torch.full((20, 1, 15), float("nan"), device="cuda")
         with gems.use_gems(include=[name]):
             reduce_call(name, x, 1, keepdim=True, dtype=torch.float32, out=out)
@@ -317,7 +355,9 @@ def test_out_errors_and_fallbacks(gems, counts):
     errors = [
         lambda: torch.sum(x, 1, dtype=torch.float32, out=half),
         lambda: torch.sum(x, [1, 1], out=torch.empty(8, device="cuda")),
-        lambda: torch.sum(x, 1, dtype=torch.float64, out=torch.empty(8, device="cuda")),
+        lambda: torch.amax(x, 1, out=half),
+        lambda: torch.mean(x.int(), 1, out=torch.empty(8, device="cuda")),
+        lambda: torch.prod(x, 1, dtype=torch.float64, out=torch.empty(8, device="cuda")),
     ]
     for fn in errors:
         with gems.use_gems(include=[]):
@@ -338,27 +378,52 @@ def test_out_errors_and_fallbacks(gems, counts):
 
 def test_uncovered_dtypes_fall_back(gems, counts):
     f64 = make((33, 17), torch.float64)
-    with gems.use_gems(include=["sum"]):
-        res = torch.sum(f64, 0)
-        c = torch.sum(f64.to(torch.complex64))
-    assert_matches(gems, res, "sum", f64, 0)
-    torch.testing.assert_close(c, torch.sum(f64.to(torch.complex64)))
-    assert counts() == {("sum.dim_IntList", "dtype"): 2}
-    with pytest.raises(RuntimeError, match="gems::sum: no gems kernel covers this input"):
-        torch.ops.gems.sum(f64)
-    with pytest.raises(RuntimeError, match=r"gems::sum.dim_IntList: no gems kernel covers this input \(dtype"):
-        torch.ops.gems.sum.dim_IntList(f64, [0])
+    cases = [
+        ("sum", f64, 0), ("mean", f64, 0), ("prod", f64, 0), ("amax", f64, 0),
+        ("sum", f64.to(torch.complex64), None), ("mean", f64.to(torch.complex64), 1),
+        ("prod", make((33, 17), torch.int8, name="prod"), 1), ("amax", make((33, 17), torch.uint8), 1),
+        ("mean", make((33, 17), torch.int32), 1),  # mean(int, dtype=float)
+    ]
+    expected_counts = {}
+    for name, x, dim in cases:
+        dtype = torch.float32 if name == "mean" and not (x.is_floating_point() or x.is_complex()) else None
+        with gems.use_gems(include=[name]):
+            res = reduce_call(name, x, dim, dtype=dtype)
+        with gems.use_gems(include=[]):
+            torch.testing.assert_close(res, reduce_call(name, x, dim, dtype=dtype), rtol=0, atol=0)
+        overload = {"sum": "sum.dim_IntList", "mean": "mean.dim", "prod": "prod.dim_int"}.get(name, name)
+        if dim is None and name == "prod":
+            overload = "prod"
+        key = (overload, "dtype")
+        expected_counts[key] = expected_counts.get(key, 0) + 1
+    assert counts() == expected_counts
+    for op, args in [(torch.ops.gems.sum, (f64,)), (torch.ops.gems.mean.dim, (f64, [0])),
+                     (torch.ops.gems.prod, (f64,)), (torch.ops.gems.amax, (f64, [0]))]:
+        with pytest.raises(RuntimeError, match=r"gems::\w+(\.\w+)?: no gems kernel covers this input \(dtype"):
+            op(*args)
 
 
 def test_torch_errors_under_gems(gems, counts):
-    """Arguments torch rejects raise torch's error, not a fallback."""
+    """Arguments torch rejects raise torch's error, not a fallback: mean of integers, a
+    reduction without identity (amax) over an empty dim, bad dims."""
     x = make((3, 4), torch.float32)
-    for fn in (lambda: torch.sum(x, [1, 1]), lambda: torch.sum(x, [2]), lambda: torch.sum(x, [-3])):
+    empty = make((0, 4), torch.float32)
+    cases = [
+        lambda: torch.sum(x, [1, 1]), lambda: torch.sum(x, [2]), lambda: torch.mean(x, [-3]),
+        lambda: torch.prod(x, 2), lambda: torch.amax(x, [5]),
+        lambda: torch.mean(x.int()), lambda: torch.mean(x.int(), 1), lambda: torch.mean(x.int(), dtype=torch.int64),
+        lambda: torch.amax(empty, 0), lambda: torch.amax(empty, [0, 1]),
+    ]
+    for fn in cases:
         with gems.use_gems(include=[]):
             expected = outcome(fn)
         assert isinstance(expected, tuple), expected
         with gems.use_gems(include=NAMES):
             assert outcome(fn) == expected
+    with gems.use_gems(include=NAMES):  # an empty input reduced over non-empty dims is fine
+        assert torch.amax(empty, 1).shape == (0,)
+        assert torch.isnan(torch.mean(empty, 0)).all() and torch.equal(torch.prod(empty, 0), torch.ones(4,
+                                                                                                     device="cuda"))
     assert counts() == {}
 
 
@@ -368,21 +433,33 @@ def test_torch_errors_under_gems(gems, counts):
 @pytest.mark.parametrize("shape", [(), (0, 7), (20, 320, 15), (16, 7, 57, 32, 29)], ids=str)
 @pytest.mark.parametrize("dtype", FLOATS + (torch.int32, torch.bool))
 def test_gems_ops(gems, shape, dtype):
+    """Every gems op on every input its kernels cover (those without identity where the reduced
+    dims are not empty: test_torch_errors_under_gems)."""
     g = torch.ops.gems
     x = make(shape, dtype)
-    assert_matches(gems, g.sum(x), "sum", x)
-    if x.is_floating_point():
-        assert_matches(gems, g.sum(x, dtype=torch.float32), "sum", x, dtype=torch.float32)
+    covers = {name for name in NAMES if dtype in covered_dtypes(name)}
+    for name in {"sum", "mean", "prod"} & covers:
+        assert_matches(gems, getattr(g, name)(x), name, x)
+        if x.is_floating_point():
+            assert_matches(gems, getattr(g, name)(x, dtype=torch.float32), name, x, dtype=torch.float32)
     for dim in dim_lists("sum", len(shape))[:8]:
+        reduced = range(x.dim()) if dim is None or dim == [] else [dim] if isinstance(dim, int) else dim
         for keepdim in (False, True):
             assert_matches(gems, g.sum.dim_IntList(x, dim, keepdim), "sum", x, dim, keepdim)
+            if "mean" in covers:
+                assert_matches(gems, g.mean.dim(x, dim, keepdim), "mean", x, dim, keepdim)
+            if isinstance(dim, int) and "prod" in covers:
+                assert_matches(gems, g.prod.dim_int(x, dim, keepdim), "prod", x, dim, keepdim)
+            if x.numel() > 0 or (reduced and all(x.shape[d] for d in reduced)):
+                assert_matches(gems, g.amax(x, [] if dim is None else dim, keepdim), "amax", x, dim, keepdim)
 
 
 def test_gems_ops_meta(gems):
     x = torch.empty(4, 5, 6, device="meta", dtype=torch.bfloat16)
     g = torch.ops.gems
     for res, ref in [(g.sum.dim_IntList(x, [1], True, dtype=torch.float32), torch.sum(x, [1], True, dtype=torch.float32)),
-                     (g.sum.dim_IntList(x, [-1, 0]), torch.sum(x, [-1, 0])), (g.sum(x), torch.sum(x))]:
+                     (g.mean.dim(x, [-1, 0]), torch.mean(x, [-1, 0])), (g.prod.dim_int(x, 2), torch.prod(x, 2)),
+                     (g.amax(x, [0]), torch.amax(x, [0]))]:
         assert res.shape == ref.shape and res.dtype == ref.dtype and res.device.type == "meta"
 
 
@@ -404,11 +481,13 @@ def test_autograd(gems, counts, name):
 
 def test_cuda_graph(gems):
     x = make((3, 100000), torch.float32)
-    with gems.use_gems(include=["sum"]):
-        torch.sum(x, 1)  # warm-up: loads the kernels
+    with gems.use_gems(include=["sum", "mean", "amax"]):
+        torch.sum(x, 1), torch.mean(x, 1), torch.amax(x, 1)  # warm-up: loads the kernels
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            s = torch.sum(x, 1)
+            s, m, a = torch.sum(x, 1), torch.mean(x, 1), torch.amax(x, 1)
     x.copy_(make((3, 100000), torch.float32, seed=2))
     graph.replay()
     torch.testing.assert_close(s, torch.sum(x.double(), 1).float(), rtol=1.3e-6, atol=10.0)
+    torch.testing.assert_close(m, torch.mean(x.double(), 1).float(), rtol=1.3e-6, atol=1e-4)
+    assert torch.equal(a, torch.amax(x, 1))
