@@ -45,6 +45,7 @@ COMBINES = {
     "add": Combine(0.0, 0),
     "mul": Combine(1.0, 1),
     "max": Combine(float("-inf"), -(2**63), exact=True),
+    "min": Combine(float("inf"), 2**63 - 1, exact=True),
 }
 
 # The dtypes of the grid's in_dtype and out_dtype axes.
@@ -89,6 +90,7 @@ REDUCTIONS = (
     Reduction("prod", "mul", FLOAT_DTYPES + ("i32", "i64"), "promote", "identity", ("prod", "prod.dim_int"),
               ("prod", "prod.dim_int", "prod.int_out")),
     Reduction("amax", "max", FLOAT_DTYPES + ("i32", "i64", "bool"), "same", "raise", ("amax",), ("amax", "amax.out")),
+    Reduction("amin", "min", FLOAT_DTYPES + ("i32", "i64", "bool"), "same", "raise", ("amin",), ("amin", "amin.out")),
 )
 BY_NAME = {r.name: r for r in REDUCTIONS}
 

@@ -55,6 +55,11 @@ def _max(a, b):
     return tl.where((a > b) | (a != a), a, b)
 
 
+@triton.jit
+def _min(a, b):
+    return tl.where((a < b) | (a != a), a, b)
+
+
 # The combine functions by name, as the declarations give them (aot/family_reduce.py COMBINES):
 # a branch in each of the two dispatchers below per function.
 @triton.jit
@@ -65,6 +70,8 @@ def _combine(a, b, COMBINE: tl.constexpr):
         c = _mul(a, b)
     elif COMBINE == "max":
         c = _max(a, b)
+    elif COMBINE == "min":
+        c = _min(a, b)
     else:
         tl.static_assert(False, "COMBINE names no combine function")
     return c
@@ -78,6 +85,8 @@ def _combine_along(acc, AXIS: tl.constexpr, COMBINE: tl.constexpr):
         total = tl.reduce(acc, AXIS, _mul)
     elif COMBINE == "max":
         total = tl.reduce(acc, AXIS, _max)
+    elif COMBINE == "min":
+        total = tl.reduce(acc, AXIS, _min)
     else:
         tl.static_assert(False, "COMBINE names no combine function")
     return total

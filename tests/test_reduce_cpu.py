@@ -299,7 +299,7 @@ def test_layouts(name, seeded):
             check(gems_reduce(name, x, dim, keepdim), name, x, dim, keepdim)
 
 
-@pytest.mark.parametrize("name", ["amax"])
+@pytest.mark.parametrize("name", ["amax", "amin"])
 def test_nan_and_infinities(name):
     x = torch.tensor([[1.0, float("nan"), -3.0], [float("inf"), 2.0, float("-inf")], [5.0, 6.0, float("nan")]])
     for dtype in (torch.float32, torch.float16, torch.bfloat16):
@@ -309,7 +309,7 @@ def test_nan_and_infinities(name):
                                        rtol=0, atol=0, equal_nan=True)
 
 
-@pytest.mark.parametrize("name", ["amax"])
+@pytest.mark.parametrize("name", ["amax", "amin"])
 def test_integer_extremes(name):
     for dtype in (torch.int32, torch.int64):
         info = torch.iinfo(dtype)
@@ -323,7 +323,7 @@ def test_bool_inputs(seeded):
     x = make_input("amax", (9, 40), torch.bool, seeded)
     x[0] = False
     x[1] = True
-    for name in ("amax",):
+    for name in ("amax", "amin"):
         for dim in (0, 1):
             res = gems_reduce(name, x, dim)
             assert res.dtype == torch.bool and torch.equal(res, getattr(torch, name)(x, dim))
@@ -404,6 +404,7 @@ def test_out_strides(seeded):
         ("prod", (9000, 3), 0, torch.float16),
         ("prod", (20000,), None, torch.int64),
         ("amax", (20000,), None, torch.float16),  # partials in the output dtype
+        ("amin", (9000, 3), 0, torch.int32),
         ("amax", (40, 60, 9), (0, 2), torch.bool),
     ],
 )
@@ -536,9 +537,9 @@ def test_generated_tables_are_the_declarations():
     body = text[text.index("kCovers"):]
     flags = [v.strip(" {}\n;") == "true" for v in body[body.index("= {") + 3:body.index("};")].split(",")]
     assert flags == [fam.covers(r, i, o) for r in fam.REDUCTIONS for i in fam.DTYPES for o in fam.DTYPES]
-    assert "enum Reduction : int { kSum = 0, kMean = 1, kProd = 2, kAmax = 3 };" in text
-    assert "kEmptyValue[kNumReductions] = {0.0, std::numeric_limits<double>::quiet_NaN(), 1.0, 0.0};" in text
-    assert "kRaisesOnEmpty[kNumReductions] = {false, false, false, true};" in text
+    assert "enum Reduction : int { kSum = 0, kMean = 1, kProd = 2, kAmax = 3, kAmin = 4 };" in text
+    assert "kEmptyValue[kNumReductions] = {0.0, std::numeric_limits<double>::quiet_NaN(), 1.0, 0.0, 0.0};" in text
+    assert "kRaisesOnEmpty[kNumReductions] = {false, false, false, true, true};" in text
     assert "kKindMaxRun[kNumKinds] = {64, 512, 2048, -1, 4, 16, 64, -1};" in text
 
 
@@ -547,7 +548,7 @@ def test_generated_tables_are_the_declarations():
 
 def test_variant_count():
     per_arch = {a: sum(GRID.make(p, a) is not None for p in GRID.points()) for a in ARCHS}
-    assert per_arch == {80: 328, 90: 328, 100: 328}
+    assert per_arch == {80: 400, 90: 400, 100: 400}
 
 
 def test_declarations_match_kernels():
@@ -594,7 +595,7 @@ def test_schemas_are_atens():
         assert str(schemas.aten_schema(op.name)) == "aten::" + op.schema
     assert [o.name for o in fam.ATEN_OVERRIDES] == [
         "sum.dim_IntList", "sum.IntList_out", "mean.dim", "mean.out", "prod", "prod.dim_int", "prod.int_out", "amax",
-        "amax.out"]
+        "amax.out", "amin", "amin.out"]
     for o in fam.ATEN_OVERRIDES:  # an own CUDA kernel, never a composite (test_extension, decision 4)
         assert schemas.has_kernel(o.name, "CUDA"), o.name
 
@@ -605,6 +606,7 @@ def test_generated_entry_points():
     assert "const reduce::Call call{reduce_tables::kProd, self, at::IntArrayRef(dim), keepdim, dtype};" in text
     assert "const reduce::Call call{reduce_tables::kAmax, self, dim, keepdim, std::nullopt};" in text
     assert "return reason == Fallback::kNone ? out : at::cuda::amax_outf(self, dim, keepdim, out);" in text
+    assert "return reason == Fallback::kNone ? out : at::cuda::amin_outf(self, dim, keepdim, out);" in text
     assert "const reduce::Call call{reduce_tables::kMean, self, std::nullopt, false, dtype};" in text
     for op in fam.GEMS_OPS:
         assert f"at::Tensor cuda::{op.cpp}(" in text and f"at::Tensor meta::{op.cpp}(" in text
@@ -655,6 +657,7 @@ def torch_and_gems_calls(x):
         yield (lambda t: torch.mean(t, dim, keepdim, dtype=dtype)), (lambda t: g.mean.dim(t, dim, keepdim, dtype=dtype))
         if dim is not None:
             yield (lambda t: torch.amax(t, dim, keepdim)), (lambda t: g.amax(t, dim, keepdim))
+            yield (lambda t: torch.amin(t, dim, keepdim)), (lambda t: g.amin(t, dim, keepdim))
         if isinstance(dim, list) and len(dim) == 1:
             yield (lambda t: torch.prod(t, dim[0], keepdim, dtype=dtype)), (
                 lambda t: g.prod.dim_int(t, dim[0], keepdim, dtype=dtype))
@@ -698,6 +701,7 @@ def test_errors_match_torch(gems):
         (lambda x: torch.mean(x.int(), dtype=torch.int64), lambda x: torch.ops.gems.mean(x.int(), dtype=torch.int64)),
         (lambda x: torch.amax(x[:0]), lambda x: torch.ops.gems.amax(x[:0])),
         (lambda x: torch.amax(x[:0], 0), lambda x: torch.ops.gems.amax(x[:0], [0])),
+        (lambda x: torch.amin(x[:0], 0), lambda x: torch.ops.gems.amin(x[:0], [0])),
     ]
     for theirs, ours in cases:
         expected = outcome(theirs, torch.empty(3, 4))
@@ -712,6 +716,7 @@ SAMPLES = [
     {"combine": "add", "kind": "inner_r32", "in_dtype": "bool", "out_dtype": "i64", "align": "any"},
     {"combine": "mul", "kind": "outer_b128", "in_dtype": "bf16", "out_dtype": "fp32", "align": "16"},
     {"combine": "max", "kind": "outer_b16", "in_dtype": "fp16", "out_dtype": "fp16", "align": "any"},
+    {"combine": "min", "kind": "inner_r512", "in_dtype": "bool", "out_dtype": "bool", "align": "any"},
 ]
 
 

@@ -273,7 +273,7 @@ def test_strided_innermost_falls_back(gems, counts, name):
     assert counts() == {(overload, "layout"): 1}
 
 
-@pytest.mark.parametrize("name", ["sum", "mean", "amax"])
+@pytest.mark.parametrize("name", ["sum", "mean", "amax", "amin"])
 def test_full_reduction_64m(gems, counts, name):
     for dtype in (torch.float32, torch.bfloat16):
         x = make((1 << 26,), dtype)
@@ -379,10 +379,10 @@ def test_out_errors_and_fallbacks(gems, counts):
 def test_uncovered_dtypes_fall_back(gems, counts):
     f64 = make((33, 17), torch.float64)
     cases = [
-        ("sum", f64, 0), ("mean", f64, 0), ("prod", f64, 0), ("amax", f64, 0),
+        ("sum", f64, 0), ("mean", f64, 0), ("prod", f64, 0), ("amax", f64, 0), ("amin", f64, 0),
         ("sum", f64.to(torch.complex64), None), ("mean", f64.to(torch.complex64), 1),
         ("prod", make((33, 17), torch.int8, name="prod"), 1), ("amax", make((33, 17), torch.uint8), 1),
-        ("mean", make((33, 17), torch.int32), 1),  # mean(int, dtype=float)
+        ("amin", make((33, 17), torch.int16), 0), ("mean", make((33, 17), torch.int32), 1),  # mean(int, dtype=float)
     ]
     expected_counts = {}
     for name, x, dim in cases:
@@ -412,7 +412,7 @@ def test_torch_errors_under_gems(gems, counts):
         lambda: torch.sum(x, [1, 1]), lambda: torch.sum(x, [2]), lambda: torch.mean(x, [-3]),
         lambda: torch.prod(x, 2), lambda: torch.amax(x, [5]),
         lambda: torch.mean(x.int()), lambda: torch.mean(x.int(), 1), lambda: torch.mean(x.int(), dtype=torch.int64),
-        lambda: torch.amax(empty, 0), lambda: torch.amax(empty, [0, 1]),
+        lambda: torch.amax(empty, 0), lambda: torch.amin(empty), lambda: torch.amax(empty, [0, 1]),
     ]
     for fn in cases:
         with gems.use_gems(include=[]):
@@ -452,6 +452,7 @@ def test_gems_ops(gems, shape, dtype):
                 assert_matches(gems, g.prod.dim_int(x, dim, keepdim), "prod", x, dim, keepdim)
             if x.numel() > 0 or (reduced and all(x.shape[d] for d in reduced)):
                 assert_matches(gems, g.amax(x, [] if dim is None else dim, keepdim), "amax", x, dim, keepdim)
+                assert_matches(gems, g.amin(x, [] if dim is None else dim, keepdim), "amin", x, dim, keepdim)
 
 
 def test_gems_ops_meta(gems):
@@ -459,7 +460,7 @@ def test_gems_ops_meta(gems):
     g = torch.ops.gems
     for res, ref in [(g.sum.dim_IntList(x, [1], True, dtype=torch.float32), torch.sum(x, [1], True, dtype=torch.float32)),
                      (g.mean.dim(x, [-1, 0]), torch.mean(x, [-1, 0])), (g.prod.dim_int(x, 2), torch.prod(x, 2)),
-                     (g.amax(x, [0]), torch.amax(x, [0]))]:
+                     (g.amax(x, [0]), torch.amax(x, [0])), (g.amin(x), torch.amin(x))]:
         assert res.shape == ref.shape and res.dtype == ref.dtype and res.device.type == "meta"
 
 
