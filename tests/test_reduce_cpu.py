@@ -294,9 +294,9 @@ def test_layouts(name, seeded):
         (row[0].expand(5, 6), (0, 1)),
         (make_input(name, (4, 6, 5, 3), torch.float32, seeded).to(memory_format=torch.channels_last), (2, 3)),
     ]
-    for x, dim in cases:
-        for keepdim in (False, True):
-            check(gems_reduce(name, x, dim, keepdim), name, x, dim, keepdim)
+    for i, (x, dim) in enumerate(cases):
+        keepdim = i % 2 == 1  # keepdim changes the output strides only: every other case
+        check(gems_reduce(name, x, dim, keepdim), name, x, dim, keepdim)
 
 
 @pytest.mark.parametrize("name", ["amax", "amin"])
