@@ -1,31 +1,291 @@
-"""Reduce family: sum (all dims, a dim list, keepdim, dtype=, out=).
+"""Reduce family: the reductions of REDUCTIONS (every dim, a dim or a dim list, keepdim, dtype= and
+out=, as each aten op has them).
 
-One grid, "sum", indexed by kernel kind (which kernel and tile), input dtype, output dtype and
-alignment. The C++ driver (csrc/ops/reduce.cpp) picks the kind from the reduction's geometry:
-inner kinds when the innermost dims in memory are reduced (by the length R of that contiguous
-run), outer kinds when they are kept (by the length B of the kept contiguous run).
+Its three places: the kernels (kernels/reduce.py: `reduce_inner`, `reduce_outer` and the
+combine functions), these declarations, and the C++ driver (csrc/ops/reduce.cpp, with the
+planner in csrc/ops/reduce_plan.h).
+
+A reduction is a `Reduction` below: the combine function it runs (a name of COMBINES and of
+kernels/reduce.py `_combine`), the input dtypes the kernels reduce, torch's rule for its result
+dtype and for an empty reduction, and its overloads. From REDUCTIONS come the grid's variants,
+the gems ops and aten overrides, their C++ entry points (`family_reduce_ops.cpp`, generated into
+the build folder) and the tables the driver plans with (`reduce_tables.h`, likewise).
+
+One grid, "reduce", indexed by combine function, kernel kind (which kernel and tile), input
+dtype, output dtype and alignment. The planner below (and its C++ form in reduce_plan.h, which
+a CPU test compiles and compares) views a reduction as groups of kept and reduced dims in memory
+order and picks the kind from its geometry: inner kinds when the innermost dims in memory are
+reduced (by the length R of that contiguous run), outer kinds when they are kept (by the length
+B of the kept contiguous run). Where few programs would walk a long reduction it splits it:
+partials go to a workspace that a second launch combines.
 """
 
+from __future__ import annotations
+
+import dataclasses
+import json
+
+from aot import schemas
 from aot.ops import AtenOverride, GemsOp, bench_case
 from aot.variants import FLOAT_DTYPES, KernelGrid, Variant, ptr
 
 
-# kind: (kernel, BLOCK_OUT outputs per program, BLOCK_R reduced elements per step, num_warps).
-# The C++ driver's kind thresholds (kInnerR32Max, ...) assume these tiles.
-KINDS = {
-    "inner_r32": ("sum_inner", 64, 32, 4),  # R <= 64: many short rows per program
-    "inner_r128": ("sum_inner", 32, 128, 4),  # R <= 512
-    "inner_r512": ("sum_inner", 8, 512, 4),  # R <= 2048
-    "inner_r2k": ("sum_inner", 1, 2048, 4),  # long rows, full sums (split)
-    "outer_b4": ("sum_outer", 4, 512, 4),  # B <= 4
-    "outer_b16": ("sum_outer", 16, 128, 4),  # B <= 16
-    "outer_b64": ("sum_outer", 64, 32, 4),  # B <= 64
-    "outer_b128": ("sum_outer", 128, 32, 4),  # wide kept runs
+@dataclasses.dataclass(frozen=True)
+class Combine:
+    """A combine function of kernels/reduce.py: its identity for an fp32 and an int64
+    accumulator, and whether it is exact (picks one of its operands, so split partials keep the
+    output dtype; otherwise they are accumulator-typed: fp32 or int64)."""
+
+    float_identity: float
+    int_identity: int
+    exact: bool = False
+
+
+COMBINES = {
+    "add": Combine(0.0, 0),
+    "mul": Combine(1.0, 1),
+    "max": Combine(float("-inf"), -(2**63), exact=True),
+    "min": Combine(float("inf"), 2**63 - 1, exact=True),
 }
 
+# The dtypes of the grid's in_dtype and out_dtype axes.
+DTYPES = FLOAT_DTYPES + ("i32", "i64", "bool", "u8", "i8", "i16")
 INT_INPUTS = ("i32", "i64", "bool", "u8", "i8", "i16")
-IN_DTYPES = FLOAT_DTYPES + INT_INPUTS
-OUT_DTYPES = ("fp32", "fp16", "bf16", "i64")
+# torch's result dtype rules: "promote" (get_dtype_from_self with integers to int64: sum, prod),
+# "floating" (the same, and only floating or complex results: mean), "same" (the input's: amax).
+RESULT_RULES = ("promote", "floating", "same")
+# An empty reduction: the combine's identity (sum 0, prod 1), NaN (mean), or torch's error (amax).
+EMPTY_RULES = ("identity", "nan", "raise")
+
+
+@dataclasses.dataclass(frozen=True)
+class Reduction:
+    name: str  # the aten op
+    combine: str  # a key of COMBINES
+    dtypes: tuple  # the input dtypes its kernels reduce (others run ATen's)
+    result: str  # a RESULT_RULES entry
+    empty: str  # an EMPTY_RULES entry
+    gems_ops: tuple  # overloads served as torch.ops.gems.<overload>, schemas as aten's
+    aten_overrides: tuple  # overloads `enable()` overrides
+    scaled: bool = False  # the result is the combined value times outputs / inputs (mean)
+
+    def outputs(self, in_dtype: str) -> tuple:
+        """The output dtypes torch gives this input whose kernel reads the input as it is: the
+        input's, fp32 for fp16 / bf16 (dtype=torch.float32), int64 for promoted integers.
+        (ATen casts the input first for other dtype= values: those run ATen's.)"""
+        if in_dtype not in self.dtypes:
+            return ()
+        if self.result == "same":
+            return (in_dtype,)
+        if in_dtype in FLOAT_DTYPES:
+            return (in_dtype,) if in_dtype == "fp32" else (in_dtype, "fp32")
+        return ("i64",)
+
+
+REDUCTIONS = (
+    Reduction("sum", "add", DTYPES, "promote", "identity", ("sum", "sum.dim_IntList"),
+              ("sum.dim_IntList", "sum.IntList_out")),
+    Reduction("mean", "add", FLOAT_DTYPES, "floating", "nan", ("mean", "mean.dim"), ("mean.dim", "mean.out"),
+              scaled=True),
+    Reduction("prod", "mul", FLOAT_DTYPES + ("i32", "i64"), "promote", "identity", ("prod", "prod.dim_int"),
+              ("prod", "prod.dim_int", "prod.int_out")),
+    Reduction("amax", "max", FLOAT_DTYPES + ("i32", "i64", "bool"), "same", "raise", ("amax",), ("amax", "amax.out")),
+    Reduction("amin", "min", FLOAT_DTYPES + ("i32", "i64", "bool"), "same", "raise", ("amin",), ("amin", "amin.out")),
+)
+BY_NAME = {r.name: r for r in REDUCTIONS}
+
+
+def accumulator(dtype: str) -> str:
+    """The kernels' accumulator for an output dtype (kernels/reduce.py acc_ty)."""
+    return "fp32" if dtype in FLOAT_DTYPES else "i64"
+
+
+def covers(reduction: Reduction, in_dtype: str, out_dtype: str) -> bool:
+    """Whether the kernels run this reduction from in_dtype to out_dtype as torch does."""
+    return out_dtype in reduction.outputs(in_dtype)
+
+
+def workspace(reduction: Reduction, out_dtype: str) -> str:
+    """The dtype of a split's partials, which the second launch combines into the output."""
+    return out_dtype if COMBINES[reduction.combine].exact else accumulator(out_dtype)
+
+
+# -- kinds and the planner ----------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Kind:
+    """A kernel and its tile. `max_run`: the longest contiguous run (R for inner kinds, B for
+    outer ones) the planner gives it; None for the last kind of each kernel, which takes the rest."""
+
+    kernel: str  # "inner" | "outer"
+    max_run: int | None
+    block_out: int  # outputs per program
+    block_r: int  # reduced elements per step
+    num_warps: int = 4
+
+
+KINDS = {
+    "inner_r32": Kind("inner", 64, 64, 32),  # many short rows per program
+    "inner_r128": Kind("inner", 512, 32, 128),
+    "inner_r512": Kind("inner", 2048, 8, 512),
+    "inner_r2k": Kind("inner", None, 1, 2048),  # long rows, full reductions (split)
+    "outer_b4": Kind("outer", 4, 4, 512),
+    "outer_b16": Kind("outer", 16, 16, 128),
+    "outer_b64": Kind("outer", 64, 64, 32),
+    "outer_b128": Kind("outer", None, 128, 32),  # wide kept runs
+}
+# A launch of at most TARGET_PROGRAMS / 2 programs is split to about TARGET_PROGRAMS programs of
+# at least MIN_SPLIT_STEPS steps. Fixed numbers rather than the device's SM count, so an input is
+# reduced in the same order on every GPU.
+TARGET_PROGRAMS = 1024
+MIN_SPLIT_STEPS = 4
+MAX_SPLITS = 1024
+MAX_DIMS = 64  # ATen's DimMask: torch reduces at most 64 dims
+KEPT_GROUPS = 3  # kept dim groups the inner kernel takes (the outer kernel: 2 and the run B)
+OUTER_REDUCED_GROUPS = 2  # reduced dim groups besides the innermost one
+
+
+def ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+@dataclasses.dataclass
+class Dim:
+    """A dim, or a coalesced group of dims. Strides in elements: of the input, of the output
+    (0 for reduced dims) and of the contiguous split workspace."""
+
+    size: int = 1
+    in_stride: int = 0
+    out_stride: int = 0
+    ws_stride: int = 0
+    reduced: bool = False
+
+
+@dataclasses.dataclass
+class Plan:
+    """The kernels' view of a reduction (kernels/reduce.py)."""
+
+    inner: bool  # reduce_inner, else reduce_outer
+    kind: str
+    kept: list  # 3 Dims, outermost first, padded in front; reduce_outer takes kept[1], kept[2]
+    reduced_outer: list  # 2 Dims walked one index at a time, outermost first, padded in front
+    run: Dim  # the contiguous run: reduced (reduce_inner, R) or kept (reduce_outer, B)
+    reduced_inner: Dim  # reduce_outer: the innermost reduced dim, walked in BLOCK_R steps
+
+
+def kind_for(inner: bool, run: int) -> str:
+    kernel = "inner" if inner else "outer"
+    return next(name for name, k in KINDS.items() if k.kernel == kernel and (k.max_run is None or run <= k.max_run))
+
+
+def _coalesces(outer: Dim, inner: Dim) -> bool:
+    if outer.reduced != inner.reduced or outer.in_stride != inner.size * inner.in_stride:
+        return False
+    return inner.reduced or (outer.out_stride == inner.size * inner.out_stride
+                             and outer.ws_stride == inner.size * inner.ws_stride)
+
+
+def plan(dims: list) -> Plan | str:
+    """Groups dims in memory order and fits them to a kernel; "layout" when the innermost dim is
+    strided, "rank" when there are more groups than the kernels take."""
+    # Outermost first; broadcast (stride 0) dims outermost, so they never end a contiguous run.
+    ordered = sorted((d for d in dims if d.size != 1), key=lambda d: (d.in_stride != 0, -d.in_stride))
+    groups = []
+    for d in ordered:
+        if groups and _coalesces(groups[-1], d):
+            last = groups[-1]
+            last.size *= d.size
+            last.in_stride, last.out_stride, last.ws_stride = d.in_stride, d.out_stride, d.ws_stride
+        else:
+            groups.append(dataclasses.replace(d))
+    if not any(g.reduced for g in groups):  # only size-1 dims are reduced: a one-element reduction
+        groups.insert(0, Dim(1, 1, reduced=True))
+    if groups[-1].in_stride == 0:  # every dim broadcast: a one-element contiguous run
+        groups.append(Dim(1, 1, reduced=True))
+    elif groups[-1].in_stride != 1:
+        return "layout"
+    kept = [g for g in groups if not g.reduced]
+    reduced = [g for g in groups if g.reduced]
+    inner = groups[-1].reduced
+    if inner:
+        run, reduced_inner = reduced.pop(), Dim()
+        max_kept = KEPT_GROUPS
+    else:
+        run, reduced_inner = kept.pop(), reduced.pop()
+        max_kept = KEPT_GROUPS - 1
+    if len(kept) > max_kept or len(reduced) > OUTER_REDUCED_GROUPS:
+        return "rank"
+    kept = [Dim() for _ in range(KEPT_GROUPS - len(kept))] + kept
+    reduced = [Dim(reduced=True) for _ in range(OUTER_REDUCED_GROUPS - len(reduced))] + reduced
+    return Plan(inner, kind_for(inner, run.size), kept, reduced, run, reduced_inner)
+
+
+def vec_operands(p: Plan) -> list:
+    """The input strides (and B) a kernel takes in units of VEC."""
+    v = [d.in_stride for d in p.kept[0 if p.inner else 1:]] + [d.in_stride for d in p.reduced_outer]
+    if not p.inner:
+        v += [p.reduced_inner.in_stride, p.run.size]
+    return v
+
+
+def vec_for(p: Plan, element_bytes: int, aligned_pointer: bool) -> int:
+    """VEC of an aligned variant (the elements in 16 bytes) where the input pointer is 16-byte
+    aligned and every vec operand a multiple of it, else 1."""
+    vec = 16 // element_bytes
+    if not aligned_pointer or any(x % vec for x in vec_operands(p)):
+        return 1
+    return vec
+
+
+def program_count(p: Plan) -> int:
+    """Programs of a launch: one per (outer kept indices, BLOCK_OUT block of the innermost kept dim)."""
+    block_out = KINDS[p.kind].block_out
+    if p.inner:
+        return p.kept[0].size * p.kept[1].size * ceil_div(p.kept[2].size, block_out)
+    return p.kept[1].size * p.kept[2].size * ceil_div(p.run.size, block_out)
+
+
+def reduced_length(p: Plan) -> int:
+    return p.run.size if p.inner else p.reduced_inner.size
+
+
+def outer_count(p: Plan) -> int:
+    return p.reduced_outer[0].size * p.reduced_outer[1].size
+
+
+@dataclasses.dataclass
+class Split:
+    """Which part of the reduction split s covers (kernels/reduce.py); one split covers all."""
+
+    count: int
+    r_step: int
+    r_len: int
+    ro_step: int
+    ro_len: int
+
+
+def choose_split(p: Plan, programs: int, allow: bool) -> Split:
+    r, ro = reduced_length(p), outer_count(p)
+    s = Split(1, 0, r, 0, ro)
+    if not allow or programs * 2 > TARGET_PROGRAMS:
+        return s
+    block_r = KINDS[p.kind].block_r
+    chunks = ceil_div(r, block_r)
+    want = min(ceil_div(TARGET_PROGRAMS, programs), ro * chunks // MIN_SPLIT_STEPS, MAX_SPLITS)
+    if want < 2:
+        return s
+    if ro >= want:  # whole outer indices per split
+        s.ro_len = s.ro_step = ceil_div(ro, want)
+        s.count = ceil_div(ro, s.ro_len)
+    else:  # whole BLOCK_R chunks of the inner run per split, every outer index
+        s.r_len = s.r_step = ceil_div(chunks, want) * block_r
+        s.count = ceil_div(r, s.r_len)
+    return s
+
+
+# -- the grid -----------------------------------------------------------------------------------
+
 # "16": the input pointer is 16-byte aligned and the input strides (and B) are multiples of
 # VEC = 16 bytes of elements, so contiguous runs load in 16-byte vectors (see kernels/reduce.py).
 ALIGNS = ("any", "16")
@@ -41,61 +301,188 @@ _OUTER_ARGS = (
 )  # fmt: skip
 
 
-def user_pair(in_dtype: str, out_dtype: str) -> bool:
-    """(input, output) dtypes torch.sum reduces directly with these kernels: same float type,
-    fp16/bf16 to fp32 (dtype=torch.float32), integers and bool to int64."""
-    if in_dtype in INT_INPUTS:
-        return out_dtype == "i64"
-    return out_dtype in (in_dtype, "fp32")
+def _pairs(combine: str) -> tuple:
+    """(user pairs, partials pairs) of (input, output) dtypes the reductions of a combine run:
+    user pairs read the input tensor, partials pairs the second launch of a split."""
+    users, partials = set(), set()
+    for r in REDUCTIONS:
+        if r.combine != combine:
+            continue
+        for i in r.dtypes:
+            for o in r.outputs(i):
+                users.add((i, o))
+                partials.add((workspace(r, o), o))
+    return users, partials
 
 
-def partials_pair(in_dtype: str, out_dtype: str) -> bool:
-    """Second pass of a split reduction: fp32 or int64 partials to the output dtype. fp32 to
-    fp16/bf16 is only this (torch.sum(x_fp32, dtype=fp16) rounds each input first: ATen)."""
-    return (in_dtype == "fp32" and out_dtype in FLOAT_DTYPES) or (in_dtype == "i64" and out_dtype == "i64")
+_PAIRS = {c: _pairs(c) for c in COMBINES}
 
 
-def _sum(point, arch):
-    kind, in_dtype, out_dtype, align = (point[a] for a in ("kind", "in_dtype", "out_dtype", "align"))
-    if not (user_pair(in_dtype, out_dtype) or partials_pair(in_dtype, out_dtype)):
+def identity(combine: str, out_dtype: str):
+    c = COMBINES[combine]
+    return c.float_identity if accumulator(out_dtype) == "fp32" else c.int_identity
+
+
+def _reduce(point, arch):
+    combine, kind, in_dtype, out_dtype, align = (point[a] for a in ("combine", "kind", "in_dtype", "out_dtype", "align"))
+    users, partials = _PAIRS[combine]
+    pair = (in_dtype, out_dtype)
+    if pair not in users and pair not in partials:
         return None
-    if align == "16" and not (in_dtype in FLOAT_DTYPES and user_pair(in_dtype, out_dtype)):
+    if align == "16" and not (in_dtype in FLOAT_DTYPES and pair in users):
         return None
-    kernel, block_out, block_r, warps = KINDS[kind]
-    args = _INNER_ARGS if kernel == "sum_inner" else _OUTER_ARGS
+    k = KINDS[kind]
+    args = _INNER_ARGS if k.kernel == "inner" else _OUTER_ARGS
     # r_step is a multiple of BLOCK_R: the hint keeps split starts aligned.
     hints = ("in_ptr", "r_step") if align == "16" else ("r_step",)
     vec = 16 // ELEMENT_BYTES[in_dtype] if align == "16" else 1
-    consts = (("VEC", vec), ("BLOCK_OUT", block_out), ("BLOCK_R", block_r))
+    consts = (("COMBINE", combine), ("IDENTITY", identity(combine, out_dtype)), ("VEC", vec),
+              ("BLOCK_OUT", k.block_out), ("BLOCK_R", k.block_r))
     sig = (("in_ptr", ptr(in_dtype)), ("out_ptr", ptr(out_dtype)))
-    sig += tuple((a, "i64") for a in args) + tuple((n, "constexpr") for n, _ in consts)
-    return Variant(
-        kernel=f"kernels.reduce:{kernel}",
-        signature=sig,
-        constexprs=consts,
-        divisible16=hints,
-        num_warps=warps,
-        launch_params=("VEC", "BLOCK_OUT", "BLOCK_R"),
-    )
+    sig += tuple((a, "i64") for a in args) + (("scale", "fp32"),) + tuple((n, "constexpr") for n, _ in consts)
+    return Variant(kernel=f"kernels.reduce:reduce_{k.kernel}", signature=sig, constexprs=consts,
+                   divisible16=hints, num_warps=k.num_warps)
 
 
 GRIDS = [
     KernelGrid(
-        "sum",
-        (("kind", tuple(KINDS)), ("in_dtype", IN_DTYPES), ("out_dtype", OUT_DTYPES), ("align", ALIGNS)),
-        _sum,
-        doc="out = sum of in over the reduced dims; fp32 / int64 accumulation",
+        "reduce",
+        (("combine", tuple(COMBINES)), ("kind", tuple(KINDS)), ("in_dtype", DTYPES), ("out_dtype", DTYPES),
+         ("align", ALIGNS)),
+        _reduce,
+        doc="out = in combined over the reduced dims, times scale; fp32 / int64 accumulation",
     ),
 ]
 
-GEMS_OPS = [
-    GemsOp("sum(Tensor self, *, ScalarType? dtype=None) -> Tensor"),
-    GemsOp("sum.dim_IntList(Tensor self, int[1]? dim, bool keepdim=False, *, ScalarType? dtype=None) -> Tensor"),
-]
 
-ATEN_OVERRIDES = [AtenOverride("sum.dim_IntList"), AtenOverride("sum.IntList_out")]
+def _aten_schema_text(name: str) -> str:
+    return str(schemas.aten_schema(name)).removeprefix("aten::")
+
+
+GEMS_OPS = [GemsOp(_aten_schema_text(name)) for r in REDUCTIONS for name in r.gems_ops]
+ATEN_OVERRIDES = [AtenOverride(name) for r in REDUCTIONS for name in r.aten_overrides]
 
 
 def bench_cases() -> list:
     return [bench_case("sum", "sum.dim_IntList", "reduce", "rows", FLOAT_DTYPES + ("i32", "i64"), extra_args=([1],),
-                       out=lambda dt: "i64" if dt in INT_INPUTS else dt)]
+                       out=lambda dt: "i64" if dt in INT_INPUTS else dt),
+            bench_case("mean", "mean.dim", "reduce", "rows", FLOAT_DTYPES, extra_args=([1],)),
+            bench_case("amax", "amax", "reduce", "rows", FLOAT_DTYPES + ("i32",), extra_args=([1],))]
+
+
+# -- generated sources --------------------------------------------------------------------------
+
+TABLES_HEADER = "reduce_tables.h"
+OPS_SOURCE = "family_reduce_ops.cpp"
+
+
+def _cpp_list(values) -> str:
+    return "{" + ", ".join(values) + "}"
+
+
+def tables_header() -> str:
+    """The planner's constants, the kinds' tiles and thresholds and the reductions' rules as C++
+    (no torch: a CPU test compiles it with csrc/ops/reduce_plan.h). Kinds, combines and dtypes
+    are indexed as on the grid's axes."""
+    b = lambda v: "true" if v else "false"  # noqa: E731
+    nan = "std::numeric_limits<double>::quiet_NaN()"
+    empty_value = {"identity": lambda r: repr(float(COMBINES[r.combine].float_identity)), "nan": lambda r: nan,
+                   "raise": lambda r: "0.0"}
+    covers_rows = [_cpp_list(_cpp_list(b(covers(r, i, o)) for o in DTYPES) for i in DTYPES) for r in REDUCTIONS]
+    lines = [
+        "// Generated by aot/family_reduce.py from its declarations. Do not edit.",
+        "#pragma once", "", "#include <cstdint>", "#include <limits>", "",
+        "namespace gems::reduce_tables {", "",
+        f"constexpr int64_t kTargetPrograms = {TARGET_PROGRAMS};",
+        f"constexpr int64_t kMinSplitSteps = {MIN_SPLIT_STEPS};",
+        f"constexpr int64_t kMaxSplits = {MAX_SPLITS};",
+        f"constexpr int kMaxDims = {MAX_DIMS};",
+        f"constexpr int kKeptGroups = {KEPT_GROUPS};",
+        f"constexpr int kOuterReducedGroups = {OUTER_REDUCED_GROUPS};", "",
+        f"// Kinds: {', '.join(f'{i} = {n}' for i, n in enumerate(KINDS))}. A max run of -1: no limit.",
+        f"constexpr int kNumKinds = {len(KINDS)};",
+        f"constexpr bool kKindInner[kNumKinds] = {_cpp_list(b(k.kernel == 'inner') for k in KINDS.values())};",
+        f"constexpr int64_t kKindMaxRun[kNumKinds] = "
+        f"{_cpp_list(str(-1 if k.max_run is None else k.max_run) for k in KINDS.values())};",
+        f"constexpr int64_t kKindBlockOut[kNumKinds] = {_cpp_list(str(k.block_out) for k in KINDS.values())};",
+        f"constexpr int64_t kKindBlockR[kNumKinds] = {_cpp_list(str(k.block_r) for k in KINDS.values())};", "",
+        f"// Dtypes: {', '.join(f'{i} = {n}' for i, n in enumerate(DTYPES))}.",
+        f"constexpr int kNumDtypes = {len(DTYPES)};", "",
+        "enum Reduction : int { " + ", ".join(f"k{r.name.capitalize()} = {i}" for i, r in enumerate(REDUCTIONS)) + " };",
+        f"constexpr int kNumReductions = {len(REDUCTIONS)};",
+        f"constexpr const char* kName[kNumReductions] = {_cpp_list(json.dumps(r.name) for r in REDUCTIONS)};",
+        "// The combine function: its index on the grid's combine axis; exact ones keep split partials",
+        "// in the output dtype, the others in the accumulator's (fp32, int64).",
+        f"constexpr int kCombine[kNumReductions] = {_cpp_list(str(list(COMBINES).index(r.combine)) for r in REDUCTIONS)};",
+        f"constexpr bool kExact[kNumReductions] = {_cpp_list(b(COMBINES[r.combine].exact) for r in REDUCTIONS)};",
+        "enum ResultRule : int { " + ", ".join(f"k{n.capitalize()} = {i}" for i, n in enumerate(RESULT_RULES)) + " };",
+        f"constexpr ResultRule kResult[kNumReductions] = {_cpp_list('k' + r.result.capitalize() for r in REDUCTIONS)};",
+        "// An empty reduction: fills kEmptyValue, or raises torch's error.",
+        f"constexpr bool kRaisesOnEmpty[kNumReductions] = {_cpp_list(b(r.empty == 'raise') for r in REDUCTIONS)};",
+        f"constexpr double kEmptyValue[kNumReductions] = {_cpp_list(empty_value[r.empty](r) for r in REDUCTIONS)};",
+        f"constexpr bool kScaled[kNumReductions] = {_cpp_list(b(r.scaled) for r in REDUCTIONS)};",
+        "// [reduction][input dtype][output dtype]: the kernels run it as torch does.",
+        "constexpr bool kCovers[kNumReductions][kNumDtypes][kNumDtypes] = {\n    " + ",\n    ".join(covers_rows) + "};",
+        "", "}  // namespace gems::reduce_tables", "",
+    ]
+    return "\n".join(lines)
+
+
+def _core_arguments(schema) -> str:
+    """The reduce::Call arguments of an overload: dim (std::nullopt: every dim), keepdim, dtype."""
+    args = {a.name: str(a.real_type) for a in schema.arguments}
+    dim = {"int": "at::IntArrayRef(dim)", "List[int]": "dim", "Optional[List[int]]": "dim", None: "std::nullopt"}
+    return (f"self, {dim[args.get('dim')]}, {'keepdim' if 'keepdim' in args else 'false'}, "
+            f"{'dtype' if 'dtype' in args else 'std::nullopt'}")
+
+
+def _entry_points(reduction: Reduction) -> list:
+    enum = f"reduce_tables::k{reduction.name.capitalize()}"
+    lines = []
+    for name in reduction.gems_ops:
+        schema = schemas.aten_schema(name)
+        ret, params = schemas.cpp_signature(schema)
+        cpp = name.replace(".", "_")
+        call = f"const reduce::Call call{{{enum}, {_core_arguments(schema)}}};"
+        lines += [f"at::Tensor cuda::{cpp}({params}) {{", f"  {call}", "  at::Tensor result;",
+                  "  const Fallback reason = reduce::functional(call, result);",
+                  f"  if (reason != Fallback::kNone) reduce::unsupported(\"gems::{name}\", reason, call);",
+                  "  return result;", "}", "",
+                  f"at::Tensor meta::{cpp}({params}) {{", f"  {call}", "  return reduce::meta(call);", "}", ""]
+    for name in reduction.aten_overrides:
+        schema = schemas.aten_schema(name)
+        ret, params = schemas.cpp_signature(schema)
+        cpp = name.replace(".", "_")
+        base = name.split(".")[0]
+        names = ", ".join(a.name for a in schema.arguments)
+        out = schemas.overload_kind(schema) == "out"
+        lines += [f"{ret} aten_impl::{cpp}({params}) {{",
+                  f"  static FallbackCounter& counter = fallback_counter(\"{name}\");",
+                  f"  const reduce::Call call{{{enum}, {_core_arguments(schema)}}};"]
+        if out:
+            lines += ["  const Fallback reason = reduce::into(call, out);", "  counter.hit(reason);",
+                      f"  return reason == Fallback::kNone ? out : at::cuda::{base}_outf({names});", "}", ""]
+        else:
+            lines += ["  at::Tensor result;", "  const Fallback reason = reduce::functional(call, result);",
+                      "  counter.hit(reason);",
+                      f"  return reason == Fallback::kNone ? result : at::cuda::{base}({names});", "}", ""]
+    return lines
+
+
+def ops_source() -> str:
+    """The C++ entry points of every overload (gems::cuda::, gems::meta::, gems::aten_impl::):
+    each turns its arguments into a reduce::Call for the driver and, in an aten override, calls
+    ATen's CUDA kernel with its own arguments where the driver falls back."""
+    bases = sorted({name.split(".")[0] for r in REDUCTIONS for name in r.aten_overrides})
+    lines = ["// Generated by aot/family_reduce.py from REDUCTIONS. Do not edit.",
+             '#include "gems_reduce_ops.h"', ""]
+    lines += [f"#include <ATen/ops/{base}_cuda_dispatch.h>" for base in bases]
+    lines += ["", '#include "ops/reduce.h"', '#include "runtime/fallback.h"', "", "namespace gems {", ""]
+    for r in REDUCTIONS:
+        lines += _entry_points(r)
+    lines += ["}  // namespace gems", ""]
+    return "\n".join(lines)
+
+
+def generated_sources() -> dict:
+    return {TABLES_HEADER: tables_header(), OPS_SOURCE: ops_source()}

@@ -1,42 +1,95 @@
-"""Sum reductions.
+"""Reductions: one pair of kernels for every reduction of aot/family_reduce.py.
 
 The driver views the input, with no copy, as kept dims x reduced dims in memory order and runs
 one of two kernels:
 
-- `sum_inner`: the innermost dims (memory order) are reduced, a contiguous run of R elements
+- `reduce_inner`: the innermost dims (memory order) are reduced, a contiguous run of R elements
   per output. Each program owns BLOCK_OUT outputs ("rows") and walks the run in BLOCK_R chunks.
-- `sum_outer`: the innermost dims are kept, a contiguous run of B outputs. Each program owns
+- `reduce_outer`: the innermost dims are kept, a contiguous run of B outputs. Each program owns
   BLOCK_OUT adjacent outputs and walks the innermost reduced dim (stride in_r) in BLOCK_R steps.
 
-Both take up to three kept dims k0, k1, k2 (sum_outer: k0, k1 and B), outermost first, and
+Both take up to three kept dims k0, k1, k2 (reduce_outer: k0, k1 and B), outermost first, and
 besides the innermost reduced dim up to two outer reduced dims, walked one index at a time
 (ro in [0, RO) is (ro0, ro1), RO1 the size of the inner one).
+
+What is reduced is the constexpr COMBINE, the name of a combine function below (`_combine`
+dispatches on it), with IDENTITY its identity for the accumulator's type (the declaration's,
+aot/family_reduce.py COMBINES): masked lanes and the accumulator start from it. A floating
+result is multiplied by the runtime `scale` once, at the end: 1, or outputs / inputs for a
+declaration marked `scaled` (a mean, as ATen's CUDA kernel computes it).
 
 Split reduction: a launch may cut the reduction into splits (program_id(1)); split s covers
 outer reduced indices [s*ro_step, s*ro_step + ro_len) and innermost reduced indices
 [s*r_step, s*r_step + r_len), clipped to RO and R, and writes its partial at out + s*out_split.
-The driver sends partials to an accumulator-typed workspace and reduces them with a second
-launch. A plain launch has one split covering everything.
+The driver sends partials to a workspace and combines them with a second launch. A plain
+launch has one split covering everything.
 
 Input strides (and B) arrive in units of VEC elements: aligned variants set VEC to the elements
 in 16 bytes and hint the input pointer, so the compiler knows every contiguous run starts on a
 16-byte boundary and loads it in 16-byte vectors. Output strides are in elements.
 
 Accumulation is in fp32 when the output is floating point and in int64 otherwise (ATen's
-accumulator types for sum); the result is cast to the output's type once. Sizes, strides and
-offsets are 64-bit. No atomics: every output is written by one program, so results are
-deterministic.
+accumulator types); the result is cast to the output's type once. Sizes, strides and offsets
+are 64-bit. No atomics: every output is written by one program, so results are deterministic.
 """
 
 import triton
 import triton.language as tl
 
 
-# Kernels here use triton.language builtins only, not its @jit library (tl.sum, tl.zeros,
+# Kernels here use triton.language builtins only, not its @jit library (tl.sum, tl.max, tl.zeros,
 # tl.cdiv): those stay compiled-only in the CPU tests' interpreted copy of this module.
 @triton.jit
 def _add(a, b):
     return a + b
+
+
+@triton.jit
+def _mul(a, b):
+    return a * b
+
+
+@triton.jit
+def _max(a, b):
+    # A NaN wins, as in torch.amax.
+    return tl.where((a > b) | (a != a), a, b)
+
+
+@triton.jit
+def _min(a, b):
+    return tl.where((a < b) | (a != a), a, b)
+
+
+# The combine functions by name, as the declarations give them (aot/family_reduce.py COMBINES):
+# a branch in each of the two dispatchers below per function.
+@triton.jit
+def _combine(a, b, COMBINE: tl.constexpr):
+    if COMBINE == "add":
+        c = _add(a, b)
+    elif COMBINE == "mul":
+        c = _mul(a, b)
+    elif COMBINE == "max":
+        c = _max(a, b)
+    elif COMBINE == "min":
+        c = _min(a, b)
+    else:
+        tl.static_assert(False, "COMBINE names no combine function")
+    return c
+
+
+@triton.jit
+def _combine_along(acc, AXIS: tl.constexpr, COMBINE: tl.constexpr):
+    if COMBINE == "add":
+        total = tl.reduce(acc, AXIS, _add)
+    elif COMBINE == "mul":
+        total = tl.reduce(acc, AXIS, _mul)
+    elif COMBINE == "max":
+        total = tl.reduce(acc, AXIS, _max)
+    elif COMBINE == "min":
+        total = tl.reduce(acc, AXIS, _min)
+    else:
+        tl.static_assert(False, "COMBINE names no combine function")
+    return total
 
 
 @triton.jit
@@ -48,7 +101,7 @@ def _next_outer_index(ro0, ro1, RO1):
 
 
 @triton.jit
-def sum_inner(
+def reduce_inner(
     in_ptr,
     out_ptr,
     KEPT1,
@@ -69,6 +122,9 @@ def sum_inner(
     ro_step,
     ro_len,
     out_split,
+    scale,
+    COMBINE: tl.constexpr,
+    IDENTITY: tl.constexpr,
     VEC: tl.constexpr,
     BLOCK_OUT: tl.constexpr,
     BLOCK_R: tl.constexpr,
@@ -95,22 +151,28 @@ def sum_inner(
     ro_end = tl.minimum(RO, ro_begin + ro_len)
     ro0 = ro_begin // RO1
     ro1 = ro_begin % RO1
-    acc = tl.full([BLOCK_OUT, BLOCK_R], 0, acc_ty)
+    acc = tl.full([BLOCK_OUT, BLOCK_R], IDENTITY, acc_ty)
     for _ in range(ro_begin, ro_end):
         run = rows + (ro0 * in_ro0 + ro1 * in_ro1) * VEC
         for r0 in range(r_begin, r_full_end, BLOCK_R):
-            acc += tl.load(run + r0 + cols).to(acc_ty)
+            acc = _combine(acc, tl.load(run + r0 + cols).to(acc_ty), COMBINE)
         for r0 in range(r_full_end, r_end, BLOCK_R):
-            acc += tl.load(run + r0 + cols, mask=cols < r_end - r0, other=0).to(acc_ty)
+            mask = cols < r_end - r0
+            x = tl.load(run + r0 + cols, mask=mask, other=0).to(acc_ty)
+            if IDENTITY != 0:
+                x = tl.where(mask, x, IDENTITY)
+            acc = _combine(acc, x, COMBINE)
         ro0, ro1 = _next_outer_index(ro0, ro1, RO1)
-    total = tl.reduce(acc, 1, _add)
+    total = _combine_along(acc, 1, COMBINE)
+    if out_ptr.dtype.element_ty.is_floating():
+        total = total * scale
 
     out_off = k0 * out_k0 + k1 * out_k1 + k2 * out_k2 + split * out_split
     tl.store(out_ptr + out_off, total.to(out_ptr.dtype.element_ty), mask=k2 < KEPT2)
 
 
 @triton.jit
-def sum_outer(
+def reduce_outer(
     in_ptr,
     out_ptr,
     B,
@@ -131,6 +193,9 @@ def sum_outer(
     ro_step,
     ro_len,
     out_split,
+    scale,
+    COMBINE: tl.constexpr,
+    IDENTITY: tl.constexpr,
     VEC: tl.constexpr,
     BLOCK_OUT: tl.constexpr,
     BLOCK_R: tl.constexpr,
@@ -153,15 +218,20 @@ def sum_outer(
     ro_end = tl.minimum(RO, ro_begin + ro_len)
     ro0 = ro_begin // RO1
     ro1 = ro_begin % RO1
-    acc = tl.full([BLOCK_R, BLOCK_OUT], 0, acc_ty)
+    acc = tl.full([BLOCK_R, BLOCK_OUT], IDENTITY, acc_ty)
     for _ in range(ro_begin, ro_end):
         plane = base + (ro0 * in_ro0 + ro1 * in_ro1) * VEC
         for r0 in range(r_begin, r_end, BLOCK_R):
             r = r0 + rows
             mask = (r < r_end)[:, None] & b_mask[None, :]
-            acc += tl.load(plane + (r * in_r * VEC)[:, None], mask=mask, other=0).to(acc_ty)
+            x = tl.load(plane + (r * in_r * VEC)[:, None], mask=mask, other=0).to(acc_ty)
+            if IDENTITY != 0:
+                x = tl.where(mask, x, IDENTITY)
+            acc = _combine(acc, x, COMBINE)
         ro0, ro1 = _next_outer_index(ro0, ro1, RO1)
-    total = tl.reduce(acc, 0, _add)
+    total = _combine_along(acc, 0, COMBINE)
+    if out_ptr.dtype.element_ty.is_floating():
+        total = total * scale
 
     out_off = k0 * out_k0 + k1 * out_k1 + b * out_b + split * out_split
     tl.store(out_ptr + out_off, total.to(out_ptr.dtype.element_ty), mask=b_mask)

@@ -1,4 +1,4 @@
-"""GPU accuracy suite of the reduce family (sum), per docs/TESTING.md."""
+"""GPU accuracy suite of the reduce family (every reduction of aot/family_reduce.py), per docs/TESTING.md."""
 
 import itertools
 import warnings
@@ -7,13 +7,21 @@ import pytest
 import torch
 from conftest import requires_gpu
 
+from aot import family_reduce as fam
+
 pytestmark = requires_gpu
 
+NAMES = [r.name for r in fam.REDUCTIONS]
+EXACT = {r.name for r in fam.REDUCTIONS if fam.COMBINES[r.combine].exact}  # results are input elements
+SAME_DTYPE = {r.name for r in fam.REDUCTIONS if r.result == "same"}  # reductions with no dtype argument
+RAISES_ON_EMPTY = {r.name for r in fam.REDUCTIONS if r.empty == "raise"}
 SHAPES = [(), (1,), (0,), (0, 7), (1024, 1024), (20, 320, 15), (16, 128, 64, 60), (16, 7, 57, 32, 29)]
 RTOL = {torch.float32: 1.3e-6, torch.float16: 1e-3, torch.bfloat16: 1.6e-2, torch.float64: 1e-7}
 FLOATS = (torch.float32, torch.float16, torch.bfloat16)
 INTS = (torch.int32, torch.int64, torch.bool, torch.uint8, torch.int8, torch.int16)
-OVERRIDES = ("sum.dim_IntList", "sum.IntList_out")
+OVERRIDES = tuple(o.name for o in fam.ATEN_OVERRIDES)
+TORCH_DTYPE = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "i32": torch.int32,
+               "i64": torch.int64, "bool": torch.bool, "u8": torch.uint8, "i8": torch.int8, "i16": torch.int16}
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +33,7 @@ def gems():
 
 @pytest.fixture
 def counts(gems):
-    """Fallback counts of the sum overrides during the test."""
+    """Fallback counts of the reduce overrides during the test."""
     gems.reset_fallback_counts()
 
     def read():
@@ -34,10 +42,20 @@ def counts(gems):
     return read
 
 
-def make(shape, dtype, seed=0):
+def covered_dtypes(name):
+    return [TORCH_DTYPE[d] for d in fam.BY_NAME[name].dtypes]
+
+
+def make(shape, dtype, seed=0, name="sum"):
     g = torch.Generator(device="cuda").manual_seed(seed)
     if dtype == torch.bool:
         return torch.rand(shape, generator=g, device="cuda") < 0.5
+    if name == "prod":  # factors near +-1 keep long products finite; integer ones nonzero mod 2**64
+        if not dtype.is_floating_point:
+            values = torch.tensor([-1, 1, 1, 1, 3], dtype=dtype, device="cuda")
+            return values[torch.randint(0, 5, shape, generator=g, device="cuda")]
+        sign = torch.where(torch.rand(shape, generator=g, device="cuda") < 0.5, -1.0, 1.0)
+        return (sign * (0.95 + 0.1 * torch.rand(shape, generator=g, device="cuda"))).to(dtype)
     if dtype == torch.uint8:
         return torch.randint(0, 256, shape, generator=g, device="cuda", dtype=dtype)
     if not dtype.is_floating_point:
@@ -46,11 +64,15 @@ def make(shape, dtype, seed=0):
     return torch.randn(shape, generator=g, device="cuda").to(dtype)
 
 
-def dim_lists(ndim):
-    """None, every dim (also negative), and every dim list of two and more dims."""
-    out = [None, []]
+def dim_lists(name, ndim):
+    """None, every dim (also negative), and for all but prod (one dim at most) every dim list of
+    two and more dims."""
+    out = [None]
     for d in range(ndim):
         out += [d, d - ndim]
+    if name == "prod":
+        return out
+    out.append([])
     for k in range(2, ndim + 1):
         out += [list(c) for c in itertools.combinations(range(ndim), k)]
     if ndim >= 2:
@@ -58,81 +80,116 @@ def dim_lists(ndim):
     return out
 
 
-def reduction_length(x, dim):
-    if dim is None or dim == []:
+def reduce_call(name, x, dim=None, keepdim=False, dtype=None, **out):
+    """The reduction as a user writes it: torch.<name>, with the dim forms each op takes (dim
+    None: every dim; prod has no form for every dim with keepdim)."""
+    fn = getattr(torch, name)
+    kwargs = dict(out, **({"dtype": dtype} if dtype is not None else {}))
+    if name in SAME_DTYPE:
+        return fn(x, () if dim is None else dim, keepdim, **out)
+    if dim is None and keepdim:
+        assert name != "prod"
+        return fn(x, list(range(x.dim())), keepdim=True, **kwargs)
+    if dim is None:
+        return fn(x, **kwargs)
+    return fn(x, dim, keepdim, **kwargs)
+
+
+def reduced_count(x, dim):
+    if dim is None or dim == [] or x.dim() == 0:
         return max(x.numel(), 1)
-    dims = [dim] if isinstance(dim, int) else dim
     n = 1
-    for d in dims:
-        n *= x.shape[d] if x.dim() else 1
+    for d in [dim] if isinstance(dim, int) else dim:
+        n *= x.shape[d]
     return max(n, 1)
 
 
-def reference(x, dim, keepdim, dtype):
-    """torch.sum on float64 (exact integers), outside gems."""
-    if x.is_floating_point() or (dtype is not None and dtype.is_floating_point):
-        return torch.sum(x.double(), dim=dim, keepdim=keepdim)
-    return torch.sum(x, dim=dim, keepdim=keepdim, dtype=torch.int64)
+def assert_matches(gems, res, name, x, dim=None, keepdim=False, dtype=None):
+    """dtype, shape, strides and device are ATen's; values within docs/TESTING.md's tolerance of
+    a float64 reference (exact combines: ATen's exactly; integers: exact)."""
+    with gems.use_gems(include=[]):
+        expected = reduce_call(name, x, dim, keepdim, dtype)
+        assert (res.dtype, res.shape, res.stride(), res.device) == (
+            expected.dtype, expected.shape, expected.stride(), expected.device)
+        if name in EXACT or not res.dtype.is_floating_point:
+            if not res.dtype.is_floating_point and name in ("sum", "prod"):
+                expected = reduce_call(name, x, dim, keepdim, torch.int64).to(res.dtype)
+            torch.testing.assert_close(res, expected, rtol=0, atol=0, equal_nan=True)
+            return
+        ref = reduce_call(name, x.double(), dim, keepdim).to(res.dtype)
+        n = reduced_count(x, dim)
+        if name == "prod":  # an fp32 rounding per factor, then the output's
+            torch.testing.assert_close(res, ref, rtol=RTOL[res.dtype] + 2e-7 * n, atol=1e-6, equal_nan=True)
+        else:
+            atol = 1e-4 * (n if name == "sum" else 1)
+            torch.testing.assert_close(res, ref, rtol=RTOL[res.dtype], atol=atol, equal_nan=True)
 
 
-def assert_matches(res, x, dim=None, keepdim=False, dtype=None):
-    expected = torch.sum(x, dim=dim, keepdim=keepdim, dtype=dtype)  # ATen: dtype, shape, strides
-    assert res.dtype == expected.dtype and res.shape == expected.shape and res.device == expected.device
-    assert res.stride() == expected.stride()
-    ref = reference(x, dim, keepdim, dtype)
-    if res.dtype.is_floating_point:
-        atol = 1e-4 * reduction_length(x, dim)
-        torch.testing.assert_close(res, ref.to(res.dtype), rtol=RTOL[res.dtype], atol=atol, equal_nan=True)
-    else:
-        assert torch.equal(res, ref.to(res.dtype))
+def outcome(fn):
+    try:
+        return fn()
+    except (RuntimeError, IndexError) as e:
+        return type(e).__name__, str(e)
 
 
-def sum_call(x, dim, keepdim, dtype):
-    if dim is None:
-        return torch.sum(x, dtype=dtype) if not keepdim else x.sum(dim=None, keepdim=True, dtype=dtype)
-    return x.sum(dim, keepdim=keepdim, dtype=dtype)
+# -- the aten ops under use_gems --------------------------------------------------------------------
 
 
-# -- torch.sum under use_gems ---------------------------------------------------------------------
-
-
+@pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 @pytest.mark.parametrize("dtype", FLOATS + (torch.int32, torch.bool))
-def test_shapes_and_dims(gems, counts, shape, dtype):
-    x = make(shape, dtype)
-    for dim in dim_lists(len(shape)):
-        for keepdim in (False, True):
-            with gems.use_gems(include=["sum"]):
-                res = sum_call(x, dim, keepdim, None)
-            assert_matches(res, x, dim, keepdim)
+def test_shapes_and_dims(gems, counts, name, shape, dtype):
+    if dtype not in covered_dtypes(name):
+        pytest.skip(f"{name} has no {dtype} kernels (test_uncovered_dtypes_fall_back)")
+    x = make(shape, dtype, name=name)
+    raised = 0
+    for dim in dim_lists(name, len(shape)):
+        for keepdim in (False, True) if name != "prod" or dim is not None else (False,):
+            with gems.use_gems(include=[]):
+                expected = outcome(lambda: reduce_call(name, x, dim, keepdim))
+            with gems.use_gems(include=[name]):
+                res = outcome(lambda: reduce_call(name, x, dim, keepdim))
+            if isinstance(expected, tuple):  # a reduction without identity over an empty dim: torch's error
+                assert res == expected
+                raised += 1
+                continue
+            assert_matches(gems, res, name, x, dim, keepdim)
+    assert raised == 0 or (name in RAISES_ON_EMPTY and 0 in shape)
     assert counts() == {}
 
 
-@pytest.mark.parametrize("dtype", INTS)
-def test_integers_exact(gems, counts, dtype):
-    x = make((64, 1000), dtype)
-    for dim in (None, 0, 1):
-        with gems.use_gems(include=["sum"]):
-            res = sum_call(x, dim, False, None)
-        assert res.dtype == torch.int64
-        assert_matches(res, x, dim)
-    # int64 sums wrap as ATen's do.
+@pytest.mark.parametrize("name", NAMES)
+def test_dtypes_exact_and_promoted(gems, counts, name):
+    for dtype in covered_dtypes(name):
+        x = make((64, 1000), dtype, name=name)
+        for dim in (None, 0, 1):
+            with gems.use_gems(include=[name]):
+                res = reduce_call(name, x, dim)
+            assert_matches(gems, res, name, x, dim)
+            if name in ("sum", "prod") and not dtype.is_floating_point:
+                assert res.dtype == torch.int64
+    assert counts() == {}
+
+
+def test_int64_wraps_like_aten(gems, counts):
     big = torch.full((1000,), 2**62, dtype=torch.int64, device="cuda")
-    with gems.use_gems(include=["sum"]):
-        assert torch.equal(big.sum(), torch.sum(big))
+    factors = torch.full((100,), 3, dtype=torch.int64, device="cuda")
+    with gems.use_gems(include=["sum", "prod"]):
+        s, p = big.sum(), factors.prod()
+    assert torch.equal(s, torch.sum(big)) and torch.equal(p, torch.prod(factors))
     assert counts() == {}
 
 
+@pytest.mark.parametrize("name", ["sum", "mean", "prod"])
 @pytest.mark.parametrize("dtype", (torch.float16, torch.bfloat16))
-def test_half_to_fp32(gems, counts, dtype):
-    x = make((300, 5000), dtype)
-    for dim in (None, 0, 1, [0, 1]):
-        with gems.use_gems(include=["sum"]):
-            res = sum_call(x, dim, False, torch.float32)
-        assert_matches(res, x, dim, dtype=torch.float32)
-    with gems.use_gems(include=["sum"]):
-        res = make((7, 9), torch.int32).sum(1, dtype=torch.int64)
-    assert res.dtype == torch.int64
+def test_half_to_fp32(gems, counts, name, dtype):
+    x = make((300, 5000), dtype, name=name)
+    for dim in (None, 0, 1) + (((0, 1),) if name != "prod" else ()):
+        dim = list(dim) if isinstance(dim, tuple) else dim
+        with gems.use_gems(include=[name]):
+            res = reduce_call(name, x, dim, dtype=torch.float32)
+        assert res.dtype == torch.float32
+        assert_matches(gems, res, name, x, dim, dtype=torch.float32)
     assert counts() == {}
 
 
@@ -141,55 +198,100 @@ def test_fp16_wide_range(gems, counts):
     # exactly 0 in any order, while partial sums in fp16 would overflow.
     v = (make((2048, 32), torch.float32).abs().clamp(0.5, 1) * 60000).half()
     x = torch.cat([torch.cat([v, -v], 1), torch.cat([-v, v], 1)], 0)
-    for dim in (0, 1, None):
-        with gems.use_gems(include=["sum"]):
-            res = sum_call(x, dim, False, None)
-        assert torch.equal(res, torch.zeros_like(res))
+    for name in ("sum", "mean"):
+        for dim in (0, 1, None):
+            with gems.use_gems(include=[name]):
+                res = reduce_call(name, x, dim)
+            assert torch.equal(res, torch.zeros_like(res))
     assert counts() == {}
 
 
-def test_layouts(gems, counts):
-    base = make((64, 96, 80), torch.float32)
-    cl = make((8, 64, 32, 32), torch.bfloat16).to(memory_format=torch.channels_last)
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_nan_and_infinities(gems, counts, dtype):
+    for name in NAMES:
+        x = make((300, 700), torch.float32, name=name)
+        x[3, 5] = float("nan")
+        x[7, :] = float("inf")
+        x[9, 100] = float("-inf")
+        x[:, 11] = float("nan")
+        x = x.to(dtype)
+        for dim in (0, 1, None):
+            with gems.use_gems(include=[name]):
+                res = reduce_call(name, x, dim)
+            with gems.use_gems(include=[]):
+                expected = reduce_call(name, x, dim)
+                assert torch.equal(res.isnan(), expected.isnan()), (name, dim)
+                finite = ~expected.isnan()
+                assert torch.equal(res[finite].isinf(), expected[finite].isinf()), (name, dim)
+    assert counts() == {}
+
+
+def test_mean_is_atens_bit_for_bit_on_ones(gems, counts):
+    """ATen's CUDA mean multiplies by (float) outputs / inputs: 41 ones give 0.99999994, as gems'."""
+    x = torch.ones(8, 41, device="cuda")
+    with gems.use_gems(include=["mean"]):
+        res = x.mean(1)
+    assert torch.equal(res, x.mean(1))
+    assert counts() == {}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_layouts(gems, counts, name):
+    base = make((64, 96, 80), torch.float32, name=name)
+    cl = make((8, 64, 32, 32), torch.bfloat16, name=name).to(memory_format=torch.channels_last)
     cases = [
         (base.transpose(0, 2), [0, 1, (1, 2), (0, 2)]),
         (base.permute(1, 2, 0), [0, 1, 2, (0, 1)]),
         (base[3:50, 5:90, 2:], [0, 1, 2, (0, 2), None]),  # storage offset, uncoalescable
         (base[:, 7], [0, 1, None]),
-        (make((80,), torch.float32).expand(1000, 80), [0, 1, None]),  # stride 0
-        (make((80, 1), torch.float32).expand(80, 1000), [0, 1, None]),
-        (make((), torch.float32).expand(5, 6), [0, 1, None]),
+        (make((80,), torch.float32, name=name).expand(1000, 80), [0, 1, None]),  # stride 0
+        (make((80, 1), torch.float32, name=name).expand(80, 1000), [0, 1, None]),
+        (make((), torch.float32, name=name).expand(5, 6), [0, 1, None]),
         (cl, [1, (2, 3), (0, 2, 3), None]),
         (base.as_strided((96, 64, 80), (80, 96 * 80, 1)), [0, 1, (0, 2)]),
     ]
     for x, dims in cases:
         for dim in dims:
-            for keepdim in (False, True):
-                with gems.use_gems(include=["sum"]):
-                    res = sum_call(x, list(dim) if isinstance(dim, tuple) else dim, keepdim, None)
-                assert_matches(res, x, list(dim) if isinstance(dim, tuple) else dim, keepdim)
+            if name == "prod" and isinstance(dim, tuple):
+                continue
+            dim = list(dim) if isinstance(dim, tuple) else dim
+            for keepdim in (False, True) if name != "prod" or dim is not None else (False,):
+                with gems.use_gems(include=[name]):
+                    res = reduce_call(name, x, dim, keepdim)
+                assert_matches(gems, res, name, x, dim, keepdim)
     assert counts() == {}
 
 
-def test_strided_innermost_falls_back(gems, counts):
-    # A step slice leaves no contiguous innermost dim: ATen sums it, counted as a layout fallback.
-    x = make((64, 100), torch.float32)[:, ::2]
-    with gems.use_gems(include=["sum"]):
-        res = x.sum(1)
-    assert_matches(res, x, 1)
-    assert counts() == {("sum.dim_IntList", "layout"): 1}
+@pytest.mark.parametrize("name", NAMES)
+def test_strided_innermost_falls_back(gems, counts, name):
+    # A step slice leaves no contiguous innermost dim: ATen reduces it, counted as a layout fallback.
+    x = make((64, 100), torch.float32, name=name)[:, ::2]
+    with gems.use_gems(include=[name]):
+        res = reduce_call(name, x, 1)
+    assert_matches(gems, res, name, x, 1)
+    overload = {"sum": "sum.dim_IntList", "mean": "mean.dim", "prod": "prod.dim_int"}.get(name, name)
+    assert counts() == {(overload, "layout"): 1}
 
 
-def test_full_sum_64m(gems, counts):
+@pytest.mark.parametrize("name", ["sum", "mean", "amax", "amin"])
+def test_full_reduction_64m(gems, counts, name):
     for dtype in (torch.float32, torch.bfloat16):
         x = make((1 << 26,), dtype)
-        with gems.use_gems(include=["sum"]):
-            a = torch.sum(x)
-            b = torch.sum(x)
+        with gems.use_gems(include=[name]):
+            a = reduce_call(name, x)
+            b = reduce_call(name, x)
         assert torch.equal(a, b)  # deterministic: no atomics
-        assert_matches(a, x)
-        # Tighter than atol 1e-4 * n: the split's fp32 partials keep the error small.
-        assert abs(a.double().item() - x.double().sum().item()) < 1e-2 * (x.numel() ** 0.5)
+        assert_matches(gems, a, name, x)
+        if name == "sum":  # tighter than atol 1e-4 * n: the split's fp32 partials keep the error small
+            assert abs(a.double().item() - x.double().sum().item()) < 1e-2 * (x.numel() ** 0.5)
+    assert counts() == {}
+
+
+def test_prod_long_rows(gems, counts):
+    x = make((16, 1 << 18), torch.float32, name="prod")
+    with gems.use_gems(include=["prod"]):
+        res = x.prod(1)
+    assert_matches(gems, res, "prod", x, 1)
     assert counts() == {}
 
 
@@ -202,127 +304,191 @@ def test_index64(gems, counts):
     x[::3] = True
     x[-5:] = True
     rows = x.view(1 << 15, n >> 15)
-    with gems.use_gems(include=["sum"]):
+    with gems.use_gems(include=["sum", "amax"]):
         full, by_row, by_col = x.sum(), rows.sum(1), rows.sum(0)
+        highest = rows.amax(1)
     assert full.item() == torch.sum(x).item()
     assert torch.equal(by_row, torch.sum(rows, 1)) and torch.equal(by_col, torch.sum(rows, 0))
+    assert torch.equal(highest, torch.amax(rows, 1))
     assert counts() == {}
 
 
 # -- out= -------------------------------------------------------------------------------------
 
 
-def test_out_resized(gems, counts):
-    x = make((20, 320, 15), torch.float32)
+@pytest.mark.parametrize("name", NAMES)
+def test_out_resized(gems, counts, name):
+    x = make((20, 320, 15), torch.float32, name=name)
+    dim = 1 if name == "prod" else [0, 2]
     out = torch.full((5,), float("nan"), device="cuda")
-    with gems.use_gems(include=["sum"]), warnings.catch_warnings(record=True) as w:
+    with gems.use_gems(include=[name]), warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")
-        res = torch.sum(x, (0, 2), out=out)
-    assert res is out and out.shape == (320,)
+        res = reduce_call(name, x, dim, out=out)
+    assert res is out and out.shape == reduce_call(name, x, dim).shape
     assert any("resized" in str(m.message) for m in w)
-    assert_matches(out, x, [0, 2])
+    assert_matches(gems, out, name, x, dim)
     assert counts() == {}
 
 
-def test_out_strides_kept(gems, counts):
-    x = make((20, 320, 15), torch.bfloat16)
+@pytest.mark.parametrize("name", NAMES)
+def test_out_strides_kept(gems, counts, name):
+    x = make((20, 320, 15), torch.bfloat16, name=name)
     out = torch.full((15, 20), float("nan"), device="cuda", dtype=torch.bfloat16).t()
-    with gems.use_gems(include=["sum"]):
-        torch.sum(x, 1, out=out)
+    with gems.use_gems(include=[name]):
+        reduce_call(name, x, 1, out=out)
     assert out.stride() == (1, 20)
-    torch.testing.assert_close(out, torch.sum(x.double(), 1).bfloat16(), rtol=RTOL[torch.bfloat16], atol=0.032)
-    out = torch.full((20, 1, 15), float("nan"), device="cuda")
-    with gems.use_gems(include=["sum"]):
-        torch.sum(x, 1, keepdim=True, dtype=torch.float32, out=out)
-    torch.testing.assert_close(out, torch.sum(x.double(), 1, keepdim=True).float(), rtol=1.3e-6, atol=0.032)
+    with gems.use_gems(include=[]):
+        torch.testing.assert_close(out, reduce_call(name, x, 1), rtol=RTOL[torch.bfloat16], atol=0.032)
+    if name in ("sum", "mean", "prod"):
+        out = torch.full((20, 1, 15), float("nan"), device="cuda")
+        with gems.use_gems(include=[name]):
+            reduce_call(name, x, 1, keepdim=True, dtype=torch.float32, out=out)
+        with gems.use_gems(include=[]):
+            ref = reduce_call(name, x.double(), 1, keepdim=True).float()
+            torch.testing.assert_close(out, ref, rtol=1e-4, atol=0.032)
     assert counts() == {}
 
 
 def test_out_errors_and_fallbacks(gems, counts):
     x = make((8, 9), torch.float32)
-    with gems.use_gems(include=["sum"]):
-        with pytest.raises(RuntimeError, match="Expected out tensor to have dtype float, but got c10::Half instead"):
-            torch.sum(x, 1, dtype=torch.float32, out=torch.empty(8, device="cuda", dtype=torch.half))
-        with pytest.raises(RuntimeError, match="appears multiple times"):
-            torch.sum(x, [1, 1], out=torch.empty(8, device="cuda"))
-        i32 = make((8, 9), torch.int32)
-        out = torch.empty(8, device="cuda", dtype=torch.int32)  # int32 result: not built, ATen's
+    half = torch.empty(8, device="cuda", dtype=torch.half)
+    errors = [
+        lambda: torch.sum(x, 1, dtype=torch.float32, out=half),
+        lambda: torch.sum(x, [1, 1], out=torch.empty(8, device="cuda")),
+        lambda: torch.amax(x, 1, out=half),
+        lambda: torch.mean(x.int(), 1, out=torch.empty(8, device="cuda")),
+        lambda: torch.prod(x, 1, dtype=torch.float64, out=torch.empty(8, device="cuda")),
+    ]
+    for fn in errors:
+        with gems.use_gems(include=[]):
+            expected = outcome(fn)
+        assert isinstance(expected, tuple)
+        with gems.use_gems(include=NAMES):
+            assert outcome(fn) == expected
+    i32 = make((8, 9), torch.int32)
+    out = torch.empty(8, device="cuda", dtype=torch.int32)  # an int32 sum: not built, ATen's
+    with gems.use_gems(include=NAMES):
         torch.sum(i32, 1, out=out)
     assert torch.equal(out, torch.sum(i32, 1, dtype=torch.int32))
     assert counts() == {("sum.IntList_out", "dtype"): 1}
 
 
-# -- uncovered input, gems ops, autograd --------------------------------------------------------
+# -- what falls back, what raises -------------------------------------------------------------------
 
 
-def test_uncovered_dtype_falls_back(gems, counts):
-    x = make((33, 17), torch.float64)
-    with gems.use_gems(include=["sum"]):
-        res = torch.sum(x, 0)
-        c = torch.sum(x.to(torch.complex64))
-    assert_matches(res, x, 0)
-    torch.testing.assert_close(c, torch.sum(x.to(torch.complex64)))
-    assert counts() == {("sum.dim_IntList", "dtype"): 2}
-    with pytest.raises(RuntimeError, match="gems::sum: no gems kernel covers this input"):
-        torch.ops.gems.sum(x)
-    with pytest.raises(RuntimeError, match=r"gems::sum.dim_IntList: no gems kernel covers this input \(dtype"):
-        torch.ops.gems.sum.dim_IntList(x, [0])
+def test_uncovered_dtypes_fall_back(gems, counts):
+    f64 = make((33, 17), torch.float64)
+    cases = [
+        ("sum", f64, 0), ("mean", f64, 0), ("prod", f64, 0), ("amax", f64, 0), ("amin", f64, 0),
+        ("sum", f64.to(torch.complex64), None), ("mean", f64.to(torch.complex64), 1),
+        ("prod", make((33, 17), torch.int8, name="prod"), 1), ("amax", make((33, 17), torch.uint8), 1),
+        ("amin", make((33, 17), torch.int16), 0), ("mean", make((33, 17), torch.int32), 1),  # mean(int, dtype=float)
+    ]
+    expected_counts = {}
+    for name, x, dim in cases:
+        dtype = torch.float32 if name == "mean" and not (x.is_floating_point() or x.is_complex()) else None
+        with gems.use_gems(include=[name]):
+            res = reduce_call(name, x, dim, dtype=dtype)
+        with gems.use_gems(include=[]):
+            torch.testing.assert_close(res, reduce_call(name, x, dim, dtype=dtype), rtol=0, atol=0)
+        overload = {"sum": "sum.dim_IntList", "mean": "mean.dim", "prod": "prod.dim_int"}.get(name, name)
+        if dim is None and name == "prod":
+            overload = "prod"
+        key = (overload, "dtype")
+        expected_counts[key] = expected_counts.get(key, 0) + 1
+    assert counts() == expected_counts
+    for op, args in [(torch.ops.gems.sum, (f64,)), (torch.ops.gems.mean.dim, (f64, [0])),
+                     (torch.ops.gems.prod, (f64,)), (torch.ops.gems.amax, (f64, [0]))]:
+        with pytest.raises(RuntimeError, match=r"gems::\w+(\.\w+)?: no gems kernel covers this input \(dtype"):
+            op(*args)
 
 
-def test_errors_match_torch(gems):
+def test_torch_errors_under_gems(gems, counts):
+    """Arguments torch rejects raise torch's error, not a fallback: mean of integers, a
+    reduction without identity (amax) over an empty dim, bad dims."""
     x = make((3, 4), torch.float32)
-    for dim in ([1, 1], [2], [-3]):
-        with pytest.raises((RuntimeError, IndexError)) as theirs:
-            torch.sum(x, dim)
-        with gems.use_gems(include=["sum"]), pytest.raises(type(theirs.value)) as ours:
-            torch.sum(x, dim)
-        assert str(ours.value) == str(theirs.value)
-        with pytest.raises(type(theirs.value)):
-            torch.ops.gems.sum.dim_IntList(x, dim)
+    empty = make((0, 4), torch.float32)
+    cases = [
+        lambda: torch.sum(x, [1, 1]), lambda: torch.sum(x, [2]), lambda: torch.mean(x, [-3]),
+        lambda: torch.prod(x, 2), lambda: torch.amax(x, [5]),
+        lambda: torch.mean(x.int()), lambda: torch.mean(x.int(), 1), lambda: torch.mean(x.int(), dtype=torch.int64),
+        lambda: torch.amax(empty, 0), lambda: torch.amin(empty), lambda: torch.amax(empty, [0, 1]),
+    ]
+    for fn in cases:
+        with gems.use_gems(include=[]):
+            expected = outcome(fn)
+        assert isinstance(expected, tuple), expected
+        with gems.use_gems(include=NAMES):
+            assert outcome(fn) == expected
+    with gems.use_gems(include=NAMES):  # an empty input reduced over non-empty dims is fine
+        assert torch.amax(empty, 1).shape == (0,)
+        assert torch.isnan(torch.mean(empty, 0)).all() and torch.equal(torch.prod(empty, 0), torch.ones(4,
+                                                                                                     device="cuda"))
+    assert counts() == {}
+
+
+# -- gems ops, autograd, graphs -------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("shape", [(), (0, 7), (20, 320, 15), (16, 7, 57, 32, 29)], ids=str)
 @pytest.mark.parametrize("dtype", FLOATS + (torch.int32, torch.bool))
 def test_gems_ops(gems, shape, dtype):
+    """Every gems op on every input its kernels cover (those without identity where the reduced
+    dims are not empty: test_torch_errors_under_gems)."""
+    g = torch.ops.gems
     x = make(shape, dtype)
-    res = torch.ops.gems.sum(x)
-    assert_matches(res, x)
-    if x.is_floating_point():
-        assert_matches(torch.ops.gems.sum(x, dtype=torch.float32), x, dtype=torch.float32)
-    for dim in dim_lists(len(shape))[:8]:
+    covers = {name for name in NAMES if dtype in covered_dtypes(name)}
+    for name in {"sum", "mean", "prod"} & covers:
+        assert_matches(gems, getattr(g, name)(x), name, x)
+        if x.is_floating_point():
+            assert_matches(gems, getattr(g, name)(x, dtype=torch.float32), name, x, dtype=torch.float32)
+    for dim in dim_lists("sum", len(shape))[:8]:
+        reduced = range(x.dim()) if dim is None or dim == [] else [dim] if isinstance(dim, int) else dim
         for keepdim in (False, True):
-            assert_matches(torch.ops.gems.sum.dim_IntList(x, dim, keepdim), x, dim, keepdim)
+            assert_matches(gems, g.sum.dim_IntList(x, dim, keepdim), "sum", x, dim, keepdim)
+            if "mean" in covers:
+                assert_matches(gems, g.mean.dim(x, dim, keepdim), "mean", x, dim, keepdim)
+            if isinstance(dim, int) and "prod" in covers:
+                assert_matches(gems, g.prod.dim_int(x, dim, keepdim), "prod", x, dim, keepdim)
+            if x.numel() > 0 or (reduced and all(x.shape[d] for d in reduced)):
+                assert_matches(gems, g.amax(x, [] if dim is None else dim, keepdim), "amax", x, dim, keepdim)
+                assert_matches(gems, g.amin(x, [] if dim is None else dim, keepdim), "amin", x, dim, keepdim)
 
 
 def test_gems_ops_meta(gems):
     x = torch.empty(4, 5, 6, device="meta", dtype=torch.bfloat16)
-    for dim, keepdim, dtype in [(None, False, None), ([1], True, torch.float32), ([-1, 0], False, None)]:
-        res = torch.ops.gems.sum.dim_IntList(x, dim, keepdim, dtype=dtype)
-        ref = torch.sum(x, dim, keepdim, dtype=dtype) if dim is not None else torch.sum(x, dtype=dtype)
+    g = torch.ops.gems
+    for res, ref in [(g.sum.dim_IntList(x, [1], True, dtype=torch.float32), torch.sum(x, [1], True, dtype=torch.float32)),
+                     (g.mean.dim(x, [-1, 0]), torch.mean(x, [-1, 0])), (g.prod.dim_int(x, 2), torch.prod(x, 2)),
+                     (g.amax(x, [0]), torch.amax(x, [0])), (g.amin(x), torch.amin(x))]:
         assert res.shape == ref.shape and res.dtype == ref.dtype and res.device.type == "meta"
 
 
-def test_autograd(gems, counts):
-    x = make((16, 37, 9), torch.float32).requires_grad_()
-    for dim, keepdim in [(None, False), (1, False), ([0, 2], True)]:
-        grad = make(torch.sum(x.detach(), dim=dim, keepdim=keepdim).shape, torch.float32, seed=1)
-        with gems.use_gems(include=["sum"]):
-            y = sum_call(x, dim, keepdim, None)
+@pytest.mark.parametrize("name", NAMES)
+def test_autograd(gems, counts, name):
+    x = make((16, 37, 9), torch.float32, name=name).requires_grad_()
+    for dim, keepdim in [(None, False), (1, False), (2, True)]:
+        grad = make(reduce_call(name, x.detach(), dim, keepdim).shape, torch.float32, seed=1)
+        with gems.use_gems(include=[name]):
+            y = reduce_call(name, x, dim, keepdim)
             (g_ours,) = torch.autograd.grad(y, x, grad)
-        y_ref = sum_call(x, dim, keepdim, None)
-        (g_ref,) = torch.autograd.grad(y_ref, x, grad)
-        torch.testing.assert_close(y, y_ref, rtol=1.3e-6, atol=1e-4 * reduction_length(x, dim))
-        assert torch.equal(g_ours, g_ref)
+        with gems.use_gems(include=[]):
+            y_ref = reduce_call(name, x, dim, keepdim)
+            (g_ref,) = torch.autograd.grad(y_ref, x, grad)
+            torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-4 * reduced_count(x, dim))
+            torch.testing.assert_close(g_ours, g_ref, rtol=1e-5, atol=1e-5)
     assert counts() == {}
 
 
 def test_cuda_graph(gems):
     x = make((3, 100000), torch.float32)
-    with gems.use_gems(include=["sum"]):
-        torch.sum(x, 1)  # warm-up: loads the kernels
+    with gems.use_gems(include=["sum", "mean", "amax"]):
+        torch.sum(x, 1), torch.mean(x, 1), torch.amax(x, 1)  # warm-up: loads the kernels
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            y = torch.sum(x, 1)
+            s, m, a = torch.sum(x, 1), torch.mean(x, 1), torch.amax(x, 1)
     x.copy_(make((3, 100000), torch.float32, seed=2))
     graph.replay()
-    torch.testing.assert_close(y, torch.sum(x.double(), 1).float(), rtol=1.3e-6, atol=10.0)
+    torch.testing.assert_close(s, torch.sum(x.double(), 1).float(), rtol=1.3e-6, atol=10.0)
+    torch.testing.assert_close(m, torch.mean(x.double(), 1).float(), rtol=1.3e-6, atol=1e-4)
+    assert torch.equal(a, torch.amax(x, 1))
