@@ -19,6 +19,7 @@ import lzma
 import os
 import pathlib
 import sys
+import threading
 import time
 import zlib
 
@@ -76,7 +77,9 @@ def _compressed(raw: bytes, cache: pathlib.Path) -> tuple:
         return path.read_bytes(), False
     data = compress(raw)
     cache.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # a killed build never leaves a torn entry
+    # A killed build never leaves a torn entry; two threads compressing equal chunks each write
+    # their own file.
+    tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
     return data, True

@@ -85,6 +85,17 @@ def test_compressed_chunks_are_cached_per_grid(tmp_path, capfd):
     assert f", {grid_b_chunks} compressed," in capfd.readouterr().err
 
 
+def test_equal_chunks_compress_concurrently(tmp_path):
+    """Grids with identical images make identical chunks: threads compressing them at once each
+    write their own temporary file before the cache entry appears (seen with 16 workers)."""
+    rng = random.Random(4)
+    cubin = cubin_like(rng, 20000)
+    images = [(90, f"grid{i}", cubin) for i in range(128)]
+    built, placements = packs.build(images, (90,), workers=16, cache=tmp_path)
+    assert len(placements) == 128 and not list((tmp_path / "packs").glob("*.tmp"))
+    assert len(list((tmp_path / "packs").glob("*.lzma"))) == 1
+
+
 def _demo_family(points):
     def make(point, arch):
         return Variant("kernels.demo:k", (("x", "*fp32"), ("BLOCK", "constexpr")), (("BLOCK", 128),),
