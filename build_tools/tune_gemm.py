@@ -5,7 +5,7 @@ table the build compiles.
   python build_tools/tune_gemm.py measure --out DIR [--budget-s 480] [--groups train,decode,square]
                                                    [--classes 16bit,tf32,ieee]
   python build_tools/tune_gemm.py table --measurements DIR/gemm_tuning_sm90.json [DIR2/...]  # -> aot/tuning/sm90.json
-  python build_tools/tune_gemm.py check --measurements DIR/gemm_tuning_sm90.json   # a rerun against the table
+  python build_tools/tune_gemm.py check --measurements DIR/gemm_tuning_sm90.json [...]  # a rerun against the table
 
 `measure` is resumable: it appends each case to DIR/gemm_tuning_sm<arch>.json as it finishes,
 skips the cases already there, and stops cleanly after --budget-s seconds (GPU sessions run
@@ -345,8 +345,9 @@ def table(args) -> int:
 
 def check(args) -> int:
     """Whether a new measurement picks what the committed table picked, within noise: a
-    differing choice is fine where the table's configuration is within `--noise` of the new best."""
-    data = json.loads(args.measurements.read_text())
+    differing choice is fine where the table's configuration is within `--noise` of the new best
+    (several files of one card are merged as `table` merges them)."""
+    data = merged(args.measurements)
     committed = json.loads(gemm_tuning.table_path(data["arch"]).read_text())
     by_key = {case_key(r): r for r in committed["rows"]}
     same = close = differ = 0
@@ -387,7 +388,7 @@ def main(argv=None) -> int:
                    help="one or more measurement files of the same card (merged: each time's fastest)")
     p.add_argument("--table", type=pathlib.Path, help="default: aot/tuning/sm<arch>.json")
     p = sub.add_parser("check")
-    p.add_argument("--measurements", type=pathlib.Path, required=True)
+    p.add_argument("--measurements", type=pathlib.Path, nargs="+", required=True)
     p.add_argument("--noise", type=float, default=0.03)
     args = parser.parse_args(argv)
     return {"measure": measure, "table": table, "check": check}[args.command](args)

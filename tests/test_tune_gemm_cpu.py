@@ -224,7 +224,7 @@ def test_check_accepts_noise_and_reports_a_changed_choice(tmp_path, monkeypatch,
     monkeypatch.setattr(gemm_tuning, "table_path", lambda arch: committed)
     # c1 now wins the first case by 1% (noise), and the second by 20% (a real change).
     again = [row(4096, 4096, 4096, "nt", 1.0, c0=0.95, c1=0.94), row(2048, 2048, 2048, "nn", 1.0, c0=0.9, c1=0.75)]
-    rc = tuner.check(types.SimpleNamespace(measurements=measurements(tmp_path, again), noise=0.03))
+    rc = tuner.check(types.SimpleNamespace(measurements=[measurements(tmp_path, again)], noise=0.03))
     out = capsys.readouterr().out
     assert rc == 1 and "same choice 0, within 3% of the best 1, different 1" in out
 
