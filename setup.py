@@ -103,6 +103,8 @@ class BuildGems(build_ext):
         subprocess.check_call([sys.executable, "-m", "aot", "--out", str(gen), "--jobs", jobs], cwd=ROOT)
 
         torch_dir = pathlib.Path(torch.__file__).parent
+        # A wheel's library finds torch beside it in site-packages; an in-tree one, the build's torch.
+        in_tree = self.inplace or self.editable_mode
         includes = [torch_dir / "include", torch_dir / "include" / "torch" / "csrc" / "api" / "include"]
         configure = [
             "cmake",
@@ -113,6 +115,7 @@ class BuildGems(build_ext):
             f"-DGEMS_GEN_DIR={gen}",
             "-DTORCH_INCLUDE_DIRS=" + ";".join(map(str, includes)),
             f"-DTORCH_LIBRARY_DIR={torch_dir / 'lib'}",
+            f"-DGEMS_TORCH_RPATH={torch_dir / 'lib' if in_tree else '$ORIGIN/../torch/lib'}",
             "-DCUDA_INCLUDE_DIR=" + ";".join(cuda_include_dirs()),
             f"-DGLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}",
             f"-DGEMS_OUTPUT={pathlib.Path(LIBRARY).stem}",

@@ -12,7 +12,8 @@ GEMS_AOT_CACHE_DIR, so images already in the kernel cache are not compiled again
 is --build-dir (default build/wheel-<archs>, kept for the next build of the same targets).
 
 The finished wheel is checked: its name, tag and Requires-Dist; that its library links no
-libpython and uses no Python symbol; its size against the limits (SIZE_LIMIT_MB).
+libpython, uses no Python symbol and finds torch's libraries relative to itself (RUNPATH
+$ORIGIN/../torch/lib, not the build machine's folder); its size against the limits (SIZE_LIMIT_MB).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def sdist_files(root: pathlib.Path = ROOT) -> list:
         subprocess.run([sys.executable, "setup.py", "-q", "egg_info", "--egg-base", egg_base], cwd=root,
                        check=True, capture_output=True)
         (sources,) = pathlib.Path(egg_base).glob("*.egg-info/SOURCES.txt")
-        return sources.read_text().split()
+        return [f for f in sources.read_text().split() if not f.startswith(egg_base)]  # less its egg-info
 
 
 def needs_python(library: pathlib.Path) -> list:
@@ -50,6 +51,12 @@ def needs_python(library: pathlib.Path) -> list:
     symbols = subprocess.run(["nm", "-D", "--undefined-only", str(library)], check=True, capture_output=True,
                              text=True).stdout.split()
     return [n for n in needed if n.startswith("libpython")] + [s for s in symbols if re.match(r"_?Py[A-Z_]", s)]
+
+
+def runpath(library: pathlib.Path) -> list:
+    """The library's RUNPATH / RPATH entries (a wheel's must be relative: $ORIGIN/...)."""
+    dynamic = subprocess.run(["readelf", "-d", str(library)], check=True, capture_output=True, text=True).stdout
+    return [p for paths in re.findall(r"\((?:RUNPATH|RPATH)\).*\[(.*)\]", dynamic) for p in paths.split(":")]
 
 
 def check_wheel(path: pathlib.Path, expected: wheel_variant.Variant) -> list:
@@ -75,6 +82,9 @@ def check_wheel(path: pathlib.Path, expected: wheel_variant.Variant) -> list:
             python = needs_python(library)
             if python:
                 problems.append(f"the library needs Python: {python[:5]}")
+            absolute = [p for p in runpath(library) if not p.startswith("$ORIGIN")]
+            if absolute:
+                problems.append(f"the library's RUNPATH names build-machine folders: {absolute}")
     return problems
 
 
