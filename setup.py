@@ -4,6 +4,9 @@ gems_aot loads with torch.ops.load_library).
 
 Environment: GEMS_AOT_ARCHS (default 80,90,100), GEMS_AOT_JOBS (default: all cores),
 GEMS_AOT_CACHE_DIR (default ~/.cache/gems_aot), GEMS_AOT_BUILD_DIR (default ./build).
+
+A binary build (wheel, install) is named after its torch, CUDA and targets and pins its torch
+release (build_tools/wheel_variant.py); the sdist carries the plain version.
 """
 
 import importlib.util
@@ -14,10 +17,15 @@ import subprocess
 import sys
 
 from setuptools import Extension, setup
+from setuptools.command.bdist_wheel import bdist_wheel
 from setuptools.command.build_ext import build_ext
 
 ROOT = pathlib.Path(__file__).parent.resolve()
+sys.path[:0] = [str(ROOT), str(ROOT / "build_tools")]
+import wheel_variant  # noqa: E402  (build_tools/, no torch import)
+
 LIBRARY = "libgems_aot.so"
+EXTRAS = {"bench": ["matplotlib"], "models": ["transformers"], "test": ["pytest", "matplotlib", "transformers"]}
 # What the build runs with and does not install itself (it builds against the installed torch, so
 # without build isolation): module or program -> how to get it.
 PREREQUISITES = {"torch": "pip install torch==2.14.1 (or 2.11, CUDA build)", "triton": "it comes with torch",
@@ -54,6 +62,29 @@ def cuda_include_dirs() -> list:
     return dirs
 
 
+def build_variant():
+    """The binary build's variant (installed torch and CUDA, GEMS_AOT_ARCHS), or None for the sdist
+    or where torch is missing (the build then stops with missing_prerequisites' message)."""
+    if "sdist" in sys.argv[1:] or importlib.util.find_spec("torch") is None:
+        return None
+    import torch
+
+    from aot.compiler import parse_archs
+
+    archs = parse_archs(os.environ.get("GEMS_AOT_ARCHS", "80,90,100"))
+    return wheel_variant.variant(wheel_variant.VERSION, torch.__version__, torch.version.cuda, archs)
+
+
+VARIANT = build_variant()
+
+
+class WheelPy3(bdist_wheel):
+    def get_tag(self):
+        # The library has no Python in it: any Python 3, no Python ABI; the platform stays.
+        platform = super().get_tag()[2]
+        return wheel_variant.Variant.python_tag, wheel_variant.Variant.abi_tag, platform
+
+
 class BuildGems(build_ext):
     def get_ext_filename(self, ext_name):
         # One Python-free library per torch build, not per Python version.
@@ -72,6 +103,8 @@ class BuildGems(build_ext):
         subprocess.check_call([sys.executable, "-m", "aot", "--out", str(gen), "--jobs", jobs], cwd=ROOT)
 
         torch_dir = pathlib.Path(torch.__file__).parent
+        # A wheel's library finds torch beside it in site-packages; an in-tree one, the build's torch.
+        in_tree = self.inplace or self.editable_mode
         includes = [torch_dir / "include", torch_dir / "include" / "torch" / "csrc" / "api" / "include"]
         configure = [
             "cmake",
@@ -82,6 +115,7 @@ class BuildGems(build_ext):
             f"-DGEMS_GEN_DIR={gen}",
             "-DTORCH_INCLUDE_DIRS=" + ";".join(map(str, includes)),
             f"-DTORCH_LIBRARY_DIR={torch_dir / 'lib'}",
+            f"-DGEMS_TORCH_RPATH={torch_dir / 'lib' if in_tree else '$ORIGIN/../torch/lib'}",
             "-DCUDA_INCLUDE_DIR=" + ";".join(cuda_include_dirs()),
             f"-DGLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}",
             f"-DGEMS_OUTPUT={pathlib.Path(LIBRARY).stem}",
@@ -98,6 +132,9 @@ class BuildGems(build_ext):
 
 
 setup(
+    version=VARIANT.version if VARIANT else wheel_variant.VERSION,
+    install_requires=list(VARIANT.requires) if VARIANT else ["torch>=2.11"],
+    extras_require={"cuda": list(VARIANT.cuda_extra) if VARIANT else [], **EXTRAS},
     ext_modules=[Extension("gems_aot.libgems_aot", sources=[])],
-    cmdclass={"build_ext": BuildGems},
+    cmdclass={"build_ext": BuildGems, "bdist_wheel": WheelPy3},
 )
