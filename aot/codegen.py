@@ -59,6 +59,20 @@ def _cpp_str(s: str) -> str:
     return json.dumps(s)
 
 
+def declared_launch_params(grid) -> list:
+    """The launch params of a grid none of whose points is built for the targets of this build
+    (mm_tma on sm_80 alone): those of its first point on any target, so that the drivers' names
+    for them exist whatever the targets."""
+    from aot.compiler import TARGET_NAMES
+
+    for point in grid.points():
+        for arch in TARGET_NAMES:
+            v = grid.make(point, arch)
+            if v is not None:
+                return list(v.launch_params)
+    return []
+
+
 def build_table(families, archs, results):
     """Assigns kernel ids. Returns (kernels, grid_tables).
 
@@ -98,6 +112,8 @@ def build_table(families, archs, results):
                         "grid": grid.name,
                     }
                 )
+            if not params:
+                params = declared_launch_params(grid)
             if len(params) > 4:
                 raise ValueError(f"grid {grid.name}: at most 4 launch params")
             grid_tables.append((grid, ids, params))

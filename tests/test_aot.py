@@ -182,3 +182,18 @@ def test_a_param_without_a_test_value_names_itself():
     renamed = dataclasses.replace(ov, params=("unknown_keyword.to<double>()",))
     with pytest.raises(KeyError, match=f"{re.escape(ov.aten)}: no test value .* VALUES"):
         pointwise_calls.call_kwargs(renamed, ov.op, "fp32")
+
+
+def test_launch_params_exist_when_no_target_builds_a_grid():
+    """A grid with images on sm_90a only (the TMA GEMMs) still gets its launch-param names in a
+    build for sm_80 alone: the drivers name them whatever the targets."""
+    def make(point, arch):
+        if arch != 90:
+            return None
+        return _pointwise_variant({"op": point["op"], "dtype": "fp32", "form": "tt", "layout": "contig"}, arch)
+
+    grid = KernelGrid("hopper_only", (("op", ("add", "mul")),), make)
+    fam = ops.Family("aot.family_demo", (grid,), (), (), ops.header_name("aot.family_demo"))
+    kernels, tables = codegen.build_table([fam], (80,), {})
+    assert kernels == [] and tables[0][1] == [-1, -1]
+    assert tables[0][2] == list(make({"op": "add"}, 90).launch_params) != []
