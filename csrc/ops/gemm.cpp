@@ -284,12 +284,11 @@ void launch_plan(const Plan& planned, const Problem& p, c10::DeviceIndex device)
     args.i32(static_cast<int32_t>(e.stride_m));
     args.i64(e.stride_batch);
   }
-  if (planned.skinny) {
-    gems::launch(*planned.kernel, device, static_cast<uint32_t>(tiles), static_cast<uint32_t>(planned.split_k), 1,
-                 args);
-    return;
-  }
-  gems::launch(*planned.kernel, device, persistent_grid(*planned.kernel, device, tiles * planned.split_k), 1, 1, args);
+  // The skinny kernel: a program per (tile, K split); the others: persistent programs.
+  const uint32_t grid_x = planned.skinny ? static_cast<uint32_t>(tiles)
+                                         : persistent_grid(*planned.kernel, device, tiles * planned.split_k);
+  const uint32_t grid_y = planned.skinny ? static_cast<uint32_t>(planned.split_k) : 1;
+  gems::launch(*planned.kernel, device, grid_x, grid_y, 1, args);
 }
 
 PlannedOutput planned_output(const at::Tensor& out, at::IntArrayRef shape) {
