@@ -179,7 +179,9 @@ def compile_all(jobs, workers: int, cache: pathlib.Path | None = None):
         for job in jobs:
             collect(*_run_job(job, keys[job], cache))
     else:
-        ctx = multiprocessing.get_context("fork")
+        # Fresh interpreters, not forks of this one (which holds threads): every module a variant
+        # names is importable by name, generated ones included (aot/pointwise/triton_source.py).
+        ctx = multiprocessing.get_context("spawn")
         with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
             futures = {pool.submit(_run_job, job, keys[job], cache): job for job in jobs}
             for fut in concurrent.futures.as_completed(futures):

@@ -1,4 +1,4 @@
-"""Pointwise family: the op declarations. The generator (aot/pointwise.py) derives the kernels,
+"""Pointwise family: the op declarations. The generator (aot/pointwise/) derives the kernels,
 variants, C++ wrappers and registrations from them; the scalar functions are in
 kernels/pointwise_math.py and the shared C++ driver in csrc/ops/pointwise.cpp.
 
@@ -232,6 +232,6 @@ def generated_sources() -> dict:
 
 
 def bench_cases() -> list:
-    from aot import pointwise_calls  # it reads this module's declarations
+    from aot.pointwise import calls  # it reads this module's declarations
 
-    return pointwise_calls.bench_cases()
+    return calls.bench_cases()

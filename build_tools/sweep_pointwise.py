@@ -5,7 +5,7 @@
 Runs each op's generated contiguous kernel through Triton's JIT with every (BLOCK, num_warps) of
 CONFIGS at 16M elements, beside ATen's own kernel on the same input sets (those, the overload and
 its arguments as `python -m gems_aot bench` takes them, from the declarations), and writes
-sweep_pointwise.json: the data behind the launch shapes chosen in aot/pointwise.py.
+sweep_pointwise.json: the data behind the launch shapes chosen in aot/pointwise/declarations.py.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ import torch
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from aot import pointwise  # noqa: E402
-from aot.pointwise_calls import benchmarked_overloads  # noqa: E402
+from aot import schemas  # noqa: E402
+from aot.pointwise.calls import benchmarked_overloads  # noqa: E402
 from gems_aot import _bench  # noqa: E402
 from pointwise_cases import OPS, TORCH, kernel_params  # noqa: E402
 
@@ -31,7 +32,7 @@ def tensor_overload(name):
     """The overload the benchmark calls for the op, which must take tensor operands only (the
     kernel's all-tensor form)."""
     ov = next(ov for ov, op_name, _ in benchmarked_overloads() if op_name == name)
-    types_ = {a.name: str(a.type) for a in pointwise.aten_schema(ov.aten).arguments}
+    types_ = {a.name: str(a.type) for a in schemas.aten_schema(ov.aten).arguments}
     if not all(types_[a] == "Tensor" for a in ov.operands):
         raise SystemExit(f"{name}: its benchmarked overload {ov.aten} takes a scalar operand")
     return ov

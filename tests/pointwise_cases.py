@@ -1,13 +1,13 @@
 """Inputs and arguments for the generated pointwise ops, shared by the CPU and GPU suites: from
 an op declaration (aot/family_pointwise.py) and the overload that serves it, the aten call's
-arguments (aot/pointwise_calls.py, which the benchmark uses too), the kernel's runtime scalars as
+arguments (aot/pointwise/calls.py, which the benchmark uses too), the kernel's runtime scalars as
 the generated C++ wrapper computes them, and operands in a domain where torch defines the op."""
 
 import torch
 
 from aot import family_pointwise as fam
-from aot import pointwise, schemas
-from aot import pointwise_calls as calls
+from aot import schemas
+from aot.pointwise import calls
 
 TORCH = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "i32": torch.int32,
          "i64": torch.int64, "bool": torch.bool}

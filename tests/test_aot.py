@@ -176,12 +176,13 @@ def test_a_param_without_a_test_value_names_itself():
     value, not a bare StopIteration."""
     import dataclasses
 
-    from aot import family_pointwise, pointwise_calls
+    from aot import family_pointwise
+    from aot.pointwise import calls
 
     ov = next(o for o in family_pointwise.OVERLOADS if o.params)
     renamed = dataclasses.replace(ov, params=("unknown_keyword.to<double>()",))
     with pytest.raises(KeyError, match=f"{re.escape(ov.aten)}: no test value .* VALUES"):
-        pointwise_calls.call_kwargs(renamed, ov.op, "fp32")
+        calls.call_kwargs(renamed, ov.op, "fp32")
 
 
 def test_launch_params_exist_when_no_target_builds_a_grid():

@@ -18,6 +18,7 @@ from triton.runtime import interpreter
 
 from aot import family_pointwise as fam
 from aot import ops, pointwise, schemas
+from aot.pointwise.declarations import STRIDED_DIMS
 from conftest import interpreted_math, libdevice_by_torch
 
 from pointwise_cases import (OPS, TORCH, call_kwargs, reference_overload, kernel_params, operand_dtype, sample,
@@ -121,7 +122,7 @@ def run_strided(op, dtype_name, layout, operands, out):
     """out: the result tensor, or a list of them for an op of several results."""
     outs = list(out) if isinstance(out, (list, tuple)) else [out]
     k = getattr(generated(), pointwise.kernel_name(op, dtype_name, layout))
-    dims = pointwise.STRIDED_DIMS[layout]
+    dims = STRIDED_DIMS[layout]
     dtype = TORCH[dtype_name]
     shape = outs[0].shape
     sizes = [1] * (dims - len(shape)) + list(shape)

@@ -8,7 +8,7 @@ import torch
 
 import gems_aot
 from aot import family_pointwise as fam
-from aot import pointwise, schemas
+from aot import schemas
 from conftest import requires_gpu
 
 pytestmark = [requires_gpu, pytest.mark.gpu]

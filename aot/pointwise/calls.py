@@ -42,7 +42,7 @@ def call_kwargs(ov, op_name: str, dtype: str) -> dict:
         named = [n for n in re.findall(r"[A-Za-z_]\w*", p) if n in VALUES]
         if not named:
             raise KeyError(f"{ov.aten}: no test value for the keyword argument of param {p!r}; add it to "
-                           f"aot/pointwise_calls.py VALUES (and INT_VALUES for integer dtypes)")
+                           f"aot/pointwise/calls.py VALUES (and INT_VALUES for integer dtypes)")
         name = named[0]
         value = VALUES[name]
         if dtype not in FLOAT_DTYPES and name in INT_VALUES:
