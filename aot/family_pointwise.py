@@ -8,6 +8,7 @@ and its aten overloads (`overloads(...)` finds the in-place and out= forms torch
 
 from aot.ops import header_name
 from aot.pointwise import Overload, PointwiseOp, check_declarations, cpp_sources, grid, load_module, registrations
+from aot.pointwise import rules
 
 from aot.variants import DTYPES
 
@@ -111,21 +112,15 @@ OPS = [
 SUB_CHECK = "at::native::sub_check(self, other);"
 POW_CHECK = ('TORCH_CHECK(!(c10::isIntegralType(self.scalar_type(), true) && exponent.isIntegral(true) && '
              'exponent.toLong() < 0), "Integers to negative integer powers are not allowed.");')
-# ATen promotes an integer tensor clamped by a float bound to float: not a same-dtype variant.
-INT_BY_FLOAT = "c10::isIntegralType(self.scalar_type(), true) && {}"
-CLAMP_GUARD = "!(" + INT_BY_FLOAT.format("((min && min->isFloatingPoint()) || (max && max->isFloatingPoint()))") + ")"
 # clamp's Tensor bounds: ATen's config takes no CPU scalars, so a bound on another device goes to
 # ATen (which raises); a missing bound is the extreme of the dtype the others promote to.
-ON_SELF_DEVICE = "(!{0}.has_value() || {0}->device() == self.device())"
 CLAMP_TENSOR = dict(
     operands=("self", "min", "max"),
     defaults=(("min", "pointwise::no_lower_bound(at::result_type(self, *max))"),
               ("max", "pointwise::no_upper_bound(at::result_type(self, *min))")),
     check='TORCH_CHECK(min.has_value() || max.has_value(), "torch.clamp: At least one of \'min\' or \'max\' must not be None");',
-    guard=ON_SELF_DEVICE.format("min") + " && " + ON_SELF_DEVICE.format("max"),
+    guard=(rules.OnSelfDevice("min", "max"),),
 )
-# ATen's threshold kernels take their scalars in the tensor's dtype.
-IN_DTYPE = "pointwise::in_dtype({}, self.scalar_type())"
 
 OVERLOADS = [
     *(ov for n in ("abs", "neg", "sign", "relu", "floor", "ceil", "round", "trunc", "bitwise_not", "exp", "exp2",
@@ -168,21 +163,19 @@ OVERLOADS = [
     *Overload.family("sigmoid_backward", "sigmoid_backward", operands=("grad_output", "output")),
     *Overload.family("tanh_backward", "tanh_backward", operands=("grad_output", "output")),
     *Overload.family("threshold_backward", "threshold_backward", operands=("grad_output", "self"),
-                     params=(IN_DTYPE.format("threshold"),)),
-    *Overload.family("threshold", "threshold", params=(IN_DTYPE.format("threshold"), IN_DTYPE.format("value"))),
-    *Overload.family("clamp", "clamp", params=("min.has_value() ? *min : pointwise::no_lower_bound(self.scalar_type())",
-                                                "max.has_value() ? *max : pointwise::no_upper_bound(self.scalar_type())"),
-                     guard=CLAMP_GUARD + " && (min.has_value() || max.has_value())"),
-    *Overload.family("clamp_min", "clamp_min", params=("min",),
-                     guard="!(" + INT_BY_FLOAT.format("min.isFloatingPoint()") + ")"),
-    *Overload.family("clamp_max", "clamp_max", params=("max",),
-                     guard="!(" + INT_BY_FLOAT.format("max.isFloatingPoint()") + ")"),
+                     params=(rules.InSelfDtype("threshold"),)),
+    *Overload.family("threshold", "threshold", params=(rules.InSelfDtype("threshold"), rules.InSelfDtype("value"))),
+    *Overload.family("clamp", "clamp", params=(rules.BoundOrNone("min", side="lower"),
+                                                rules.BoundOrNone("max", side="upper")),
+                     guard=(rules.NotIntegerByFloat("min", "max"), rules.AnyGiven("min", "max"))),
+    *Overload.family("clamp_min", "clamp_min", params=("min",), guard=(rules.NotIntegerByFloat("min"),)),
+    *Overload.family("clamp_max", "clamp_max", params=("max",), guard=(rules.NotIntegerByFloat("max"),)),
     *Overload.family("clamp.Tensor", "clamp_tensor", **CLAMP_TENSOR),
-    *Overload.family("clamp_min.Tensor", "maximum", operands=("self", "min"), guard="min.device() == self.device()"),
-    *Overload.family("clamp_max.Tensor", "minimum", operands=("self", "max"), guard="max.device() == self.device()"),
+    *Overload.family("clamp_min.Tensor", "maximum", operands=("self", "min"), guard=(rules.OnSelfDevice("min"),)),
+    *Overload.family("clamp_max.Tensor", "minimum", operands=("self", "max"), guard=(rules.OnSelfDevice("max"),)),
     *Overload.family("nan_to_num", "nan_to_num", params=(
-        "nan.value_or(0.0)", "posinf.has_value() ? at::Scalar(*posinf) : pointwise::finite_max(self.scalar_type())",
-        "neginf.has_value() ? at::Scalar(*neginf) : pointwise::finite_min(self.scalar_type())")),
+        rules.ValueOr("nan", default="0.0"), rules.FiniteOr("posinf", extreme="max"),
+        rules.FiniteOr("neginf", extreme="min"))),
     *Overload.family("lerp.Scalar", "lerp", operands=("self", "end"), params=("weight",)),
     *Overload.family("lerp.Tensor", "lerp_tensor", operands=("self", "end", "weight")),
     *Overload.family("logical_not", "logical_not"),
@@ -190,12 +183,12 @@ OVERLOADS = [
     # frexp.Tensor (composite) allocates both results and calls this; a result of another dtype
     # goes to ATen, which raises.
     Overload("frexp.Tensor_out", "frexp", gems=False,
-             guard="c10::isFloatingType(self.scalar_type()) && mantissa.scalar_type() == self.scalar_type() && "
-                   "exponent.scalar_type() == at::kInt"),
+             guard=(rules.Floating("self"), rules.SameDtype("mantissa", "self"),
+                    rules.DtypeIs("exponent", dtype="at::kInt"))),
     # isinf is CompositeExplicitAutograd (abs, then eq): one kernel at the CUDA key instead.
     *(Overload(n, "isinf", gems=n == "isinf", out_shape="self.sizes()") for n in ("isinf", "isinf.out")),
     # copy_ (CompositeExplicitAutograd: x.to(dtype), clone and contiguous reach it too), by self's dtype.
-    Overload("copy_", "", operands=("src",), gems=False, guard="pointwise::plain_copy(self, src)",
+    Overload("copy_", "", operands=("src",), gems=False, guard=(rules.PlainCopy("self", "src"),),
              select=(None, tuple((f"self.scalar_type() == c10::ScalarType::{DTYPES[d][1]}", f"copy_to_{d}")
                                  for d in CAST))),
     *Overload.family("addcmul", "addcmul", operands=("self", "tensor1", "tensor2"), params=("value",)),
@@ -211,7 +204,7 @@ OVERLOADS = [
              check="pointwise::check_fits(value, self.scalar_type());"),
     Overload("masked_fill_.Scalar", "masked_fill", operands=("self", "mask"), params=("value",), gems=False,
              check="pointwise::check_fits(value, self.scalar_type());",
-             guard="at::has_internal_overlap(self) != at::MemOverlap::Yes"),
+             guard=(rules.NoInternalOverlap("self"),)),
     *(
         Overload(name, "", operands=("self", "exponent"), check=POW_CHECK, gems=name == "pow.Tensor_Scalar",
                  select=(None, tuple((f"exponent.equal({e})", f"pow_{case}") for case, e, _ in POW_CASES)

@@ -172,15 +172,15 @@ def test_build_names_what_it_is_missing(tmp_path):
 
 
 def test_a_param_without_a_test_value_names_itself():
-    """A new keyword in a declaration's params fails with the overload and the place to add its
-    value, not a bare StopIteration."""
+    """A param over an argument with no test value fails with the overload and the place to add
+    its value, not a bare StopIteration."""
     import dataclasses
 
     from aot import family_pointwise
     from aot.pointwise import calls
 
     ov = next(o for o in family_pointwise.OVERLOADS if o.params)
-    renamed = dataclasses.replace(ov, params=("unknown_keyword.to<double>()",))
+    renamed = dataclasses.replace(ov, params=("unknown_keyword",))
     with pytest.raises(KeyError, match=f"{re.escape(ov.aten)}: no test value .* VALUES"):
         calls.call_kwargs(renamed, ov.op, "fp32")
 

@@ -18,6 +18,7 @@ from triton.runtime import interpreter
 
 from aot import family_pointwise as fam
 from aot import ops, pointwise, schemas
+from aot.pointwise import rules
 from aot.pointwise.declarations import STRIDED_DIMS
 from conftest import interpreted_math, libdevice_by_torch
 
@@ -357,6 +358,33 @@ def test_bad_declarations_are_rejected():
         pointwise.check_declarations([pointwise.PointwiseOp("x", "no_such_fn", 1, "unary_op", ("fp32",))], [])
     with pytest.raises(ValueError, match="no such overload"):
         schemas.aten_schema("exp.no_such_overload")
+    exp = [pointwise.PointwiseOp("exp", "exp", 1, "unary_op", ("fp32",))]
+    for bad in (pointwise.Overload("exp", "exp", params=("alpha",)),
+                pointwise.Overload("exp", "exp", guard=(rules.OnSelfDevice("other"),))):
+        with pytest.raises(ValueError, match=r"exp: params or guard read \['(alpha|other)'\]"):
+            pointwise.check_declarations(exp, [bad])
+
+
+def test_rules_render_per_schema():
+    """A rule reads an optional argument through its std::optional and a plain one directly."""
+    clamp, clamp_min = schemas.aten_schema("clamp"), schemas.aten_schema("clamp_min")
+    assert rules.NotIntegerByFloat("min", "max").cpp(clamp) == (
+        "!(c10::isIntegralType(self.scalar_type(), true) && ((min && min->isFloatingPoint()) || "
+        "(max && max->isFloatingPoint())))")
+    assert rules.NotIntegerByFloat("min").cpp(clamp_min) == (
+        "!(c10::isIntegralType(self.scalar_type(), true) && min.isFloatingPoint())")
+    assert rules.OnSelfDevice("min", "max").cpp(schemas.aten_schema("clamp.Tensor")) == (
+        "(!min.has_value() || min->device() == self.device()) && (!max.has_value() || max->device() == self.device())")
+    assert rules.OnSelfDevice("min").cpp(schemas.aten_schema("clamp_min.Tensor")) == "min.device() == self.device()"
+    assert rules.BoundOrNone("max", side="upper").cpp(clamp) == (
+        "max.has_value() ? *max : pointwise::no_upper_bound(self.scalar_type())")
+    assert rules.param_argument(rules.FiniteOr("posinf", extreme="max")) == "posinf"
+    assert rules.param_argument("alpha") == "alpha"
+    # Declarations compare and hash by kind, arguments and options.
+    assert rules.ValueOr("nan", default="0.0") == rules.ValueOr("nan", default="0.0")
+    assert rules.ValueOr("nan", default="0.0") != rules.ValueOr("nan", default="1.0")
+    assert rules.Floating("self") != rules.AnyGiven("self")
+    assert len({rules.InSelfDtype("value"), rules.InSelfDtype("value"), rules.InSelfDtype("threshold")}) == 2
 
 
 @pytest.mark.parametrize("dtype_name", ["fp32", "bf16"])

@@ -4,10 +4,9 @@ embeds in the extension (`python -m gems_aot bench`)."""
 
 from __future__ import annotations
 
-import re
-
 from aot import family_pointwise as fam
 from aot import schemas
+from aot.pointwise.rules import param_argument
 
 OPS = {op.name: op for op in fam.OPS}
 # Keyword values by schema argument name (floats; integer dtypes take INT_VALUES).
@@ -38,12 +37,10 @@ def call_kwargs(ov, op_name: str, dtype: str) -> dict:
     """Keyword arguments of the aten call: params and the select argument."""
     kwargs = {}
     for p in ov.params:
-        # A C++ expression of the schema's arguments: the one with a test value.
-        named = [n for n in re.findall(r"[A-Za-z_]\w*", p) if n in VALUES]
-        if not named:
-            raise KeyError(f"{ov.aten}: no test value for the keyword argument of param {p!r}; add it to "
+        name = param_argument(p)
+        if name not in VALUES:
+            raise KeyError(f"{ov.aten}: no test value for argument {name!r} of param {p!r}; add it to "
                            f"aot/pointwise/calls.py VALUES (and INT_VALUES for integer dtypes)")
-        name = named[0]
         value = VALUES[name]
         if dtype not in FLOAT_DTYPES and name in INT_VALUES:
             value = INT_VALUES[name]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from aot.ops import AtenOverride, GemsOp, cpp_name
 from aot.pointwise.declarations import LAYOUTS, Overload
+from aot.pointwise.rules import param_cpp
 from aot.pointwise.triton_source import GENERATED_MODULE, kernel_source
 from aot.schemas import aten_schema, cpp_signature, has_kernel, overload_kind, written
 from aot.variants import DTYPES
@@ -90,7 +91,7 @@ def _body(ov: Overload, mode: str) -> list:
         lines.append(f'  static FallbackCounter& counter = fallback_counter("{ov.aten}");')
     lines += _select_op(ov)
     if ov.guard:
-        lines.append(f"  if (!({ov.guard})) op = nullptr;")
+        lines.append(f"  if (!({' && '.join(rule.cpp(schema) for rule in ov.guard)})) op = nullptr;")
     if mode != "meta":
         # Gems kernel or ATen is decided from the tensor arguments' dtypes first: a dtype the op
         # has no kernel for (complex, an integer for a float-only op) never reaches a
@@ -110,7 +111,7 @@ def _body(ov: Overload, mode: str) -> list:
         lines.append(f"  const at::Tensor* operands[] = {{{', '.join(refs)}}};")
     else:
         lines.append("  const c10::ArrayRef<const at::Tensor*> operands;")
-    params = ", ".join(ov.params)
+    params = ", ".join(param_cpp(p, schema) for p in ov.params)
     lines.append(f"  const c10::Scalar params[] = {{{params}}};" if ov.params else "  const c10::ArrayRef<c10::Scalar> params;")
     results = written(schema)
     if len(results) > 1:  # out= of several results: run_results

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 
+from aot.pointwise.rules import param_argument
 from aot.schemas import aten_schema, has_kernel, has_schema, overload_kind, schemas_for
 from aot.variants import DTYPES
 
@@ -120,12 +121,14 @@ class Overload:
       wrapped-number tensor, as ATen's own Scalar overloads do), in order.
     defaults: ((argument, C++ Scalar expression), ...): the wrapped number that stands in for a
       `Tensor?` operand when it is None (clamp's missing bound).
-    params: the op's runtime scalars, in order: schema argument names, or C++ expressions of
-      them (clamp's missing bound becomes the dtype's extreme).
+    params: the op's runtime scalars, in order: schema argument names, or rules of
+      aot/pointwise/rules.py over one (clamp's missing bound becomes the dtype's extreme:
+      BoundOrNone("min", side="lower")).
     select: (argument, ((value or None, op name), ...)) for a `str` / `str?` argument, or
       (None, ((C++ condition, op name), ...)): the first true condition picks (pow's exponents).
     check: a C++ statement run first, with the schema's argument names (ATen's extra checks).
-    guard: a C++ condition on the arguments; false sends the call to ATen (reason "args").
+    guard: rules of aot/pointwise/rules.py that must all hold, else the call goes to ATen (reason
+      "args").
     result: a C++ expression allocating a functional overload's output where ATen's layout is not
       TensorIterator's (pow.Scalar's is contiguous whatever the exponent's).
     out_shape: C++ sizes to which an out= of another shape is resized, contiguous, before the
@@ -142,7 +145,7 @@ class Overload:
     params: tuple = ()
     select: tuple = ()
     check: str = ""
-    guard: str = ""
+    guard: tuple = ()
     result: str = ""
     out_shape: str = ""
     gems: bool = True
@@ -196,4 +199,8 @@ def check_declarations(ops, overloads):
     if dup:
         raise ValueError(f"overloads declared twice: {dup}")
     for ov in overloads:
-        aten_schema(ov.aten)
+        names = {a.name for a in aten_schema(ov.aten).arguments}
+        read = [param_argument(p) for p in ov.params] + [a for rule in ov.guard for a in rule.arguments]
+        unknown = sorted(set(read) - names)
+        if unknown:
+            raise ValueError(f"{ov.aten}: params or guard read {unknown}, which are not arguments of its schema")
