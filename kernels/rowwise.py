@@ -13,7 +13,8 @@ constexpr STRIDED:
 A row either fits one tile (LOOP false: it is loaded once and kept in registers) or is walked in
 BLOCK_N chunks (LOOP true): the forward keeps a running max and sum of exp per lane (online
 softmax) in a first pass and writes in a second; the backward sums in a first pass and writes in
-a second. Masked lanes load -inf (forward) or 0 (backward), which leave the max and sums as they
+a second. A first pass loads with evict_last, so that the second finds the row in L2; loads read
+once evict first. Masked lanes load -inf (forward) or 0 (backward), which leave the max and sums as they
 are. Math is fp32 whatever the input dtype; the result is cast to the output's dtype once.
 
 softmax:     y = exp(x - m) / s                  m = max(x), s = sum(exp(x - m))
@@ -98,7 +99,7 @@ def softmax_fwd(
     if not LOOP:
         mask = row_ok[:, None] & (cols < N)[None, :]
         offs = (cols * stride)[None, :]
-        x = tl.load(x_rows + offs, mask=mask, other=float("-inf")).to(tl.float32)
+        x = tl.load(x_rows + offs, mask=mask, other=float("-inf"), eviction_policy="evict_first").to(tl.float32)
         m = tl.reduce(x, 1, _max)
         e = tl.exp(x - m[:, None])
         s = tl.reduce(e, 1, _add)
@@ -108,7 +109,8 @@ def softmax_fwd(
         s_lanes = tl.full([ROWS, BLOCK_N], 0.0, tl.float32)
         for n0 in range(0, N, BLOCK_N):
             mask = row_ok[:, None] & (n0 + cols < N)[None, :]
-            x = tl.load(x_rows + ((n0 + cols) * stride)[None, :], mask=mask, other=float("-inf")).to(tl.float32)
+            x = tl.load(x_rows + ((n0 + cols) * stride)[None, :], mask=mask, other=float("-inf"),
+                        eviction_policy="evict_last").to(tl.float32)
             m_lanes, s_lanes = _online(m_lanes, s_lanes, x)
         m = tl.reduce(m_lanes, 1, _max)
         scaled = tl.where(m_lanes != float("-inf"), s_lanes * tl.exp(m_lanes - m[:, None]), 0.0)
@@ -116,7 +118,7 @@ def softmax_fwd(
         for n0 in range(0, N, BLOCK_N):
             mask = row_ok[:, None] & (n0 + cols < N)[None, :]
             offs = ((n0 + cols) * stride)[None, :]
-            x = tl.load(x_rows + offs, mask=mask, other=float("-inf")).to(tl.float32)
+            x = tl.load(x_rows + offs, mask=mask, other=float("-inf"), eviction_policy="evict_first").to(tl.float32)
             y = _softmax_out(x, tl.exp(x - m[:, None]), m, s, LOG)
             tl.store(y_rows + offs, y.to(out_ty), mask=mask)
 
@@ -153,8 +155,8 @@ def softmax_bwd(
     if not LOOP:
         mask = row_ok[:, None] & (cols < N)[None, :]
         offs = (cols * stride)[None, :]
-        g = tl.load(g_rows + offs, mask=mask, other=0.0).to(tl.float32)
-        y = tl.load(y_rows + offs, mask=mask, other=0.0).to(tl.float32)
+        g = tl.load(g_rows + offs, mask=mask, other=0.0, eviction_policy="evict_first").to(tl.float32)
+        y = tl.load(y_rows + offs, mask=mask, other=0.0, eviction_policy="evict_first").to(tl.float32)
         if LOG:
             total = tl.reduce(g, 1, _add)
         else:
@@ -165,15 +167,15 @@ def softmax_bwd(
         for n0 in range(0, N, BLOCK_N):
             mask = row_ok[:, None] & (n0 + cols < N)[None, :]
             offs = ((n0 + cols) * stride)[None, :]
-            g = tl.load(g_rows + offs, mask=mask, other=0.0).to(tl.float32)
+            g = tl.load(g_rows + offs, mask=mask, other=0.0, eviction_policy="evict_last").to(tl.float32)
             if LOG:
                 acc += g
             else:
-                acc += g * tl.load(y_rows + offs, mask=mask, other=0.0).to(tl.float32)
+                acc += g * tl.load(y_rows + offs, mask=mask, other=0.0, eviction_policy="evict_last").to(tl.float32)
         total = tl.reduce(acc, 1, _add)
         for n0 in range(0, N, BLOCK_N):
             mask = row_ok[:, None] & (n0 + cols < N)[None, :]
             offs = ((n0 + cols) * stride)[None, :]
-            g = tl.load(g_rows + offs, mask=mask, other=0.0).to(tl.float32)
-            y = tl.load(y_rows + offs, mask=mask, other=0.0).to(tl.float32)
+            g = tl.load(g_rows + offs, mask=mask, other=0.0, eviction_policy="evict_first").to(tl.float32)
+            y = tl.load(y_rows + offs, mask=mask, other=0.0, eviction_policy="evict_first").to(tl.float32)
             tl.store(dx_rows + offs, _grad_in(g, y, total, LOG).to(out_ty), mask=mask)

@@ -7,7 +7,9 @@ the kind from aot/family_rowwise.py kind_for (its C++ form is generated from the
 program count from the kind's ROWS.
 """
 
+import collections
 import math
+import re
 
 import pytest
 import torch
@@ -330,3 +332,31 @@ def test_aot_compile(point, arch):
     assert meta["num_warps"] == v.num_warps and meta["num_ctas"] == 1
     assert meta["global_scratch_size"] == 0 and not meta["launch_cooperative_grid"]
     assert meta["shared"] <= 48 * 1024
+
+
+def ptx_accesses(point, arch=90):
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    v = GRID.make(point, arch)
+    names = [n for n, _ in v.signature]
+    attrs = {(names.index(n),): [["tt.divisibility", 16]] for n in v.divisible16}
+    k = triton.compile(ASTSource(v.jit_function(), dict(v.signature), dict(v.constexprs), attrs),
+                       target=GPUTarget("cuda", arch, 32), options={"num_warps": v.num_warps})
+    return collections.Counter(re.findall(r"(?:ld|st)\.global[.\w:]*", k.asm["ptx"]))
+
+
+@pytest.mark.parametrize("direction", fam.DIRECTIONS)
+@pytest.mark.parametrize("kind", ["n64", "n4k", "nloop", "s64", "sloop"])
+def test_aligned_variants_move_16_bytes(kind, direction):
+    """The hints give 16-byte loads and stores along the contiguous extent (the row, or the inner
+    indices of strided rows); a looped row's first pass keeps it in L2 for the second (evict_last),
+    loads read once evict first. Without the hints, bf16 elements move one or two at a time."""
+    point = {"op": "softmax", "direction": direction, "kind": kind, "in_dtype": "bf16", "out_dtype": "bf16"}
+    aligned = ptx_accesses(dict(point, align="16"))
+    assert all(op.endswith(".v4.b32") for op in aligned), aligned
+    loads = {op.split(".")[2] for op in aligned if op.startswith("ld")}
+    assert loads == ({"L1::evict_last", "L1::evict_first"} if fam.KINDS[kind].loop else {"L1::evict_first"})
+    general = ptx_accesses(dict(point, align="any"))
+    assert not any(op.endswith(".v4.b32") for op in general), general
