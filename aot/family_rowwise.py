@@ -1,5 +1,5 @@
 """Row-wise family: ops that normalise along one dim (softmax and log_softmax, forward and
-backward, any dim).
+backward, any dim; RMSNorm over the trailing dims, forward, as gems::rms_norm).
 
 Its three places: the kernels (kernels/rowwise.py: `softmax_fwd`, `softmax_bwd`), these
 declarations, and the C++ driver (csrc/ops/rowwise.cpp). The driver views a contiguous tensor,
@@ -14,11 +14,15 @@ schemas) and the overloads `enable()` overrides. From SOFTMAXES come the grid's 
 gems ops and overrides and their C++ entry points (`family_rowwise_ops.cpp`, generated into the
 build folder).
 
-One grid, "rowwise", indexed by op, direction, kind, input dtype, output dtype and alignment.
+Grid "rowwise" (softmax), indexed by op, direction, kind, input dtype, output dtype and alignment.
 Dtype pairs are torch's: the same dtype in and out, and half_to_float's fp16 -> fp32 forward and
 fp32 -> fp16 backward (ATen's CUDA kernels allow Half only). "16": the pointers are 16-byte aligned
 and the contiguous extent (N for contiguous rows, inner for strided ones) is a multiple of 16, so
 rows load in 16-byte vectors.
+
+Grid "rms_norm" (`rms_norm_fwd`), indexed by kind (contiguous ones: the normalised dims are the
+trailing ones), dtype (the input's, the weight's and the result's), weight (none, or given) and
+alignment. eps defaults to fp32's epsilon, as ATen's composite rms_norm (its opmath type's).
 """
 
 from __future__ import annotations
@@ -115,6 +119,24 @@ def _make(point, arch):
                    divisible16=hints, num_warps=kind.num_warps, launch_params=("ROWS",))
 
 
+WEIGHTS = ("none", "given")
+
+
+def _make_rms_norm(point, arch):
+    kind = KINDS[point["kind"]]
+    if kind.strided:
+        return None
+    dtype, weight = point["dtype"], point["weight"] == "given"
+    tensors = (("x_ptr", ptr(dtype)), ("w_ptr", ptr(dtype)), ("y_ptr", ptr(dtype)))
+    consts = (("HAS_WEIGHT", weight), ("LOOP", kind.loop), ("ROWS", kind.rows), ("BLOCK_N", kind.block_n))
+    sig = tensors + (("OUTER", "i64"), ("N", "i64"), ("eps", "fp32")) + tuple((n, "constexpr") for n, _ in consts)
+    hints = ()
+    if point["align"] == "16":
+        hints = ("x_ptr", "y_ptr", "N") + (("w_ptr",) if weight else ())
+    return Variant(kernel="kernels.rowwise:rms_norm_fwd", signature=sig, constexprs=consts, divisible16=hints,
+                   num_warps=kind.num_warps, launch_params=("ROWS",))
+
+
 GRIDS = [
     KernelGrid(
         "rowwise",
@@ -123,6 +145,12 @@ GRIDS = [
         _make,
         doc="softmax / log_softmax along one dim of a contiguous (outer, N, inner) view, fp32 math",
     ),
+    KernelGrid(
+        "rms_norm",
+        (("kind", tuple(KINDS)), ("dtype", FLOAT_DTYPES), ("weight", WEIGHTS), ("align", ALIGNS)),
+        _make_rms_norm,
+        doc="y = x * rsqrt(mean(x * x) + eps) * weight over contiguous rows, fp32 math",
+    ),
 ]
 
 
@@ -130,7 +158,8 @@ def _aten_schema_text(name: str) -> str:
     return str(schemas.aten_schema(name)).removeprefix("aten::")
 
 
-GEMS_OPS = [GemsOp(_aten_schema_text(name)) for s in SOFTMAXES for name in s.gems_ops]
+RMS_NORM = GemsOp("rms_norm(Tensor input, int[] normalized_shape, Tensor? weight=None, float? eps=None) -> Tensor")
+GEMS_OPS = [GemsOp(_aten_schema_text(name)) for s in SOFTMAXES for name in s.gems_ops] + [RMS_NORM]
 ATEN_OVERRIDES = [AtenOverride(name) for s in SOFTMAXES for name in s.aten_overrides]
 
 

@@ -1,5 +1,5 @@
 """Row-wise ops: one kernel per direction for every op of aot/family_rowwise.py (softmax and
-log_softmax, forward and backward).
+log_softmax, forward and backward), and the RMSNorm forward.
 
 The driver views a contiguous tensor, with no copy, as (outer, N, inner): N the length of the
 normalised dim, each "row" the N elements of one (outer, inner) index. Two layouts, by the
@@ -11,16 +11,18 @@ constexpr STRIDED:
   tile's axis 0 is contiguous in memory; the row runs along axis 1 with stride INNER.
 
 A row either fits one tile (LOOP false: it is loaded once and kept in registers) or is walked in
-BLOCK_N chunks (LOOP true): the forward keeps a running max and sum of exp per lane (online
-softmax) in a first pass and writes in a second; the backward sums in a first pass and writes in
-a second. A first pass loads with evict_last, so that the second finds the row in L2; loads read
-once evict first. Masked lanes load -inf (forward) or 0 (backward), which leave the max and sums as they
-are. Math is fp32 whatever the input dtype; the result is cast to the output's dtype once.
+BLOCK_N chunks (LOOP true): the softmax forward keeps a running max and sum of exp per lane
+(online softmax) in a first pass and writes in a second; the backward and rms_norm sum in a first
+pass and write in a second. A first pass loads with evict_last, so that the second finds the row
+in L2; loads read once evict first. Masked lanes load -inf (softmax forward) or 0 (the others),
+which leave the max and sums as they are. Math is fp32 whatever the input dtype; the result is
+cast to the output's dtype once.
 
 softmax:     y = exp(x - m) / s                  m = max(x), s = sum(exp(x - m))
 log_softmax: y = x - m - log(s)
 backward of softmax:     dx = y * (g - sum(g * y))
 backward of log_softmax: dx = g - exp(y) * sum(g)
+rms_norm:    y = x * rsqrt(sum(x * x) / N + eps) * w   (contiguous rows only; w optional)
 
 A row of -inf only gives m = -inf and NaN, as torch does. Sizes and offsets are 64-bit; the grid
 is below 2**31 programs.
@@ -29,7 +31,7 @@ is below 2**31 programs.
 import triton
 import triton.language as tl
 
-# Builtins only (tl.reduce, tl.full, tl.exp, tl.log), not triton.language's @jit library (tl.sum,
+# Builtins only (tl.reduce, tl.full, tl.exp, tl.log, tl.rsqrt), not triton.language's @jit library (tl.sum,
 # tl.max): the CPU tests run an interpreted copy of this module, where those stay compiled-only.
 
 
@@ -179,3 +181,45 @@ def softmax_bwd(
             g = tl.load(g_rows + offs, mask=mask, other=0.0, eviction_policy="evict_first").to(tl.float32)
             y = tl.load(y_rows + offs, mask=mask, other=0.0, eviction_policy="evict_first").to(tl.float32)
             tl.store(dx_rows + offs, _grad_in(g, y, total, LOG).to(out_ty), mask=mask)
+
+
+@triton.jit
+def rms_norm_fwd(
+    x_ptr,
+    w_ptr,
+    y_ptr,
+    OUTER,
+    N,
+    eps,
+    HAS_WEIGHT: tl.constexpr,
+    LOOP: tl.constexpr,
+    ROWS: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):
+    row_off, row_ok, _ = _rows(OUTER, 1, N, ROWS, False)
+    cols = tl.arange(0, BLOCK_N)
+    x_rows = x_ptr + row_off[:, None]
+    y_rows = y_ptr + row_off[:, None]
+    out_ty = y_ptr.dtype.element_ty
+    if not LOOP:
+        mask = row_ok[:, None] & (cols < N)[None, :]
+        x = tl.load(x_rows + cols[None, :], mask=mask, other=0.0, eviction_policy="evict_first").to(tl.float32)
+        rstd = tl.rsqrt(tl.reduce(x * x, 1, _add) / N.to(tl.float32) + eps)
+        y = x * rstd[:, None]
+        if HAS_WEIGHT:
+            y = y * tl.load(w_ptr + cols, mask=cols < N, other=0.0).to(tl.float32)[None, :]
+        tl.store(y_rows + cols[None, :], y.to(out_ty), mask=mask)
+    else:
+        acc = tl.full([ROWS, BLOCK_N], 0.0, tl.float32)
+        for n0 in range(0, N, BLOCK_N):
+            mask = row_ok[:, None] & (n0 + cols < N)[None, :]
+            x = tl.load(x_rows + (n0 + cols)[None, :], mask=mask, other=0.0, eviction_policy="evict_last")
+            acc += x.to(tl.float32) * x.to(tl.float32)
+        rstd = tl.rsqrt(tl.reduce(acc, 1, _add) / N.to(tl.float32) + eps)
+        for n0 in range(0, N, BLOCK_N):
+            mask = row_ok[:, None] & (n0 + cols < N)[None, :]
+            x = tl.load(x_rows + (n0 + cols)[None, :], mask=mask, other=0.0, eviction_policy="evict_first")
+            y = x.to(tl.float32) * rstd[:, None]
+            if HAS_WEIGHT:
+                y = y * tl.load(w_ptr + n0 + cols, mask=n0 + cols < N, other=0.0).to(tl.float32)[None, :]
+            tl.store(y_rows + (n0 + cols)[None, :], y.to(out_ty), mask=mask)

@@ -1,5 +1,5 @@
 """CPU tests of the row-wise family: kernel math under the interpreter (every kind, both layouts,
-forward and backward, against torch in float64), declarations, generated sources, the built
+forward and backward, RMSNorm, against torch in float64), declarations, generated sources, the built
 extension's schemas, registration and Meta functions, and the AOT compile.
 
 `launch` runs the interpreted kernels as csrc/ops/rowwise.cpp does: the (outer, N, inner) view,
@@ -19,7 +19,7 @@ from aot import family_rowwise as fam
 from aot import schemas
 from aot.variants import DTYPES
 
-GRID = fam.GRIDS[0]
+GRID, RMS_GRID = fam.GRIDS
 ARCHS = (80, 90, 100)
 # fp32: the interpreter reduces a row one element after another (the GPU in a tree), so the sum of
 # exp over a few thousand elements drifts by about sqrt(N) ulps.
@@ -154,6 +154,36 @@ def test_forced_loop_on_short_rows(log, seeded):
     check(backward(g, y, 1, log, kind="sloop"), reference_backward(g, y, 1, log), log)
 
 
+def rms_norm(x, n, weight=None, eps=None, kind=None):
+    """The driver's launch of rms_norm_fwd over rows of the trailing n elements."""
+    k = fam.KINDS[kind or fam.kind_for(False, n)]
+    if k.loop:
+        skip_without_interpreter_loops()
+    x = x.contiguous()
+    outer = x.numel() // n
+    out = torch.full(x.shape, float("nan"), dtype=x.dtype)
+    interpreted("kernels.rowwise").rms_norm_fwd[(math.ceil(outer / k.rows),)](
+        x, x if weight is None else weight, out, outer, n, torch.finfo(torch.float32).eps if eps is None else eps,
+        HAS_WEIGHT=weight is not None, LOOP=k.loop, ROWS=k.rows, BLOCK_N=k.block_n)
+    return out
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=str)
+@pytest.mark.parametrize("shape,normalized,kind", [
+    ((5, 7), (7,), "n64"), ((3, 4, 300), (300,), "n1k"), ((2, 3, 40, 50), (40, 50), "n4k"), ((3, 20000), (20000,), "nloop"),
+    ((2, 1000), (1000,), "nloop"), ((6, 1), (1,), "n64")])  # fmt: skip
+def test_rms_norm(shape, normalized, kind, dtype, seeded):
+    n = math.prod(normalized)
+    assert kind == "nloop" or fam.kind_for(False, n) == kind
+    x = (torch.randn(shape) * 3).to(dtype)
+    w = torch.randn(normalized).to(dtype)
+    for weight, eps in ((None, None), (w, 1e-5)):
+        y = rms_norm(x, n, weight, eps, kind)
+        ref = torch.rms_norm(x.double(), normalized, None if weight is None else weight.double(),
+                             torch.finfo(torch.float32).eps if eps is None else eps)
+        check(y, ref, log=False)
+
+
 # -- declarations and generated sources -----------------------------------------------------------
 
 
@@ -182,6 +212,9 @@ def test_generated_tables_are_the_declarations():
 def test_variant_count_and_pairs():
     per_arch = {a: sum(GRID.make(p, a) is not None for p in GRID.points()) for a in ARCHS}
     assert per_arch == {a: 2 * 2 * len(fam.KINDS) * 4 * 2 for a in ARCHS}
+    contiguous = sum(not k.strided for k in fam.KINDS.values())
+    assert {a: sum(RMS_GRID.make(p, a) is not None for p in RMS_GRID.points()) for a in ARCHS} == {
+        a: contiguous * 3 * 2 * 2 for a in ARCHS}
     assert ("fp16", "fp32") in fam.dtype_pairs("fwd") and ("bf16", "fp32") not in fam.dtype_pairs("fwd")
     assert ("fp32", "fp16") in fam.dtype_pairs("bwd") and ("fp16", "fp32") not in fam.dtype_pairs("bwd")
 
@@ -203,8 +236,10 @@ def test_declarations_match_kernels():
 
 
 def test_schemas_and_overrides_are_atens():
-    for op in fam.GEMS_OPS:
+    for op in fam.GEMS_OPS[:-1]:
         assert str(schemas.aten_schema(op.name)) == "aten::" + op.schema
+    # aten's rms_norm (SymInt[] normalized_shape) is a composite: a gems op only, never overridden.
+    assert fam.GEMS_OPS[-1] == fam.RMS_NORM and schemas.has_kernel("rms_norm", "CompositeImplicitAutograd")
     assert [o.name for o in fam.ATEN_OVERRIDES] == [
         "_softmax", "_softmax.out", "_softmax_backward_data", "_softmax_backward_data.out",
         "_log_softmax", "_log_softmax.out", "_log_softmax_backward_data", "_log_softmax_backward_data.out"]
@@ -219,7 +254,7 @@ def test_generated_entry_points():
     assert ("return reason == Fallback::kNone ? grad_input : at::cuda::_softmax_backward_data_outf(grad_output, "
             "output, dim, input_dtype, grad_input);") in text
     assert "return reason == Fallback::kNone ? out : at::cuda::_log_softmax_outf(self, dim, half_to_float, out);" in text
-    for op in fam.GEMS_OPS:
+    for op in fam.GEMS_OPS[:-1]:
         assert f"at::Tensor cuda::{op.cpp}(" in text and f"at::Tensor meta::{op.cpp}(" in text
         assert f'rowwise::unsupported("gems::{op.name}", reason, call)' in text
     for o in fam.ATEN_OVERRIDES:
@@ -245,6 +280,7 @@ def gems():
 def test_registered(gems):
     for op in fam.GEMS_OPS:
         assert str(getattr(torch.ops.gems, op.name).default._schema) == "gems::" + op.schema
+    assert "rms_norm" not in gems.registered_ops()
     assert {o.name for o in fam.ATEN_OVERRIDES} <= set(gems.registered_ops())
     before = gems.enabled_ops()
     try:
@@ -258,7 +294,7 @@ def outcome(fn, *args):
     try:
         r = fn(*args)
         return tuple(r.shape), r.dtype, r.stride()
-    except (RuntimeError, IndexError) as e:
+    except (RuntimeError, IndexError, ValueError) as e:
         return type(e).__name__, str(e)
 
 
@@ -309,6 +345,23 @@ def test_errors_match_torch(gems):
     assert outcome(g._log_softmax, a.to("meta"), -3, False) == expected
 
 
+def test_rms_norm_meta_and_errors(gems):
+    """gems::rms_norm on meta tensors: torch's shape, dtype and strides, and torch's errors (the
+    normalized shape against the input's and the weight's)."""
+    g = torch.ops.gems
+    cases = [((4, 5, 6), [6], [6]), ((4, 5, 6), [5, 6], None), ((2, 3), [3], None), ((2, 3), [4], None),
+             ((2, 3), [], None), ((2, 3), [3], [2]), ((3,), [2, 3], None), ((0, 8), [8], [8])]
+    errors = 0
+    for dtype in (torch.float32, torch.bfloat16):
+        for shape, normalized, weight_shape in cases:
+            x, w = torch.empty(shape, dtype=dtype), None if weight_shape is None else torch.empty(weight_shape, dtype=dtype)
+            expected = outcome(torch.rms_norm, x, normalized, w, None)
+            errors += isinstance(expected[0], str)
+            meta_w = None if w is None else w.to("meta")
+            assert outcome(g.rms_norm, x.to("meta"), normalized, meta_w, None) == expected, (shape, normalized)
+    assert errors == 8
+
+
 # -- AOT compile -----------------------------------------------------------------------------
 
 SAMPLES = [
@@ -320,12 +373,17 @@ SAMPLES = [
 ]
 
 
+RMS_SAMPLES = [{"kind": "nloop", "dtype": "bf16", "weight": "given", "align": "16"},
+               {"kind": "n64", "dtype": "fp16", "weight": "none", "align": "any"}]
+
+
 @pytest.mark.parametrize("arch", ARCHS)
-@pytest.mark.parametrize("point", SAMPLES, ids=lambda p: GRID.symbol(p))
-def test_aot_compile(point, arch):
+@pytest.mark.parametrize("grid,point", [(GRID, p) for p in SAMPLES] + [(RMS_GRID, p) for p in RMS_SAMPLES],
+                         ids=[GRID.symbol(p) for p in SAMPLES] + [RMS_GRID.symbol(p) for p in RMS_SAMPLES])
+def test_aot_compile(grid, point, arch):
     from aot.compiler import compile_variant
 
-    v = GRID.make(point, arch)
+    v = grid.make(point, arch)
     cubin, meta = compile_variant(v, arch)
     assert cubin[:4] == b"\x7fELF"
     assert meta["name"] == v.kernel.split(":")[1]

@@ -253,3 +253,40 @@ def test_kernels_ran(gems):
     with gems.use_gems(include=OPS_OVERRIDES):
         names = cuda_kernel_names(lambda: torch.softmax(x, -1))
     assert names == {"softmax_fwd"}
+
+
+# -- gems::rms_norm ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=str)
+@pytest.mark.parametrize("shape,normalized", [
+    ((7,), (7,)), ((0, 8), (8,)), ((9, 1), (1,)), ((33, 100), (100,)), ((4, 8, 1024), (1024,)), ((2, 3, 40, 50), (40, 50)),
+    ((4096, 4096), (4096,)), ((3, 8192), (8192,)), ((5, 16385), (16385,)), ((2, 152064), (152064,))])  # fmt: skip
+def test_rms_norm(gems, dtype, shape, normalized):
+    x = make(shape, dtype, scale=1.0)
+    w = make(normalized, dtype, seed=1, scale=1.0)
+    g = torch.ops.gems
+    for weight, eps in ((None, None), (w, 1e-6)):
+        poisoned(shape, dtype)
+        y = g.rms_norm(x, list(normalized), weight, eps)
+        with gems.use_gems(include=[]):
+            ref = torch.rms_norm(x.double(), list(normalized), None if weight is None else weight.double(),
+                                 torch.finfo(torch.float32).eps if eps is None else eps)
+            expected = torch.rms_norm(x, list(normalized), weight, eps)
+            assert (y.dtype, y.shape, y.stride()) == (expected.dtype, expected.shape, expected.stride())
+            torch.testing.assert_close(y, ref.to(dtype), rtol=RTOL[dtype], atol=1e-5, equal_nan=True)
+
+
+def test_rms_norm_errors(gems):
+    g = torch.ops.gems
+    x = make((4, 6), torch.float32)
+    for args in [([5], None), ([], None), ([6], make((5,), torch.float32))]:
+        with gems.use_gems(include=[]):
+            expected = outcome(lambda: torch.rms_norm(x, *args))
+        assert expected is not None and outcome(lambda: g.rms_norm(x, *args)) == expected
+    with pytest.raises(RuntimeError, match=r"gems::rms_norm: no gems kernel covers this input \(layout"):
+        g.rms_norm(make((6, 4), torch.float32).t(), [6])
+    with pytest.raises(RuntimeError, match=r"gems::rms_norm: no gems kernel covers this input \(mixed_dtype"):
+        g.rms_norm(x, [6], make((6,), torch.bfloat16))
+    with pytest.raises(RuntimeError, match=r"gems::rms_norm: no gems kernel covers this input \(dtype"):
+        g.rms_norm(x.double(), [6])

@@ -1,4 +1,5 @@
-// Row-wise driver: softmax and log_softmax, forward and backward, through one path. Views the
+// Row-wise driver: softmax and log_softmax, forward and backward, through one path, and the
+// RMSNorm forward (gems::rms_norm) on the same kinds. Views the
 // contiguous operands, with no copy, as (outer, N, inner) around the normalised dim, picks the
 // kind by layout and N (rowwise_tables.h, generated from aot/family_rowwise.py KINDS) and
 // launches one kernel of kernels/rowwise.py. Everything is decided before the output is
@@ -10,13 +11,16 @@
 #include <ATen/WrapDimUtils.h>
 #include <ATen/cuda/EmptyTensor.h>
 #include <ATen/native/Resize.h>
+#include <ATen/native/layer_norm.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
 #include <c10/cuda/CUDAGuard.h>
 
 #include <limits>
 #include <sstream>
 
 #include "gems_kernels.h"
+#include "gems_rowwise_ops.h"
 #include "runtime/kernels.h"
 
 namespace gems::rowwise {
@@ -224,3 +228,72 @@ void unsupported(const char* op, Fallback reason, const Backward& c) {
 }
 
 }  // namespace gems::rowwise
+
+// -- RMSNorm over the trailing dims: torch's input checks (ATen's own), eps as ATen's composite
+// (its opmath type's epsilon: fp32's), the result in the input's dtype.
+namespace gems {
+namespace {
+
+namespace r = gen::rms_norm;
+
+void check_rms_norm(const at::Tensor& input, at::IntArrayRef shape, const at::Tensor& weight) {
+  at::native::_check_rms_norm_inputs_symint(input, c10::fromIntArrayRefSlow(shape), weight);
+}
+
+Fallback rms_norm_run(const at::Tensor& input, at::IntArrayRef shape, const at::Tensor& weight,
+                      std::optional<double> eps, at::Tensor& result) {
+  check_rms_norm(input, shape, weight);
+  const bool has_weight = weight.defined();
+  if (!input.is_cuda() || (has_weight && weight.device() != input.device())) return Fallback::kDevice;
+  if (has_weight && weight.scalar_type() != input.scalar_type()) return Fallback::kMixedDtype;
+  if (!rowwise::plain(input) || (has_weight && !rowwise::plain(weight))) return Fallback::kLayout;
+  const int dtype = r::dtype_of(input.scalar_type());
+  if (dtype < 0) return Fallback::kDtype;
+  int64_t n = 1;
+  for (int64_t s : shape) n *= s;
+  const int64_t outer = n > 0 ? input.numel() / n : 0;
+  const bool aligned = n % 16 == 0 && aligned16(input.const_data_ptr()) &&
+                       (!has_weight || aligned16(weight.const_data_ptr()));
+  const int kind = rowwise_tables::kind_for(false, n);
+  const int w = has_weight ? r::weight_given : r::weight_none;
+  int id = aligned ? r::find(kind, dtype, w, r::align_16) : -1;
+  if (id < 0) id = r::find(kind, dtype, w, r::align_any);
+  if (id < 0) return Fallback::kDtype;
+  c10::cuda::CUDAGuard guard(input.device());
+  const LoadedKernel* k = kernel_for(id, input.device().index());
+  if (!k) return Fallback::kArch;
+  const int64_t rows = k->image->params[r::kParam_ROWS];
+  const int64_t programs = (outer + rows - 1) / rows;
+  if (programs > std::numeric_limits<int32_t>::max()) return Fallback::kIndex64;
+  result = at::detail::empty_cuda(input.sizes(), input.scalar_type(), input.device(), std::nullopt);
+  if (result.numel() == 0) return Fallback::kNone;
+  KernelArgs args;
+  args.ptr(input.const_data_ptr());
+  args.ptr(has_weight ? weight.const_data_ptr() : nullptr);
+  args.ptr(result.mutable_data_ptr());
+  args.i64(outer);
+  args.i64(n);
+  args.f32(static_cast<float>(eps.value_or(std::numeric_limits<float>::epsilon())));
+  launch(*k, input.device().index(), static_cast<uint32_t>(programs), 1, 1, args);
+  return Fallback::kNone;
+}
+
+}  // namespace
+
+at::Tensor cuda::rms_norm(const at::Tensor& input, at::IntArrayRef normalized_shape,
+                          const std::optional<at::Tensor>& weight, std::optional<double> eps) {
+  const at::Tensor w = weight.value_or(at::Tensor());
+  at::Tensor result;
+  const Fallback reason = rms_norm_run(input, normalized_shape, w, eps, result);
+  if (reason != Fallback::kNone && w.defined()) gems::unsupported("gems::rms_norm", reason, {&input, &w});
+  if (reason != Fallback::kNone) gems::unsupported("gems::rms_norm", reason, {&input});
+  return result;
+}
+
+at::Tensor meta::rms_norm(const at::Tensor& input, at::IntArrayRef normalized_shape,
+                          const std::optional<at::Tensor>& weight, std::optional<double> eps) {
+  check_rms_norm(input, normalized_shape, weight.value_or(at::Tensor()));
+  return at::empty_like(input);
+}
+
+}  // namespace gems
