@@ -20,6 +20,7 @@ import importlib
 FAMILIES = (
     "aot.family_pointwise",
     "aot.family_reduce",
+    "aot.family_rowwise",
     "aot.family_gemm",
     "aot.family_gemv",
     "aot.family_fused",
@@ -87,18 +88,21 @@ def families(modules=FAMILIES) -> list:
 # How a benchmark case's inputs are shaped for a size of n elements (python -m gems_aot bench):
 # elementwise: every input (n,); rows: one (n / cols, cols) input reduced over dim 1; matmul:
 # (n, n) @ (n, n) with n the matrix size; act_and_mul: one (n / 2H, 2H) input; matvec: a
-# (n / K, K) matrix and a (K,) vector; dot: two (n,) vectors.
-BENCH_KINDS = ("elementwise", "rows", "matmul", "act_and_mul", "matvec", "dot")
+# (n / K, K) matrix and a (K,) vector; dot: two (n,) vectors; rowwise: every input (rows, n / rows)
+# normalised along dim 1, 4096 rows at the large sizes (so the size picks the row length).
+BENCH_KINDS = ("elementwise", "rows", "matmul", "act_and_mul", "matvec", "dot", "rowwise")
 
 
 def bench_case(op: str, call: str, family: str, kind: str, dtypes, inputs: int = 1, out=None, kwargs=None,
-               extra_args=()) -> dict:
+               extra_args=(), dtype_arg: bool = False) -> dict:
     """A benchmark case of an op whose inputs all share the call's dtype. call: the aten overload
     ("sum.dim_IntList") or the gems op ("gems::silu_and_mul"). out: the result dtype per input
-    dtype (default: the same). extra_args: literal arguments after the inputs."""
+    dtype (default: the same). extra_args: literal arguments after the inputs; dtype_arg: then the
+    call's dtype as a ScalarType argument (a softmax backward's input_dtype)."""
     if kind not in BENCH_KINDS:
         raise ValueError(f"{op}: unknown bench kind {kind!r}")
     args = [{"tensor": i} for i in range(inputs)] + [{"value": v} for v in extra_args]
-    calls = {dt: {"tensors": [dt] * inputs, "args": args, "kwargs": dict(kwargs or {}), "reads": list(range(inputs)),
-                  "out": out(dt) if out else dt} for dt in dtypes}
+    calls = {dt: {"tensors": [dt] * inputs, "args": args + ([{"dtype": dt}] if dtype_arg else []),
+                  "kwargs": dict(kwargs or {}), "reads": list(range(inputs)), "out": out(dt) if out else dt}
+             for dt in dtypes}
     return {"op": op, "call": call, "family": family, "kind": kind, "calls": calls}

@@ -21,7 +21,9 @@ CPU_MISSING = {("mm", "fp16"), ("gcd", "i32")}
 def test_every_op_has_a_case_from_its_declaration():
     declared = [c for f in aot_ops.families() if f.bench_cases for c in f.bench_cases()]
     assert CASES == json.loads(json.dumps(declared))  # the extension's copy is the declarations'
-    assert {op.name for op in fam.OPS} | {"sum", "mean", "amax", "mm", "mv", "dot", "silu_and_mul", "gelu_and_mul"} == set(BY_OP)
+    assert {op.name for op in fam.OPS} | {"sum", "mean", "amax", "mm", "mv", "dot", "silu_and_mul", "gelu_and_mul",
+                                          "_softmax", "_log_softmax", "_softmax_backward_data",
+                                          "_log_softmax_backward_data"} == set(BY_OP)
     assert len({(c["op"], c["call"]) for c in CASES}) == len(CASES)
     # Ops whose functional overload is a composite reach gems through their out= form.
     assert BY_OP["abs"]["call"] == "abs" and BY_OP["frexp"]["call"] == "frexp.Tensor"
@@ -77,6 +79,9 @@ def test_inputs_and_layouts():
     assert i.dtype == torch.int32 and 1 <= i.min() and i.max() <= 7
     assert _bench.input_shapes("rows", 1, 1 << 24) == [(4096, 4096)]
     assert _bench.input_shapes("act_and_mul", 1, 1 << 24) == [(2048, 8192)]
+    assert _bench.input_shapes("rowwise", 2, 4096 * 32000) == [(4096, 32000)] * 2
+    assert _bench.input_shapes("rowwise", 1, 1 << 24) == [(4096, 4096)]
+    assert _bench.input_shapes("rowwise", 1, 1024) == [(1, 1024)]
     assert _bench.input_shapes("matmul", 2, 512) == [(512, 512), (512, 512)]
     assert _bench.input_shapes("matvec", 2, 1 << 24) == [(4096, 4096), (4096,)]
     assert _bench.input_shapes("dot", 2, 1000) == [(1000,), (1000,)]

@@ -45,6 +45,9 @@ HOST_MATRIX = 64
 # "rows" cases reduce rows of this length and "matvec" matrices have as many columns (fewer when the
 # size is smaller).
 ROW_LENGTH = 4096
+# "rowwise" cases normalise this many rows at sizes of at least ROWWISE_ROWS * 1024 elements, so the
+# size picks the row length (--sizes 131072000: 4096 x 32000); smaller sizes: rows of up to 1024.
+ROWWISE_ROWS = 4096
 ACT_WIDTH = 8192  # "act_and_mul" rows hold 2H = this many elements
 # The unfused ATen form of gems' fused ops, and FlagGems' own fused op, from the same input.
 BASELINES = {
@@ -103,6 +106,9 @@ def input_shapes(kind: str, count: int, n: int) -> list[tuple[int, ...]]:
     if kind == "rows":
         cols = min(ROW_LENGTH, n)
         return [(n // cols, cols)]
+    if kind == "rowwise":
+        cols = n // ROWWISE_ROWS if n >= ROWWISE_ROWS * 1024 else min(n, 1024)
+        return [(n // cols, cols)] * count
     if kind == "matmul":
         return [(n, n)] * count
     if kind == "act_and_mul":
@@ -150,6 +156,8 @@ def make_call(case: dict, dtype: str, inputs: list[torch.Tensor], side: str = "a
             args.append(inputs[a["tensor"]])
         elif "empty" in a:
             args.append(torch.empty_like(inputs[0], dtype=DTYPES[a["empty"]]))
+        elif "dtype" in a:
+            args.append(DTYPES[a["dtype"]])
         else:
             args.append(a["value"])
     kwargs = spec["kwargs"]
