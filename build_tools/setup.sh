@@ -10,7 +10,8 @@ PY=${PYTHON:-python3}
 if ! $PY -c "import torch, triton" 2>/dev/null; then
   $PY -m pip install "torch==2.14.1"
 fi
-$PY -m pip install ninja numpy pytest "setuptools>=70.1" wheel matplotlib transformers  # setuptools: its bdist_wheel (setup.py)
+# setuptools: its bdist_wheel (setup.py); pyyaml and check-jsonschema: the CI workflow's test.
+$PY -m pip install ninja numpy pytest "setuptools>=70.1" wheel matplotlib transformers pyyaml check-jsonschema
 command -v cmake >/dev/null || $PY -m pip install cmake
 # The kernel compile first, where its progress shows (pip hides a build's output); the install
 # then finds every kernel in the cache.
