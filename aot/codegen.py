@@ -3,7 +3,7 @@
 gems_kernels.h / .cpp  the kernel table (per kernel: name, signature, images per target with
                        their entry point, place in a pack and Triton's launch metadata), the pack
                        and chunk tables, and one lookup namespace per grid
-gems_pack_sm<arch>.bin each target's cubins, compressed in chunks (aot/packs.py)
+gems_pack_<target>.bin each target's images (gems_pack_sm90a.bin, gems_pack_gfx942.bin), compressed in chunks (aot/packs.py)
 gems_packs.S           embeds the packs with .incbin by file name (found through the compiler's
                        -I of this folder: no absolute path in the sources)
 gems_sources.cmake     the generated sources and packs, for CMakeLists.txt (nothing is globbed)
@@ -22,6 +22,7 @@ import json
 import pathlib
 
 from aot import packs as kernel_packs
+from aot.targets import TARGETS
 from aot.schemas import family_header
 from aot.variants import DTYPES
 
@@ -185,9 +186,9 @@ def emit(out_dir: pathlib.Path, families, archs, results, triton_version: str, w
             images.append((arch, placements[len(images)], meta, params + [0] * (4 - len(params))))
     asm = ['  .section .rodata.gems_packs, "a"']
     for pack in packs:
-        out.write(f"gems_pack_sm{pack.arch}.bin", pack.data)
-        asm += [f"  .globl gems_pack_sm{pack.arch}", f"gems_pack_sm{pack.arch}:",
-                f'  .incbin "gems_pack_sm{pack.arch}.bin"']
+        out.write(f"gems_pack_{TARGETS[pack.arch].tag}.bin", pack.data)
+        asm += [f"  .globl gems_pack_{TARGETS[pack.arch].tag}", f"gems_pack_{TARGETS[pack.arch].tag}:",
+                f'  .incbin "gems_pack_{TARGETS[pack.arch].tag}.bin"']
     out.write("gems_packs.S", "\n".join(asm + ['  .section .note.GNU-stack, "", @progbits', ""]))
 
     cubin_bytes = sum(len(cubin) for _, _, cubin in flat)
@@ -203,6 +204,8 @@ def emit(out_dir: pathlib.Path, families, archs, results, triton_version: str, w
         f"constexpr int kNumImages = {len(images)};",
         f"constexpr int kArchs[] = {{{', '.join(map(str, archs))}}};",
         f"constexpr int kNumArchs = {len(archs)};",
+        "constexpr BuildTarget kTargets[] = {"
+        + ", ".join(f"{{{a}, {_cpp_str(TARGETS[a].name)}, {_cpp_str(TARGETS[a].vendor)}}}" for a in archs) + "};",
         f"constexpr const char* kTritonVersion = {_cpp_str(triton_version)};",
         f"constexpr uint64_t kCubinBytes = {cubin_bytes};",
         f"constexpr uint64_t kPackBytes = {sum(len(p.data) for p in packs)};",
@@ -223,7 +226,7 @@ def emit(out_dir: pathlib.Path, families, archs, results, triton_version: str, w
         '#include "gems_kernels.h"',
         "",
     ]
-    src += [f"extern \"C\" const unsigned char gems_pack_sm{p.arch}[];" for p in packs]
+    src += [f"extern \"C\" const unsigned char gems_pack_{TARGETS[p.arch].tag}[];" for p in packs]
     src += [
         "",
         "namespace gems::gen {",
@@ -248,7 +251,7 @@ def emit(out_dir: pathlib.Path, families, archs, results, triton_version: str, w
     if not images:
         src.append("  {}")
     src += ["};", "const packs::Pack kPacks[kNumArchs] = {"]
-    src += [f"  {{{p.arch}, gems_pack_sm{p.arch}, {len(p.data)}, {p.first_chunk}, {len(p.chunks)}}}," for p in packs]
+    src += [f"  {{{p.arch}, gems_pack_{TARGETS[p.arch].tag}, {len(p.data)}, {p.first_chunk}, {len(p.chunks)}}}," for p in packs]
     src += ["};", "const packs::Chunk kChunks[kNumChunks > 0 ? kNumChunks : 1] = {"]
     src += [f"  {{{offset}, {size}, {raw}}}," for p in packs for offset, size, raw in p.chunks]
     if not flat:
@@ -270,7 +273,7 @@ def emit(out_dir: pathlib.Path, families, archs, results, triton_version: str, w
         *[f"  ${{GEMS_GEN_DIR}}/{name}" for name in sources],
         ")",
         "set(GEMS_PACK_FILES",
-        *[f"  ${{GEMS_GEN_DIR}}/gems_pack_sm{p.arch}.bin" for p in packs],
+        *[f"  ${{GEMS_GEN_DIR}}/gems_pack_{TARGETS[p.arch].tag}.bin" for p in packs],
         ")",
         "",
     ]))

@@ -17,6 +17,8 @@ import pathlib
 import sys
 import time
 
+from aot import targets
+
 # Metadata fields the C++ launcher relies on (Triton's KernelMetadata).
 METADATA_FIELDS = (
     "name",
@@ -41,16 +43,8 @@ def cache_dir() -> pathlib.Path:
     return pathlib.Path(root)
 
 
-# The cubin flavour triton builds for each cuda target (sm_90a and sm_100a run on 9.0 and 10.0 only).
-TARGET_NAMES = {80: "sm_80", 90: "sm_90a", 100: "sm_100a"}
-
-
-def parse_archs(text: str) -> tuple:
-    archs = tuple(sorted({int(a) for a in text.replace(" ", "").split(",") if a}))
-    bad = [a for a in archs if a not in (80, 90, 100)]
-    if not archs or bad:
-        raise ValueError(f"GEMS_AOT_ARCHS must list targets among 80, 90, 100; got {text!r}")
-    return archs
+TARGET_NAMES = {i: t.name for i, t in targets.TARGETS.items()}
+parse_archs = targets.parse
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,7 +78,8 @@ class Job:
 
 
 def compile_variant(variant, arch: int):
-    """Compiles one variant for cuda:<arch>; returns (cubin bytes, metadata dict)."""
+    """Compiles one variant for target `arch` (aot/targets.py); returns (image bytes: a cubin or a
+    hsaco, metadata dict)."""
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
@@ -96,18 +91,21 @@ def compile_variant(variant, arch: int):
     if getattr(fn, "is_gluon", lambda: False)():
         from triton.experimental.gluon._runtime import GluonASTSource as source
     src = source(fn, signature=dict(variant.signature), constexprs=dict(variant.constexprs), attrs=attrs)
-    compiled = triton.compile(
-        src,
-        target=GPUTarget("cuda", arch, 32),
-        options={"num_warps": variant.num_warps, "num_stages": variant.num_stages, "launch_pdl": variant.launch_pdl},
-    )
+    target = targets.TARGETS[arch]
+    options = {"num_warps": variant.num_warps, "num_stages": variant.num_stages}
+    if target.backend == "cuda":
+        options["launch_pdl"] = variant.launch_pdl
+    compiled = triton.compile(src, target=GPUTarget(target.backend, target.arch, target.warp_size), options=options)
     md = compiled.metadata
     meta = {f: getattr(md, f, None) for f in METADATA_FIELDS}
+    # Fields a backend's metadata lacks (HIP has no PDL) read as off.
+    meta.update({f: False if f.startswith("launch_") else 0 for f, v in meta.items() if v is None
+                 and f not in ("name", "tensordesc_meta", "triton_version")})
     meta["tensordesc_meta"] = list(meta["tensordesc_meta"] or [])
     if meta["tensordesc_meta"]:
         raise NotImplementedError(f"{variant.kernel}: host-side tensor descriptors are not supported by the launcher")
     meta["triton_version"] = meta["triton_version"] or triton.__version__
-    return compiled.asm["cubin"], meta
+    return compiled.asm[target.binary], meta
 
 
 def _run_job(job: Job, key: str, cache: pathlib.Path):

@@ -107,6 +107,9 @@ CONFIGS = {
     # sm_100a: the Hopper tiles with a 4th stage (192 KiB; B200 has 228 KiB per SM).
     (100, "16bit"): (128, 256, 64, 8, 8, 4),
     (100, "tf32"): (128, 256, 32, 8, 8, 4),
+    # gfx942 / gfx950 (compiled, never run: no AMD card at hand): the sm_80 tiles with 2 stages,
+    # what Triton's AMD pipeliner streams (64 KiB of LDS per CU on gfx942).
+    **{(arch, klass): (128, 128, 32, 8, 4, 2) for arch in (942, 950) for klass in ("16bit", "tf32")},
 }
 # fp32 in ieee precision runs on the FMA units, not the tensor cores. Best of the sweep for the
 # common row-major A / col-major B layout (25 TFLOP/s at 2048^3 on H100, cuBLAS 50; 40 for

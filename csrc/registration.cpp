@@ -31,7 +31,12 @@ std::string build_info() {
   s << "kernels\t" << kernel_count() << "\n";
   s << "cubin_bytes\t" << gen::kCubinBytes << "\n";
   s << "pack_bytes\t" << gen::kPackBytes << "\n";
-  for (int arch : gen::kArchs) s << "images_sm_" << arch << "\t" << image_count_for_arch(arch) << "\n";
+  // Per target: id, name, vendor, images, and why this runtime does not load them ("" when it does).
+  for (const BuildTarget& t : gen::kTargets) {
+    const char* why = vendor_unsupported(t.vendor);
+    s << "target\t" << t.id << "\t" << t.name << "\t" << t.vendor << "\t" << image_count_for_arch(t.id) << "\t"
+      << (why ? why : "") << "\n";
+  }
   return s.str();
 }
 

@@ -9,6 +9,7 @@ import pytest
 import triton
 
 from aot import codegen, compiler, ops, schemas
+from aot import targets
 from aot.variants import KernelGrid, Variant
 from conftest import ROOT
 
@@ -50,7 +51,8 @@ def test_variant_rejects_bad_declarations():
 def test_parse_archs():
     assert compiler.parse_archs("90") == (90,)
     assert compiler.parse_archs("100, 80,90,90") == (80, 90, 100)
-    for bad in ("", "75", "90,foo"):
+    assert compiler.parse_archs("sm_90a,gfx942,950") == (90, 942, 950)
+    for bad in ("", "75", "90,foo", "gfx90a", "sm_90"):
         with pytest.raises(ValueError):
             compiler.parse_archs(bad)
 
@@ -133,7 +135,7 @@ def test_codegen_tables(tmp_path):
     prototypes = (tmp_path / "gen" / "gems_demo_ops.h").read_text()
     assert "at::Tensor demo(const at::Tensor& a);" in prototypes
     assert "at::Tensor add_Tensor(const at::Tensor& self, const at::Tensor& other, const at::Scalar& alpha);" in prototypes
-    packed = {a: (tmp_path / "gen" / f"gems_pack_sm{a}.bin").read_bytes() for a in (80, 90)}
+    packed = {a: (tmp_path / "gen" / f"gems_pack_{targets.TARGETS[a].tag}.bin").read_bytes() for a in (80, 90)}
     assert manifest["pack_bytes"] == sum(map(len, packed.values())) == sum(p["bytes"] for p in manifest["packs"].values())
     assert manifest["cubin_bytes"] == sum(len(cubin) for cubin, _ in results.values())
     assert json.loads((tmp_path / "gen" / "gems_manifest.json").read_text())["aten_overrides"] == {

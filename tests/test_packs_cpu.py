@@ -119,14 +119,14 @@ def test_emit_embeds_packs_by_file_name(tmp_path):
     manifest, results = _emit(tmp_path / "gen", tmp_path / "cache")
     gen = tmp_path / "gen"
     asm = (gen / "gems_packs.S").read_text()
-    assert '.incbin "gems_pack_sm80.bin"' in asm and '.incbin "gems_pack_sm90.bin"' in asm
+    assert '.incbin "gems_pack_sm80.bin"' in asm and '.incbin "gems_pack_sm90a.bin"' in asm
     for path in gen.iterdir():
         if path.suffix in (".S", ".cpp", ".h", ".cmake"):
             assert str(tmp_path) not in path.read_text(), path.name
     listed = (gen / "gems_sources.cmake").read_text()
-    assert "${GEMS_GEN_DIR}/gems_packs.S" in listed and "${GEMS_GEN_DIR}/gems_pack_sm90.bin" in listed
+    assert "${GEMS_GEN_DIR}/gems_packs.S" in listed and "${GEMS_GEN_DIR}/gems_pack_sm90a.bin" in listed
     table = (gen / "gems_kernels.cpp").read_text()
-    assert "{80, gems_pack_sm80, " in table and "{90, gems_pack_sm90, " in table
+    assert "{80, gems_pack_sm80, " in table and "{90, gems_pack_sm90a, " in table
     images = [im for v in manifest["variants"] for im in v["images"]]
     assert [im["sha256"] for im in images] == [hashlib.sha256(results[(v["symbol"], im["arch"])][0]).hexdigest()
                                                for v in manifest["variants"] for im in v["images"]]

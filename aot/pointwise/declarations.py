@@ -58,6 +58,7 @@ class PointwiseOp:
     # The output's dtype whatever the compute dtype (a cast: copy_op), else the builder's rule.
     result_dtype: str = ""
     # ((dtype, fn), ...): another scalar function for a dtype (pow_bf16), with kernels of its own.
+    # On NVIDIA targets only: they use CUDA's libdevice approximations; AMD targets run `fn`.
     dtype_fns: tuple = ()
     # Results after the first, for a fn returning a tuple (frexp): "" (the compute dtype) or a
     # fixed dtype each. Served through out= overloads only.
@@ -95,8 +96,8 @@ class PointwiseOp:
     def result_dtypes(self, dtype: str) -> list:
         return [self.out_dtype(dtype)] + [d or dtype for d in self.extra_results]
 
-    def fn_for(self, dtype: str) -> str:
-        return dict(self.dtype_fns).get(dtype, self.fn)
+    def fn_for(self, dtype: str, vendor: str = "nvidia") -> str:
+        return dict(self.dtype_fns).get(dtype, self.fn) if vendor == "nvidia" else self.fn
 
     def kernel_dtypes(self) -> dict:
         """{scalar function: a dtype that runs it}: one set of kernels per function."""
@@ -106,9 +107,9 @@ class PointwiseOp:
         return found
 
 
-def kernel_name(op: PointwiseOp, dtype: str, layout: str) -> str:
+def kernel_name(op: PointwiseOp, dtype: str, layout: str, vendor: str = "nvidia") -> str:
     """The generated kernel a variant runs: <op>[_<fn>]_<contig | strided3 | strided8>."""
-    fn = op.fn_for(dtype)
+    fn = op.fn_for(dtype, vendor)
     kind = "contig" if layout.startswith("contig") else layout
     return f"{op.name}_{kind}" if fn == op.fn else f"{op.name}_{fn}_{kind}"
 

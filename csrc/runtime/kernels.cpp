@@ -4,6 +4,7 @@
 #include <c10/cuda/CUDAStream.h>
 
 #include <atomic>
+#include <cstring>
 #include <deque>
 #include <memory>
 #include <mutex>
@@ -16,13 +17,23 @@ namespace {
 
 constexpr int kMaxDevices = 64;
 
-// Whether a cubin built for target `arch` runs on compute capability `cc` (major*10+minor).
-// sm_80 cubins run on every 8.x; the sm_90a and sm_100a ones only on exactly 9.0 and 10.0.
-bool runs_on(int arch, int cc) { return arch == cc || (arch == 80 && cc / 10 == 8); }
+// Whether this runtime loads images of target `arch` (its vendor is the one it serves).
+bool runtime_loads(int arch) {
+  for (const BuildTarget& t : gen::kTargets) {
+    if (t.id == arch) return vendor_unsupported(t.vendor) == nullptr;
+  }
+  return false;
+}
+
+// Whether an image built for target `arch` runs on a CUDA device of compute capability `cc`
+// (major*10+minor): an NVIDIA target's; sm_80 cubins run on every 8.x, the sm_90a and sm_100a
+// ones only on exactly 9.0 and 10.0.
+bool runs_on(int arch, int cc) { return runtime_loads(arch) && (arch == cc || (arch == 80 && cc / 10 == 8)); }
 
 struct DeviceState {
   std::once_flag init;
   int cc = 0;
+  int target = 0;  // the build target whose images run here (device_target), 0 for none
   int shared_optin = 0;
   int sm_count = 0;
   std::unique_ptr<std::atomic<const LoadedKernel*>[]> kernels;
@@ -44,7 +55,7 @@ std::vector<unsigned char> unpack(int index, const char* name) {
   const KernelImage& im = gen::kImages[index];
   int pack = 0;
   while (pack < gen::kNumArchs && gen::kPacks[pack].arch != im.arch) ++pack;
-  TORCH_CHECK(pack < gen::kNumArchs, "gems: kernel ", name, " has an image for sm_", im.arch, " but no pack for it");
+  TORCH_CHECK(pack < gen::kNumArchs, "gems: kernel ", name, " has an image for target ", im.arch, " but no pack for it");
   std::vector<unsigned char> cubin;
   const std::string error = packs::unpack(gen::kPacks[pack], gen::kChunks, im.placement, cubin);
   TORCH_CHECK(error.empty(), "gems: cannot load kernel ", name, ": ", error, " (rebuild the extension)");
@@ -79,6 +90,9 @@ DeviceState& device_state(int device) {
     check(d.cuDeviceGetAttribute(&s.sm_count, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, device),
           "cuDeviceGetAttribute", "-", device);
     s.cc = major * 10 + minor;
+    for (int arch : gen::kArchs) {
+      if (runs_on(arch, s.cc) && (s.target == 0 || arch == s.cc)) s.target = arch;
+    }
     s.kernels = std::make_unique<std::atomic<const LoadedKernel*>[]>(gen::kNumKernels > 0 ? gen::kNumKernels : 1);
   });
   return s;
@@ -212,6 +226,12 @@ void zero_words_async(void* ptr, size_t words, c10::DeviceIndex device) {
         device);
 }
 
+const char* vendor_unsupported(const char* vendor) {
+  if (std::strcmp(vendor, "nvidia") == 0) return nullptr;
+  return "this build's runtime is NVIDIA's (the CUDA driver API); its images for this vendor are packed but "
+         "not loaded: a runtime over the vendor's module API and a build of torch for it are needed";
+}
+
 int kernel_count() { return gen::kNumKernels; }
 
 int image_count_for_arch(int arch) {
@@ -239,13 +259,6 @@ int device_capability(c10::DeviceIndex device) { return device_state(device).cc;
 
 int sm_count(c10::DeviceIndex device) { return device_state(device).sm_count; }
 
-int device_target(c10::DeviceIndex device) {
-  const int cc = device_state(device).cc;
-  int target = 0;
-  for (int arch : gen::kArchs) {
-    if (runs_on(arch, cc) && (target == 0 || arch == cc)) target = arch;
-  }
-  return target;
-}
+int device_target(c10::DeviceIndex device) { return device_state(device).target; }
 
 }  // namespace gems

@@ -17,9 +17,28 @@
 
 namespace gems {
 
+// A target of this build (aot/targets.py): its id (80, 90, 100 for sm_80, sm_90a, sm_100a; 942,
+// 950 for gfx942, gfx950), name and vendor ("nvidia", "amd").
+struct BuildTarget {
+  int id;
+  const char* name;
+  const char* vendor;
+};
+
+// The vendor seam. This runtime loads and launches images through NVIDIA's CUDA driver API
+// (runtime/driver.h): images of another vendor's targets are built and packed, never loaded. A
+// vendor's runtime must provide what kernels.cpp asks of the driver: load an image from memory and
+// find its entry point (cuLibraryLoadData / cuLibraryGetKernel; HIP: hipModuleLoadData /
+// hipModuleGetFunction), raise a function's dynamic shared memory limit, the occupancy of a
+// function (resident programs per multiprocessor), launch on the framework's current stream with
+// Triton's argument layout (HIP: hipModuleLaunchKernel, num_warps x 64 threads a block), an async
+// 32-bit memset, device attributes (capability or gfx name, shared memory, multiprocessors), and
+// error strings. nullptr when this build's runtime serves `vendor`, else why not.
+const char* vendor_unsupported(const char* vendor);
+
 // One compiled image of a kernel for one target; fields mirror Triton's KernelMetadata.
 struct KernelImage {
-  int arch;  // 80, 90, 100: the cuda target it was compiled for (sm_80, sm_90a, sm_100a)
+  int arch;  // the BuildTarget id it was compiled for
   const char* entry;  // the cubin's entry point (the @triton.jit function's name)
   packs::Placement placement;  // the cubin's place in the pack of `arch`
   int num_warps;
