@@ -7,10 +7,13 @@ import subprocess
 import sys
 
 import pytest
-import yaml
 
-from aot import compiler
-from conftest import ROOT
+# Installed by build_tools/setup.sh (so on every CI run); a GPU box without them skips.
+yaml = pytest.importorskip("yaml")
+pytest.importorskip("check_jsonschema")
+
+from aot import compiler  # noqa: E402
+from conftest import ROOT  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "build_tools"))
 import wheel_variant  # noqa: E402
