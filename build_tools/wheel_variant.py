@@ -13,12 +13,17 @@ kernel projects). The `cuda` extra asks for the CUDA runtime of the build's CUDA
 from __future__ import annotations
 
 import dataclasses
+import pathlib
 import re
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from aot.targets import TARGETS  # noqa: E402  (no torch import either)
 
 VERSION = "0.1.0"  # the project's version; a binary build adds its local version to it
 
-# Target -> the cubin flavour built for it (aot.compiler.TARGET_NAMES), without the underscore.
-TARGET_TAGS = {80: "sm80", 90: "sm90a", 100: "sm100a"}
+# Target -> its name without punctuation (aot/targets.py): sm80, sm90a, sm100a, gfx942, gfx950.
+TARGET_TAGS = {i: t.tag for i, t in TARGETS.items()}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -53,7 +53,8 @@ def fake_tree(tmp_path_factory):
     stand-in for every folder, plus the build output an sdist must leave out."""
     tree = tmp_path_factory.mktemp("tree")
     for name in ("setup.py", "pyproject.toml", "MANIFEST.in", "README.md", "CMakeLists.txt",
-                 "build_tools/wheel_variant.py", "build_tools/build_wheel.py", "aot/__init__.py", "aot/compiler.py"):
+                 "build_tools/wheel_variant.py", "build_tools/build_wheel.py", "aot/__init__.py", "aot/compiler.py",
+                 "aot/targets.py"):
         (tree / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / name, tree / name)
     sources = ["aot/tuning/sm90.json", "csrc/runtime/lzma.cpp", "kernels/gemm.py", "python/gems_aot/__init__.py",
@@ -79,7 +80,7 @@ def test_sdist_of_this_tree_has_every_tracked_source():
     tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True)
     if tracked.returncode:
         pytest.skip("not a git checkout")
-    wanted = {f for f in tracked.stdout.split() if not f.startswith((".ci/", ".gitignore"))}
+    wanted = {f for f in tracked.stdout.split() if not f.startswith((".ci/", ".github/", ".gitignore"))}
     files = set(build_wheel.sdist_files(ROOT))
     assert sorted(wanted - files) == []
     assert not [f for f in files if f.startswith("build/") or f.endswith((".so", ".o", ".pyc"))]
