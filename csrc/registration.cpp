@@ -69,6 +69,7 @@ TORCH_LIBRARY_FRAGMENT(gems, m) {
   m.def("_fallback_report() -> str", &gems::fallback_report);
   m.def("_reset_fallback_counts() -> ()", &gems::reset_fallback_counts);
   m.def("_set_recording(bool on) -> bool", &gems::set_recording);
+  m.def("_set_fallback_warnings(bool on) -> bool", &gems::set_fallback_warnings);
   m.def("_recorded_totals() -> int[]", &gems::recorded_totals);
   m.def("_build_info() -> str", &gems::build_info);
   m.def("_device_info(int device) -> int[]", &gems::device_info);

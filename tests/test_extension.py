@@ -2,6 +2,7 @@
 
 import functools
 import json
+import os
 import subprocess
 import sys
 
@@ -161,6 +162,17 @@ def test_gems_op_rejects_cpu_tensors():
 def test_fallback_counts_api():
     gems_aot.reset_fallback_counts()
     assert gems_aot.fallback_counts() == {}
+
+
+def test_fallback_warnings_switch():
+    """Off by default, on with GEMS_AOT_WARN_FALLBACK=1 at import; the switch returns the old state."""
+    assert gems_aot.warn_on_fallback(True) is False
+    assert gems_aot.warn_on_fallback(False) is True
+    probe = "import gems_aot; print(gems_aot.warn_on_fallback(False))"
+    for value, expected in (("1", "True"), ("0", "False"), ("", "False")):
+        env = {**os.environ, "GEMS_AOT_WARN_FALLBACK": value}
+        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env)
+        assert out.stdout.strip() == expected, value
 
 
 def test_info_without_gpu():

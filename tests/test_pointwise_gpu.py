@@ -1,5 +1,6 @@
 """GPU accuracy suite for the pointwise family (docs/TESTING.md), against torch."""
 
+import warnings
 import zlib
 
 import pytest
@@ -181,6 +182,25 @@ def test_rank_above_strided_limit_falls_back():
     assert gems_aot.fallback_counts() == {("mul.Tensor", "rank"): 1}
     with pytest.raises(RuntimeError, match="no gems kernel covers this input"):
         torch.ops.gems.mul(x, y)
+
+
+def test_fallback_warns_once_per_op_and_reason_when_asked():
+    x = torch.ones(4, device="cuda", dtype=torch.float64)
+    previous = gems_aot.warn_on_fallback(True)
+    try:
+        with gems_aot.use_gems(), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for _ in range(3):
+                torch.testing.assert_close(x - x, torch.zeros_like(x))
+    finally:
+        gems_aot.warn_on_fallback(previous)
+    said = [str(w.message) for w in caught if "gems: aten::sub.Tensor ran ATen's kernel" in str(w.message)]
+    assert len(said) == 1 and "(dtype: gems has no kernel for these dtypes" in said[0]
+    assert gems_aot.fallback_counts()[("sub.Tensor", "dtype")] == 3
+    with gems_aot.use_gems(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        x - x
+    assert not [w for w in caught if "gems:" in str(w.message)]  # off again
 
 
 def test_mixed_dtypes_and_complex_fall_back_with_count():

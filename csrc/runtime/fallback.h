@@ -5,6 +5,8 @@
 // torch.ops.gems.* call raises `unsupported(...)` instead: a direct call asks for gems' kernel.
 // Fallbacks are always counted; calls served by gems and copies between devices only while a
 // coverage recorder runs (gems_aot.record()), so that the common path costs one relaxed load.
+// With warnings on (GEMS_AOT_WARN_FALLBACK=1 at load, or gems_aot.warn_on_fallback()), the first
+// fallback of each (op, reason) in the process also raises a Python warning saying why.
 #pragma once
 
 #include <atomic>
@@ -35,6 +37,10 @@ enum class Fallback : uint8_t {
 };
 
 const char* fallback_name(Fallback reason);
+// What a reason means, in a sentence for a user.
+const char* fallback_description(Fallback reason);
+
+extern std::atomic<bool> g_warn_fallbacks;
 
 // Calls of every op while recording, by outcome: served, fallen back, transfer.
 struct RecordedTotals {
@@ -48,7 +54,10 @@ class FallbackCounter {
   explicit FallbackCounter(const char* op) : op_(op) {}
   void hit(Fallback reason) {
     const bool fallback = reason != Fallback::kNone && reason != Fallback::kTransfer;
-    if (fallback) counts_[static_cast<int>(reason)].fetch_add(1, std::memory_order_relaxed);
+    if (fallback) {
+      counts_[static_cast<int>(reason)].fetch_add(1, std::memory_order_relaxed);
+      if (g_warn_fallbacks.load(std::memory_order_relaxed)) warn_once(reason);
+    }
     if (!g_recorded.on.load(std::memory_order_relaxed)) return;
     if (!fallback) counts_[static_cast<int>(reason)].fetch_add(1, std::memory_order_relaxed);
     const int outcome = reason == Fallback::kNone ? 0 : fallback ? 1 : 2;
@@ -61,8 +70,11 @@ class FallbackCounter {
   }
 
  private:
+  void warn_once(Fallback reason);
+
   const char* op_;
   std::atomic<uint64_t> counts_[static_cast<int>(Fallback::kCount)] = {};
+  std::atomic<uint32_t> warned_{0};  // a bit per reason already warned about
 };
 
 // The counter of an aten override, created on first use; keep the reference in a
@@ -75,6 +87,8 @@ std::string fallback_report();
 void reset_fallback_counts();
 // Turns recording on or off; returns whether it was on.
 bool set_recording(bool on);
+// Turns the one-time fallback warnings on or off; returns whether they were on.
+bool set_fallback_warnings(bool on);
 // The calls recorded so far: {served, fallen back, transfers}.
 std::vector<int64_t> recorded_totals();
 

@@ -20,6 +20,7 @@ from gems_aot._override import (
     registered_ops,
     reset_fallback_counts,
     use_gems,
+    warn_on_fallback,
 )
 from gems_aot._info import __version__, info
 from gems_aot._record import OpRecord, Recorder, record
@@ -43,4 +44,5 @@ __all__ = [
     "reset_fallback_counts",
     "silu_and_mul",
     "use_gems",
+    "warn_on_fallback",
 ]

@@ -108,3 +108,10 @@ def fallback_counts() -> dict[tuple[str, str], int]:
 
 def reset_fallback_counts() -> None:
     torch.ops.gems._reset_fallback_counts()
+
+
+def warn_on_fallback(on: bool = True) -> bool:
+    """Warn (Python's warnings, once per aten overload and reason in the process) when an override
+    runs ATen's kernel, saying why; off by default, also set by GEMS_AOT_WARN_FALLBACK=1 at import.
+    Costs nothing on calls gems serves. Returns whether warnings were on."""
+    return bool(torch.ops.gems._set_fallback_warnings(on))
