@@ -46,14 +46,17 @@ COMBINES = {
     "mul": Combine(1.0, 1),
     "max": Combine(float("-inf"), -(2**63), exact=True),
     "min": Combine(float("inf"), 2**63 - 1, exact=True),
+    "and": Combine(1.0, 1, exact=True),  # of whether elements are nonzero (kernels/reduce.py _lift)
+    "or": Combine(0.0, 0, exact=True),
 }
 
 # The dtypes of the grid's in_dtype and out_dtype axes.
 DTYPES = FLOAT_DTYPES + ("i32", "i64", "bool", "u8", "i8", "i16")
 INT_INPUTS = ("i32", "i64", "bool", "u8", "i8", "i16")
 # torch's result dtype rules: "promote" (get_dtype_from_self with integers to int64: sum, prod),
-# "floating" (the same, and only floating or complex results: mean), "same" (the input's: amax).
-RESULT_RULES = ("promote", "floating", "same")
+# "floating" (the same, and only floating or complex results: mean), "same" (the input's: amax),
+# "bool" (bool, uint8 for uint8 input; an out= of either: all, any).
+RESULT_RULES = ("promote", "floating", "same", "bool")
 # An empty reduction: the combine's identity (sum 0, prod 1), NaN (mean), or torch's error (amax).
 EMPTY_RULES = ("identity", "nan", "raise")
 
@@ -68,15 +71,19 @@ class Reduction:
     gems_ops: tuple  # overloads served as torch.ops.gems.<overload>, schemas as aten's
     aten_overrides: tuple  # overloads `enable()` overrides
     scaled: bool = False  # the result is the combined value times outputs / inputs (mean)
+    empty_dims_reduce_all: bool = True  # dim=[] reduces every dim (sum), else none (all: allow_empty_dims)
 
     def outputs(self, in_dtype: str) -> tuple:
         """The output dtypes torch gives this input whose kernel reads the input as it is: the
-        input's, fp32 for fp16 / bf16 (dtype=torch.float32), int64 for promoted integers.
+        input's, fp32 for fp16 / bf16 (dtype=torch.float32), int64 for promoted integers; bool,
+        and uint8 for uint8 (an out= of uint8 for other inputs runs ATen's).
         (ATen casts the input first for other dtype= values: those run ATen's.)"""
         if in_dtype not in self.dtypes:
             return ()
         if self.result == "same":
             return (in_dtype,)
+        if self.result == "bool":
+            return ("bool", "u8") if in_dtype == "u8" else ("bool",)
         if in_dtype in FLOAT_DTYPES:
             return (in_dtype,) if in_dtype == "fp32" else (in_dtype, "fp32")
         return ("i64",)
@@ -91,6 +98,10 @@ REDUCTIONS = (
               ("prod", "prod.dim_int", "prod.int_out")),
     Reduction("amax", "max", FLOAT_DTYPES + ("i32", "i64", "bool"), "same", "raise", ("amax",), ("amax", "amax.out")),
     Reduction("amin", "min", FLOAT_DTYPES + ("i32", "i64", "bool"), "same", "raise", ("amin",), ("amin", "amin.out")),
+    Reduction("all", "and", DTYPES, "bool", "identity", ("all", "all.dim", "all.dims"),
+              ("all", "all.dim", "all.dims", "all.all_out", "all.out", "all.dims_out"), empty_dims_reduce_all=False),
+    Reduction("any", "or", DTYPES, "bool", "identity", ("any", "any.dim", "any.dims"),
+              ("any", "any.dim", "any.dims", "any.all_out", "any.out", "any.dims_out"), empty_dims_reduce_all=False),
 )
 BY_NAME = {r.name: r for r in REDUCTIONS}
 
@@ -421,6 +432,9 @@ def tables_header() -> str:
         f"constexpr bool kRaisesOnEmpty[kNumReductions] = {_cpp_list(b(r.empty == 'raise') for r in REDUCTIONS)};",
         f"constexpr double kEmptyValue[kNumReductions] = {_cpp_list(empty_value[r.empty](r) for r in REDUCTIONS)};",
         f"constexpr bool kScaled[kNumReductions] = {_cpp_list(b(r.scaled) for r in REDUCTIONS)};",
+        "// An explicit empty dim list reduces every dim, else none (ATen's allow_empty_dims).",
+        f"constexpr bool kEmptyDimsReduceAll[kNumReductions] = "
+        f"{_cpp_list(b(r.empty_dims_reduce_all) for r in REDUCTIONS)};",
         "// [reduction][input dtype][output dtype]: the kernels run it as torch does.",
         "constexpr bool kCovers[kNumReductions][kNumDtypes][kNumDtypes] = {\n    " + ",\n    ".join(covers_rows) + "};",
         "", "}  // namespace gems::reduce_tables", "",

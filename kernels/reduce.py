@@ -14,7 +14,9 @@ besides the innermost reduced dim up to two outer reduced dims, walked one index
 
 What is reduced is the constexpr COMBINE, the name of a combine function below (`_combine`
 dispatches on it), with IDENTITY its identity for the accumulator's type (the declaration's,
-aot/family_reduce.py COMBINES): masked lanes and the accumulator start from it. A floating
+aot/family_reduce.py COMBINES): masked lanes and the accumulator start from it. `_lift` turns each
+loaded element into what the combine function takes (its value, or for and / or whether it is
+nonzero). A floating
 result is multiplied by the runtime `scale` once, at the end: 1, or outputs / inputs for a
 declaration marked `scaled` (a mean, as ATen's CUDA kernel computes it).
 
@@ -60,6 +62,27 @@ def _min(a, b):
     return tl.where((a < b) | (a != a), a, b)
 
 
+@triton.jit
+def _and(a, b):
+    return a & b
+
+
+@triton.jit
+def _or(a, b):
+    return a | b
+
+
+@triton.jit
+def _lift(x, acc_ty: tl.constexpr, COMBINE: tl.constexpr):
+    # An input element as the combine function takes it: and / or see whether it is nonzero
+    # (a NaN is), the others its value in the accumulator's type.
+    if COMBINE == "and" or COMBINE == "or":
+        y = (x != 0).to(acc_ty)
+    else:
+        y = x.to(acc_ty)
+    return y
+
+
 # The combine functions by name, as the declarations give them (aot/family_reduce.py COMBINES):
 # a branch in each of the two dispatchers below per function.
 @triton.jit
@@ -72,6 +95,10 @@ def _combine(a, b, COMBINE: tl.constexpr):
         c = _max(a, b)
     elif COMBINE == "min":
         c = _min(a, b)
+    elif COMBINE == "and":
+        c = _and(a, b)
+    elif COMBINE == "or":
+        c = _or(a, b)
     else:
         tl.static_assert(False, "COMBINE names no combine function")
     return c
@@ -87,6 +114,10 @@ def _combine_along(acc, AXIS: tl.constexpr, COMBINE: tl.constexpr):
         total = tl.reduce(acc, AXIS, _max)
     elif COMBINE == "min":
         total = tl.reduce(acc, AXIS, _min)
+    elif COMBINE == "and":
+        total = tl.reduce(acc, AXIS, _and)
+    elif COMBINE == "or":
+        total = tl.reduce(acc, AXIS, _or)
     else:
         tl.static_assert(False, "COMBINE names no combine function")
     return total
@@ -155,10 +186,10 @@ def reduce_inner(
     for _ in range(ro_begin, ro_end):
         run = rows + (ro0 * in_ro0 + ro1 * in_ro1) * VEC
         for r0 in range(r_begin, r_full_end, BLOCK_R):
-            acc = _combine(acc, tl.load(run + r0 + cols).to(acc_ty), COMBINE)
+            acc = _combine(acc, _lift(tl.load(run + r0 + cols), acc_ty, COMBINE), COMBINE)
         for r0 in range(r_full_end, r_end, BLOCK_R):
             mask = cols < r_end - r0
-            x = tl.load(run + r0 + cols, mask=mask, other=0).to(acc_ty)
+            x = _lift(tl.load(run + r0 + cols, mask=mask, other=0), acc_ty, COMBINE)
             if IDENTITY != 0:
                 x = tl.where(mask, x, IDENTITY)
             acc = _combine(acc, x, COMBINE)
@@ -224,7 +255,7 @@ def reduce_outer(
         for r0 in range(r_begin, r_end, BLOCK_R):
             r = r0 + rows
             mask = (r < r_end)[:, None] & b_mask[None, :]
-            x = tl.load(plane + (r * in_r * VEC)[:, None], mask=mask, other=0).to(acc_ty)
+            x = _lift(tl.load(plane + (r * in_r * VEC)[:, None], mask=mask, other=0), acc_ty, COMBINE)
             if IDENTITY != 0:
                 x = tl.where(mask, x, IDENTITY)
             acc = _combine(acc, x, COMBINE)

@@ -140,9 +140,11 @@ def run(reduction, x, reduced, out, keepdim, log=None):
 # -- torch's side ------------------------------------------------------------------------------
 
 
-def dim_list(ndim, dim):
-    """The reduced dims (wrapped), all of them for None or []."""
-    if dim is None or (isinstance(dim, (list, tuple)) and len(dim) == 0) or ndim == 0:
+def dim_list(ndim, dim, name="sum"):
+    """The reduced dims (wrapped): all of them for None, and for [] where the reduction says so
+    (none for all / any)."""
+    empty = isinstance(dim, (list, tuple)) and len(dim) == 0
+    if dim is None or ndim == 0 or (empty and fam.BY_NAME[name].empty_dims_reduce_all):
         return list(range(ndim))
     return sorted({d % ndim for d in ([dim] if isinstance(dim, int) else dim)})
 
@@ -150,7 +152,8 @@ def dim_list(ndim, dim):
 def expected_meta(name, x, dim, keepdim, dtype):
     """torch's result (shape, dtype, strides) for the reduction, on the meta device."""
     m = torch.empty(x.shape, dtype=x.dtype, device="meta")
-    shape = torch.sum(m, dim=dim, keepdim=keepdim).shape
+    dims = dim_list(x.dim(), dim, name)
+    shape = [1 if d in dims else x.shape[d] for d in range(x.dim()) if keepdim or d not in dims]
     kwargs = {"dtype": dtype} if dtype is not None else {}
     result_dtype = x.dtype if fam.BY_NAME[name].result == "same" else getattr(torch, name)(m, **kwargs).dtype
     return torch.empty(shape, dtype=result_dtype, device="meta")
@@ -160,7 +163,7 @@ def gems_reduce(name, x, dim=None, keepdim=False, dtype=None, log=None):
     """The reduction through the driver's launches on the interpreted kernels."""
     meta = expected_meta(name, x, dim, keepdim, dtype)
     out = torch.full(meta.shape, 123, dtype=meta.dtype)  # poisoned
-    reduced = [d in dim_list(x.dim(), dim) for d in range(x.dim())]
+    reduced = [d in dim_list(x.dim(), dim, name) for d in range(x.dim())]
     reason = run(fam.BY_NAME[name], x, reduced, out, keepdim, log=log)
     assert reason is None, reason
     return out
@@ -169,7 +172,7 @@ def gems_reduce(name, x, dim=None, keepdim=False, dtype=None, log=None):
 def reference(name, x, dim=None, keepdim=False):
     """The reduction in float64 (int64 for integers), with the reduced dims moved last."""
     wide = x.double() if x.is_floating_point() else x.long()
-    dims = dim_list(x.dim(), dim)
+    dims = dim_list(x.dim(), dim, name)
     kept = [d for d in range(x.dim()) if d not in dims]
     flat = wide.permute(kept + dims).reshape([x.shape[d] for d in kept] + [math.prod(x.shape[d] for d in dims)])
     result = getattr(torch, name)(flat, -1)
@@ -182,7 +185,7 @@ def check(res, name, x, dim=None, keepdim=False, dtype=None):
     meta = expected_meta(name, x, dim, keepdim, dtype)
     assert (res.dtype, res.shape, res.stride()) == (meta.dtype, meta.shape, meta.stride())
     ref = reference(name, x, dim, keepdim)
-    n = max(math.prod(x.shape[d] for d in dim_list(x.dim(), dim)), 1)
+    n = max(math.prod(x.shape[d] for d in dim_list(x.dim(), dim, name)), 1)
     if name in EXACT or not res.dtype.is_floating_point:
         torch.testing.assert_close(res, ref.to(res.dtype), rtol=0, atol=0, equal_nan=True)
     elif name == "prod":  # an fp32 rounding per factor, then the output's
@@ -193,6 +196,14 @@ def check(res, name, x, dim=None, keepdim=False, dtype=None):
 
 
 def make_input(name, shape, dtype, gen):
+    if name in ("all", "any"):  # zeros at every 7th element of the first half (all), else nonzeros
+        n = math.prod(shape)
+        values = make_input("sum", shape, dtype, gen)
+        values = torch.where(values == 0, torch.ones((), dtype=dtype), values)
+        sparse = (torch.arange(n) % 7 == 3) & (torch.arange(n) < n // 2)
+        sparse = sparse.reshape(shape)
+        zero = torch.zeros((), dtype=dtype)
+        return torch.where(sparse, zero, values) if name == "all" else torch.where(sparse, values, zero)
     if dtype == torch.bool:
         return torch.rand(shape, generator=gen) < 0.5
     if name == "prod":  # factors near +-1 keep long products finite (and integer ones nonzero mod 2**64)
@@ -319,6 +330,32 @@ def test_integer_extremes(name):
             assert torch.equal(gems_reduce(name, x, dim), getattr(torch, name)(x, dim if dim is not None else ()))
 
 
+@pytest.mark.parametrize("name", ["all", "any"])
+def test_all_any_values(name):
+    """Nonzero is what counts: NaN and infinities are, -0.0 is not; integer extremes; uint8 input
+    gives uint8; dim=[] reduces nothing (each element's truth); an empty reduction is True / False."""
+    f = float("nan")
+    x = torch.tensor([[1.0, f, -0.0], [0.0, 0.0, -0.0], [float("-inf"), 2.0, 3.0], [0.0, f, 0.0]])
+    for dtype in (torch.float32, torch.float16, torch.bfloat16):
+        for dim in (0, 1, None, [], [0, 1]):
+            res = gems_reduce(name, x.to(dtype), dim)
+            expected = getattr(torch, name)(x.to(dtype)) if dim is None else getattr(torch, name)(x.to(dtype), dim)
+            assert res.dtype == torch.bool and torch.equal(res, expected), (dtype, dim)
+    for dtype in (torch.int32, torch.int64, torch.int8, torch.int16, torch.uint8):
+        info = torch.iinfo(dtype)
+        i = torch.tensor([[info.min, 0, info.max], [0, 0, 0], [info.max, info.min, 1]], dtype=dtype)
+        for dim in (0, 1, None):
+            res = gems_reduce(name, i, dim)
+            expected = getattr(torch, name)(i) if dim is None else getattr(torch, name)(i, dim)
+            assert res.dtype == expected.dtype == (torch.uint8 if dtype == torch.uint8 else torch.bool)
+            assert torch.equal(res, expected), (dtype, dim)
+    for x, dim in ((torch.empty(0, 7), 0), (torch.empty(0, 7), None), (torch.empty(0), None), (torch.empty(0, 7), [])):
+        res = gems_reduce(name, x, dim)
+        assert torch.equal(res, getattr(torch, name)(x, dim=dim)), (x.shape, dim)
+    empty = gems_reduce(name, torch.empty(0, dtype=torch.uint8))
+    assert empty.dtype == torch.uint8 and empty.item() == (name == "all")
+
+
 def test_bool_inputs(seeded):
     x = make_input("amax", (9, 40), torch.bool, seeded)
     x[0] = False
@@ -406,6 +443,9 @@ def test_out_strides(seeded):
         ("amax", (20000,), None, torch.float16),  # partials in the output dtype
         ("amin", (9000, 3), 0, torch.int32),
         ("amax", (40, 60, 9), (0, 2), torch.bool),
+        ("all", (20000,), None, torch.float16),  # bool partials
+        ("any", (9000, 3), 0, torch.uint8),  # uint8 partials
+        ("all", (40, 60, 9), (0, 2), torch.int8),
     ],
 )
 def test_split_reduction(name, shape, dim, dtype, seeded, monkeypatch):
@@ -537,9 +577,13 @@ def test_generated_tables_are_the_declarations():
     body = text[text.index("kCovers"):]
     flags = [v.strip(" {}\n;") == "true" for v in body[body.index("= {") + 3:body.index("};")].split(",")]
     assert flags == [fam.covers(r, i, o) for r in fam.REDUCTIONS for i in fam.DTYPES for o in fam.DTYPES]
-    assert "enum Reduction : int { kSum = 0, kMean = 1, kProd = 2, kAmax = 3, kAmin = 4 };" in text
-    assert "kEmptyValue[kNumReductions] = {0.0, std::numeric_limits<double>::quiet_NaN(), 1.0, 0.0, 0.0};" in text
-    assert "kRaisesOnEmpty[kNumReductions] = {false, false, false, true, true};" in text
+    assert ("enum Reduction : int { kSum = 0, kMean = 1, kProd = 2, kAmax = 3, kAmin = 4, kAll = 5, kAny = 6 };"
+            in text)
+    assert ("kEmptyValue[kNumReductions] = {0.0, std::numeric_limits<double>::quiet_NaN(), 1.0, 0.0, 0.0, 1.0, 0.0};"
+            in text)
+    assert "kRaisesOnEmpty[kNumReductions] = {false, false, false, true, true, false, false};" in text
+    assert "kEmptyDimsReduceAll[kNumReductions] = {true, true, true, true, true, false, false};" in text
+    assert "kResult[kNumReductions] = {kPromote, kFloating, kPromote, kSame, kSame, kBool, kBool};" in text
     assert "kKindMaxRun[kNumKinds] = {64, 512, 2048, -1, 4, 16, 64, -1};" in text
 
 
@@ -548,7 +592,7 @@ def test_generated_tables_are_the_declarations():
 
 def test_variant_count():
     per_arch = {a: sum(GRID.make(p, a) is not None for p in GRID.points()) for a in ARCHS}
-    assert per_arch == {80: 400, 90: 400, 100: 400}
+    assert per_arch == {80: 608, 90: 608, 100: 608}
 
 
 def test_declarations_match_kernels():
@@ -595,7 +639,8 @@ def test_schemas_are_atens():
         assert str(schemas.aten_schema(op.name)) == "aten::" + op.schema
     assert [o.name for o in fam.ATEN_OVERRIDES] == [
         "sum.dim_IntList", "sum.IntList_out", "mean.dim", "mean.out", "prod", "prod.dim_int", "prod.int_out", "amax",
-        "amax.out", "amin", "amin.out"]
+        "amax.out", "amin", "amin.out", "all", "all.dim", "all.dims", "all.all_out", "all.out", "all.dims_out", "any",
+        "any.dim", "any.dims", "any.all_out", "any.out", "any.dims_out"]
     for o in fam.ATEN_OVERRIDES:  # an own CUDA kernel, never a composite (test_extension, decision 4)
         assert schemas.has_kernel(o.name, "CUDA"), o.name
 
@@ -607,6 +652,8 @@ def test_generated_entry_points():
     assert "const reduce::Call call{reduce_tables::kAmax, self, dim, keepdim, std::nullopt};" in text
     assert "return reason == Fallback::kNone ? out : at::cuda::amax_outf(self, dim, keepdim, out);" in text
     assert "return reason == Fallback::kNone ? out : at::cuda::amin_outf(self, dim, keepdim, out);" in text
+    assert "return reason == Fallback::kNone ? out : at::cuda::all_outf(self, out);" in text
+    assert "const reduce::Call call{reduce_tables::kAny, self, at::IntArrayRef(dim), keepdim, std::nullopt};" in text
     assert "const reduce::Call call{reduce_tables::kMean, self, std::nullopt, false, dtype};" in text
     for op in fam.GEMS_OPS:
         assert f"at::Tensor cuda::{op.cpp}(" in text and f"at::Tensor meta::{op.cpp}(" in text
@@ -661,7 +708,17 @@ def torch_and_gems_calls(x):
         if isinstance(dim, list) and len(dim) == 1:
             yield (lambda t: torch.prod(t, dim[0], keepdim, dtype=dtype)), (
                 lambda t: g.prod.dim_int(t, dim[0], keepdim, dtype=dtype))
-    for name in ("sum", "mean", "prod"):
+        for name in ("all", "any"):
+            if dim is None:
+                yield (lambda t: getattr(torch, name)(t, None, keepdim)), (lambda t: getattr(g, name).dims(t, None,
+                                                                                                        keepdim))
+            elif len(dim) == 1:
+                yield (lambda t: getattr(torch, name)(t, dim[0], keepdim)), (
+                    lambda t: getattr(g, name).dim(t, dim[0], keepdim))
+            else:
+                yield (lambda t: getattr(torch, name)(t, dim, keepdim)), (lambda t: getattr(g, name).dims(t, dim,
+                                                                                                       keepdim))
+    for name in ("sum", "mean", "prod", "all", "any"):
         yield (lambda t: getattr(torch, name)(t)), (lambda t: getattr(g, name)(t))
 
 
@@ -675,7 +732,7 @@ def outcome(fn, x):
         return type(e).__name__, str(e)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.int32, torch.bool])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.int32, torch.bool, torch.uint8])
 def test_meta_functions(gems, dtype):
     """Every gems op on meta tensors gives torch's shape, dtype and strides, and torch's errors
     (mean of integers, amax over an empty dim, ...)."""
@@ -702,6 +759,9 @@ def test_errors_match_torch(gems):
         (lambda x: torch.amax(x[:0]), lambda x: torch.ops.gems.amax(x[:0])),
         (lambda x: torch.amax(x[:0], 0), lambda x: torch.ops.gems.amax(x[:0], [0])),
         (lambda x: torch.amin(x[:0], 0), lambda x: torch.ops.gems.amin(x[:0], [0])),
+        (lambda x: torch.all(x, 2), lambda x: torch.ops.gems.all.dim(x, 2)),
+        (lambda x: torch.any(x, [0, 0]), lambda x: torch.ops.gems.any.dims(x, [0, 0])),
+        (lambda x: torch.any(x, [-3]), lambda x: torch.ops.gems.any.dims(x, [-3])),
     ]
     for theirs, ours in cases:
         expected = outcome(theirs, torch.empty(3, 4))
@@ -717,6 +777,8 @@ SAMPLES = [
     {"combine": "mul", "kind": "outer_b128", "in_dtype": "bf16", "out_dtype": "fp32", "align": "16"},
     {"combine": "max", "kind": "outer_b16", "in_dtype": "fp16", "out_dtype": "fp16", "align": "any"},
     {"combine": "min", "kind": "inner_r512", "in_dtype": "bool", "out_dtype": "bool", "align": "any"},
+    {"combine": "and", "kind": "inner_r2k", "in_dtype": "bf16", "out_dtype": "bool", "align": "16"},
+    {"combine": "or", "kind": "outer_b64", "in_dtype": "u8", "out_dtype": "u8", "align": "any"},
 ]
 
 

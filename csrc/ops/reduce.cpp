@@ -154,6 +154,7 @@ c10::ScalarType result_dtype(const Call& c) {
   const c10::ScalarType promoted = at::native::get_dtype_from_self(c.self, c.dtype, /*promote_integers=*/true);
   switch (t::kResult[c.reduction]) {
     case t::kSame: return c.self.scalar_type();
+    case t::kBool: return c.self.scalar_type() == at::kByte ? at::kByte : at::kBool;
     case t::kFloating:
       TORCH_CHECK(at::isFloatingType(promoted) || at::isComplexType(promoted), t::kName[c.reduction],
                   "(): could not infer output dtype. ", c.dtype ? "Optional" : "Input",
@@ -172,12 +173,18 @@ c10::ScalarType out_dtype(const Call& c, const at::Tensor& out) {
                 c.self.scalar_type(), " for input's dtype and ", out.scalar_type(), " for out's dtype.");
     return out.scalar_type();
   }
+  if (t::kResult[c.reduction] == t::kBool) {
+    TORCH_CHECK(out.scalar_type() == at::kBool || out.scalar_type() == at::kByte, t::kName[c.reduction],
+                " only supports bool tensor for result, got: ", out.scalar_type());
+    return out.scalar_type();
+  }
   if (t::kResult[c.reduction] == t::kFloating) result_dtype(c);  // its checks
   return c.dtype.value_or(out.scalar_type());
 }
 
 // torch's checks of an empty input where the reduction has no identity (amax: "Expected reduction
-// dim 0 to have non-zero size."), its dim checks and result shape, and the dim mask.
+// dim 0 to have non-zero size."), its dim checks and result shape, and the dim mask (an empty dim
+// list: every dim, or none where the declaration says so: all, any).
 at::DimVector reduction_shape(const Call& c, DimMask& mask) {
   const int64_t ndim = c.self.dim();
   if (t::kRaisesOnEmpty[c.reduction] && c.self.numel() == 0) {
@@ -186,8 +193,9 @@ at::DimVector reduction_shape(const Call& c, DimMask& mask) {
   }
   at::DimVector dims = at::native::make_dim_vector(c.dim, ndim);
   at::maybe_wrap_dims(dims, ndim);
-  at::DimVector shape = at::meta::get_reduction_shape(c.self, dims, c.keepdim);
-  mask = at::native::make_dim_mask(dims, ndim);
+  const bool allow_empty_dims = !t::kEmptyDimsReduceAll[c.reduction];
+  at::DimVector shape = at::meta::get_reduction_shape(c.self, dims, c.keepdim, allow_empty_dims);
+  mask = at::native::make_dim_mask(dims, ndim, allow_empty_dims);
   return shape;
 }
 
