@@ -16,6 +16,9 @@ EXACT = {r.name for r in fam.REDUCTIONS if fam.COMBINES[r.combine].exact}  # res
 SAME_DTYPE = {r.name for r in fam.REDUCTIONS if r.result == "same"}  # reductions with no dtype argument
 RAISES_ON_EMPTY = {r.name for r in fam.REDUCTIONS if r.empty == "raise"}
 BOOL_RESULT = {r.name for r in fam.REDUCTIONS if r.result == "bool"}  # all, any: no dtype, no gradient
+VARIANCES = {r.name for r in fam.REDUCTIONS if r.finish == "var"}  # var, std, var_mean, std_mean: correction=
+WITH_MEAN = {r.name for r in fam.REDUCTIONS if r.with_mean}  # (result, mean); no out= override
+HAS_OUT = [r.name for r in fam.REDUCTIONS if any(o.endswith("out") for o in r.aten_overrides)]
 SHAPES = [(), (1,), (0,), (0, 7), (1024, 1024), (20, 320, 15), (16, 128, 64, 60), (16, 7, 57, 32, 29)]
 RTOL = {torch.float32: 1.3e-6, torch.float16: 1e-3, torch.bfloat16: 1.6e-2, torch.float64: 1e-7}
 FLOATS = (torch.float32, torch.float16, torch.bfloat16)
@@ -23,7 +26,8 @@ INTS = (torch.int32, torch.int64, torch.bool, torch.uint8, torch.int8, torch.int
 OVERRIDES = tuple(o.name for o in fam.ATEN_OVERRIDES)
 # The overload torch.<name>(x, dim) reaches.
 OVERLOAD_OF_DIM = {"sum": "sum.dim_IntList", "mean": "mean.dim", "prod": "prod.dim_int", "all": "all.dim",
-                   "any": "any.dim"}
+                   "any": "any.dim", "var": "var.correction", "std": "std.correction",
+                   "var_mean": "var_mean.correction", "std_mean": "std_mean.correction"}
 TORCH_DTYPE = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "i32": torch.int32,
                "i64": torch.int64, "bool": torch.bool, "u8": torch.uint8, "i8": torch.int8, "i16": torch.int16}
 
@@ -92,7 +96,7 @@ def dim_lists(name, ndim):
     return out
 
 
-def reduce_call(name, x, dim=None, keepdim=False, dtype=None, **out):
+def reduce_call(name, x, dim=None, keepdim=False, dtype=None, correction=None, **out):
     """The reduction as a user writes it: torch.<name>, with the dim forms each op takes (dim
     None: every dim; prod has no form for every dim with keepdim)."""
     fn = getattr(torch, name)
@@ -101,6 +105,8 @@ def reduce_call(name, x, dim=None, keepdim=False, dtype=None, **out):
         return fn(x, () if dim is None else dim, keepdim, **out)
     if name in BOOL_RESULT:  # dim=[] reduces nothing: every dim is None
         return fn(x, **out) if dim is None and not keepdim else fn(x, dim, keepdim, **out)
+    if name in VARIANCES:
+        return fn(x, dim, keepdim=keepdim, **({"correction": correction} if correction is not None else {}), **out)
     if dim is None and keepdim:
         assert name != "prod"
         return fn(x, list(range(x.dim())), keepdim=True, **kwargs)
@@ -118,9 +124,19 @@ def reduced_count(x, dim):
     return max(n, 1)
 
 
-def assert_matches(gems, res, name, x, dim=None, keepdim=False, dtype=None):
+def assert_matches(gems, res, name, x, dim=None, keepdim=False, dtype=None, correction=None):
     """dtype, shape, strides and device are ATen's; values within docs/TESTING.md's tolerance of
-    a float64 reference (exact combines: ATen's exactly; integers: exact)."""
+    a float64 reference (exact combines: ATen's exactly; integers: exact). A (result, mean) pair:
+    both."""
+    if name in VARIANCES:
+        with gems.use_gems(include=[]):
+            expected = reduce_call(name, x, dim, keepdim, correction=correction)
+            ref = reduce_call(name, x.double(), dim, keepdim, correction=correction)
+        pairs = zip(res, expected, ref) if name in WITH_MEAN else ((res, expected, ref),)
+        for r, e, f in pairs:
+            assert (r.dtype, r.shape, r.stride(), r.device) == (e.dtype, e.shape, e.stride(), e.device)
+            torch.testing.assert_close(r, f.to(r.dtype), rtol=RTOL[r.dtype], atol=1e-4, equal_nan=True)
+        return
     with gems.use_gems(include=[]):
         expected = reduce_call(name, x, dim, keepdim, dtype)
         assert (res.dtype, res.shape, res.stride(), res.device) == (
@@ -234,9 +250,10 @@ def test_nan_and_infinities(gems, counts, dtype):
                 res = reduce_call(name, x, dim)
             with gems.use_gems(include=[]):
                 expected = reduce_call(name, x, dim)
-                assert torch.equal(res.isnan(), expected.isnan()), (name, dim)
-                finite = ~expected.isnan()
-                assert torch.equal(res[finite].isinf(), expected[finite].isinf()), (name, dim)
+            for r, e in zip(res, expected) if name in WITH_MEAN else ((res, expected),):
+                assert torch.equal(r.isnan(), e.isnan()), (name, dim)
+                finite = ~e.isnan()
+                assert torch.equal(r[finite].isinf(), e[finite].isinf()), (name, dim)
     assert counts() == {}
 
 
@@ -286,14 +303,14 @@ def test_strided_innermost_falls_back(gems, counts, name):
     assert counts() == {(OVERLOAD_OF_DIM.get(name, name), "layout"): 1}
 
 
-@pytest.mark.parametrize("name", ["sum", "mean", "amax", "amin", "all", "any"])
+@pytest.mark.parametrize("name", ["sum", "mean", "amax", "amin", "all", "any", "var", "std_mean"])
 def test_full_reduction_64m(gems, counts, name):
     for dtype in (torch.float32, torch.bfloat16):
         x = make((1 << 26,), dtype, name=name)
         with gems.use_gems(include=[name]):
             a = reduce_call(name, x)
             b = reduce_call(name, x)
-        assert torch.equal(a, b)  # deterministic: no atomics
+        assert all(torch.equal(u, v) for u, v in zip(a, b)) if name in WITH_MEAN else torch.equal(a, b)  # no atomics
         assert_matches(gems, a, name, x)
         if name == "sum":  # tighter than atol 1e-4 * n: the split's fp32 partials keep the error small
             assert abs(a.double().item() - x.double().sum().item()) < 1e-2 * (x.numel() ** 0.5)
@@ -329,7 +346,7 @@ def test_index64(gems, counts):
 # -- out= -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", HAS_OUT)
 def test_out_resized(gems, counts, name):
     x = make((20, 320, 15), torch.float32, name=name)
     dim = 1 if name == "prod" else [0, 2]
@@ -343,7 +360,7 @@ def test_out_resized(gems, counts, name):
     assert counts() == {}
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", HAS_OUT)
 def test_out_strides_kept(gems, counts, name):
     x = make((20, 320, 15), torch.bfloat16, name=name)
     out_dtype = torch.bool if name in BOOL_RESULT else torch.bfloat16
@@ -403,7 +420,8 @@ def test_uncovered_dtypes_fall_back(gems, counts):
         ("sum", f64.to(torch.complex64), None), ("mean", f64.to(torch.complex64), 1),
         ("prod", make((33, 17), torch.int8, name="prod"), 1), ("amax", make((33, 17), torch.uint8), 1),
         ("amin", make((33, 17), torch.int16), 0), ("mean", make((33, 17), torch.int32), 1),  # mean(int, dtype=float)
-        ("all", f64, 0), ("any", f64.to(torch.complex64), None),
+        ("all", f64, 0), ("any", f64.to(torch.complex64), None), ("var", f64, 0), ("std", f64.to(torch.complex64), 1),
+        ("var_mean", f64, None), ("std_mean", f64.to(torch.complex64), 0),
     ]
     expected_counts = {}
     for name, x, dim in cases:
@@ -435,6 +453,9 @@ def test_torch_errors_under_gems(gems, counts):
         lambda: torch.mean(x.int()), lambda: torch.mean(x.int(), 1), lambda: torch.mean(x.int(), dtype=torch.int64),
         lambda: torch.amax(empty, 0), lambda: torch.amin(empty), lambda: torch.amax(empty, [0, 1]),
         lambda: torch.all(x, 2), lambda: torch.any(x, [0, 0]), lambda: torch.all(x, [-3]),
+        lambda: torch.var(x.int()), lambda: torch.std(x.long(), 1), lambda: torch.var_mean(x.int(), 0),
+        lambda: torch.std_mean(x.bool()), lambda: torch.var(x, [1, 1]), lambda: torch.std(x, 2),
+        lambda: torch.var(x, 1, out=torch.empty(3, device="cuda", dtype=torch.int32)),
     ]
     for fn in cases:
         with gems.use_gems(include=[]):
@@ -483,6 +504,48 @@ def test_gems_ops(gems, shape, dtype):
                 assert_matches(gems, g.amin(x, [] if dim is None else dim, keepdim), "amin", x, dim, keepdim)
 
 
+@pytest.mark.parametrize("shape", [(), (0, 7), (20, 320, 15), (16, 7, 57, 32, 29)], ids=str)
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_gems_ops_variances(gems, shape, dtype):
+    g = torch.ops.gems
+    x = make(shape, dtype)
+    for name in sorted(VARIANCES):
+        op = getattr(g, name).correction
+        assert_matches(gems, op(x), name, x)
+        for dim in dim_lists("sum", len(shape))[:8]:
+            for keepdim, correction in ((False, None), (True, 0), (False, 2.5)):
+                res = op(x, dim, correction=correction, keepdim=keepdim)
+                assert_matches(gems, res, name, x, dim, keepdim, correction=correction)
+
+
+@pytest.mark.parametrize("name", sorted(VARIANCES))
+def test_variances(gems, counts, name):
+    """Corrections 0, 1, fractional and past the reduced length (inf / NaN as ATen); a mean of 1e3
+    beside a spread of 1 (Welford keeps it); long rows and columns that split into partial states."""
+    x = make((64, 1000), torch.float32)
+    for correction in (0, 1, 2.5, 1000, 1001, 5000):
+        for dim in (None, 0, 1):
+            with gems.use_gems(include=[name]):
+                res = reduce_call(name, x, dim, correction=correction)
+            assert_matches(gems, res, name, x, dim, correction=correction)
+    shifted = 1e3 + make((8, 300000), torch.float32)
+    for dim in (None, 1, 0):
+        with gems.use_gems(include=[name]):
+            res = reduce_call(name, shifted, dim)
+        var = res[0] if name in WITH_MEAN else res
+        with gems.use_gems(include=[]):
+            ref = reduce_call(name, shifted.double(), dim)
+            ref = ref[0] if name in WITH_MEAN else ref
+        torch.testing.assert_close(var.double(), ref, rtol=1e-4, atol=0)
+    for dtype in FLOATS:
+        for shape, dim in (((1 << 22,), None), ((3, 1 << 20), 1), ((1 << 20, 3), 0), ((512, 64, 9), [0, 2])):
+            x = make(shape, dtype)
+            with gems.use_gems(include=[name]):
+                res = reduce_call(name, x, dim)
+            assert_matches(gems, res, name, x, dim)
+    assert counts() == {}
+
+
 def test_gems_ops_meta(gems):
     x = torch.empty(4, 5, 6, device="meta", dtype=torch.bfloat16)
     g = torch.ops.gems
@@ -493,7 +556,7 @@ def test_gems_ops_meta(gems):
         assert res.shape == ref.shape and res.dtype == ref.dtype and res.device.type == "meta"
 
 
-@pytest.mark.parametrize("name", [n for n in NAMES if n not in BOOL_RESULT])
+@pytest.mark.parametrize("name", [n for n in NAMES if n not in BOOL_RESULT | WITH_MEAN])
 def test_autograd(gems, counts, name):
     x = make((16, 37, 9), torch.float32, name=name).requires_grad_()
     for dim, keepdim in [(None, False), (1, False), (2, True)]:
