@@ -420,7 +420,17 @@ def bench_cases() -> list:
     return [bench_case("sum", "sum.dim_IntList", "reduce", "rows", FLOAT_DTYPES + ("i32", "i64"), extra_args=([1],),
                        out=lambda dt: "i64" if dt in INT_INPUTS else dt),
             bench_case("mean", "mean.dim", "reduce", "rows", FLOAT_DTYPES, extra_args=([1],)),
-            bench_case("amax", "amax", "reduce", "rows", FLOAT_DTYPES + ("i32",), extra_args=([1],))]
+            bench_case("prod", "prod.dim_int", "reduce", "rows", FLOAT_DTYPES + ("i32",), extra_args=(1,),
+                       out=lambda dt: "i64" if dt in INT_INPUTS else dt),
+            bench_case("amax", "amax", "reduce", "rows", FLOAT_DTYPES + ("i32",), extra_args=([1],)),
+            bench_case("amin", "amin", "reduce", "rows", FLOAT_DTYPES + ("i32",), extra_args=([1],)),
+            bench_case("all", "all.dim", "reduce", "rows", FLOAT_DTYPES + ("bool",), extra_args=(1,),
+                       out=lambda dt: "bool"),
+            bench_case("any", "any.dim", "reduce", "rows", FLOAT_DTYPES + ("bool",), extra_args=(1,),
+                       out=lambda dt: "bool"),
+            bench_case("var", "var.correction", "reduce", "rows", FLOAT_DTYPES, extra_args=([1],)),
+            bench_case("std", "std.correction", "reduce", "rows", FLOAT_DTYPES, extra_args=([1],)),
+            bench_case("var_mean", "var_mean.correction", "reduce", "rows", FLOAT_DTYPES, extra_args=([1],))]
 
 
 # -- generated sources --------------------------------------------------------------------------
