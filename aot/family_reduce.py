@@ -11,13 +11,14 @@ dtype and for an empty reduction, and its overloads. From REDUCTIONS come the gr
 the gems ops and aten overrides, their C++ entry points (`family_reduce_ops.cpp`, generated into
 the build folder) and the tables the driver plans with (`reduce_tables.h`, likewise).
 
-One grid, "reduce", indexed by combine function, kernel kind (which kernel and tile), input
-dtype, output dtype and alignment. The planner below (and its C++ form in reduce_plan.h, which
+One grid, "reduce", indexed by combine function, stage (what a launch reads and writes: STAGES),
+kernel kind (which kernel and tile), input dtype, output dtype and alignment. The planner below (and its C++ form in reduce_plan.h, which
 a CPU test compiles and compares) views a reduction as groups of kept and reduced dims in memory
 order and picks the kind from its geometry: inner kinds when the innermost dims in memory are
 reduced (by the length R of that contiguous run), outer kinds when they are kept (by the length
 B of the kept contiguous run). Where few programs would walk a long reduction it splits it:
-partials go to a workspace that a second launch combines.
+partials (whole states where the accumulator holds several values: welford) go to a workspace
+that a second launch combines.
 """
 
 from __future__ import annotations
@@ -33,12 +34,16 @@ from aot.variants import FLOAT_DTYPES, KernelGrid, Variant, ptr
 @dataclasses.dataclass(frozen=True)
 class Combine:
     """A combine function of kernels/reduce.py: its identity for an fp32 and an int64
-    accumulator, and whether it is exact (picks one of its operands, so split partials keep the
-    output dtype; otherwise they are accumulator-typed: fp32 or int64)."""
+    accumulator, whether it is exact (picks one of its operands, so split partials keep the
+    output dtype; otherwise they are accumulator-typed: fp32 or int64), and how many values its
+    accumulator holds (welford: mean, m2, count; a split's partials are then whole states, one
+    workspace plane per value, and a finish other than "value" projects them)."""
 
     float_identity: float
     int_identity: int
     exact: bool = False
+    values: int = 1
+    values_warps: int = 1  # the kinds' warps times this: a state of several values in as many registers
 
 
 COMBINES = {
@@ -46,16 +51,28 @@ COMBINES = {
     "mul": Combine(1.0, 1),
     "max": Combine(float("-inf"), -(2**63), exact=True),
     "min": Combine(float("inf"), 2**63 - 1, exact=True),
+    "and": Combine(1.0, 1, exact=True),  # of whether elements are nonzero (kernels/reduce.py _lift)
+    "or": Combine(0.0, 0, exact=True),
+    "welford": Combine(0.0, 0, values=3, values_warps=2),  # (mean, m2, count), combined by Chan's formula
 }
 
 # The dtypes of the grid's in_dtype and out_dtype axes.
 DTYPES = FLOAT_DTYPES + ("i32", "i64", "bool", "u8", "i8", "i16")
 INT_INPUTS = ("i32", "i64", "bool", "u8", "i8", "i16")
 # torch's result dtype rules: "promote" (get_dtype_from_self with integers to int64: sum, prod),
-# "floating" (the same, and only floating or complex results: mean), "same" (the input's: amax).
-RESULT_RULES = ("promote", "floating", "same")
+# "floating" (the same, and only floating or complex results: mean), "same" (the input's: amax),
+# "bool" (bool, uint8 for uint8 input; an out= of either: all, any), "real" (the input's real
+# dtype, floating or complex input only; an out= of any dtype the input casts to: var, std).
+RESULT_RULES = ("promote", "floating", "same", "bool", "real")
 # An empty reduction: the combine's identity (sum 0, prod 1), NaN (mean), or torch's error (amax).
 EMPTY_RULES = ("identity", "nan", "raise")
+# What a launch reads and writes (kernels/reduce.py SOURCE, FINISH): "value" reads elements and
+# writes the combined value (times scale); a multi-valued combine's "state" writes its state (a
+# split's first launch), "var" projects it (m2 / max(count - correction, 0), its root for std, the
+# mean beside it for var_mean), "state_var" projects states a first launch wrote.
+STAGES = {"value": ("elements", "value"), "state": ("elements", "state"), "var": ("elements", "var"),
+          "state_var": ("state", "var")}
+FINISHES = ("value", "var")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,14 +85,24 @@ class Reduction:
     gems_ops: tuple  # overloads served as torch.ops.gems.<overload>, schemas as aten's
     aten_overrides: tuple  # overloads `enable()` overrides
     scaled: bool = False  # the result is the combined value times outputs / inputs (mean)
+    empty_dims_reduce_all: bool = True  # dim=[] reduces every dim (sum), else none (all: allow_empty_dims)
+    finish: str = "value"  # a FINISHES entry: how the combined accumulator becomes the result
+    sqrt: bool = False  # the square root of the finish (std)
+    with_mean: bool = False  # a second result, the mean (var_mean): its finish writes it too
+    error_name: str = ""  # what torch's dtype error calls the op, where not its name ("std and var")
 
     def outputs(self, in_dtype: str) -> tuple:
         """The output dtypes torch gives this input whose kernel reads the input as it is: the
-        input's, fp32 for fp16 / bf16 (dtype=torch.float32), int64 for promoted integers.
+        input's, fp32 for fp16 / bf16 (dtype=torch.float32), int64 for promoted integers; bool,
+        and uint8 for uint8 (an out= of uint8 for other inputs runs ATen's).
         (ATen casts the input first for other dtype= values: those run ATen's.)"""
         if in_dtype not in self.dtypes:
             return ()
         if self.result == "same":
+            return (in_dtype,)
+        if self.result == "bool":
+            return ("bool", "u8") if in_dtype == "u8" else ("bool",)
+        if self.result == "real":
             return (in_dtype,)
         if in_dtype in FLOAT_DTYPES:
             return (in_dtype,) if in_dtype == "fp32" else (in_dtype, "fp32")
@@ -91,6 +118,18 @@ REDUCTIONS = (
               ("prod", "prod.dim_int", "prod.int_out")),
     Reduction("amax", "max", FLOAT_DTYPES + ("i32", "i64", "bool"), "same", "raise", ("amax",), ("amax", "amax.out")),
     Reduction("amin", "min", FLOAT_DTYPES + ("i32", "i64", "bool"), "same", "raise", ("amin",), ("amin", "amin.out")),
+    Reduction("all", "and", DTYPES, "bool", "identity", ("all", "all.dim", "all.dims"),
+              ("all", "all.dim", "all.dims", "all.all_out", "all.out", "all.dims_out"), empty_dims_reduce_all=False),
+    Reduction("any", "or", DTYPES, "bool", "identity", ("any", "any.dim", "any.dims"),
+              ("any", "any.dim", "any.dims", "any.all_out", "any.out", "any.dims_out"), empty_dims_reduce_all=False),
+    Reduction("var", "welford", FLOAT_DTYPES, "real", "nan", ("var.correction",), ("var.correction",
+              "var.correction_out"), finish="var", error_name="std and var"),
+    Reduction("std", "welford", FLOAT_DTYPES, "real", "nan", ("std.correction",), ("std.correction",
+              "std.correction_out"), finish="var", sqrt=True, error_name="std and var"),
+    Reduction("var_mean", "welford", FLOAT_DTYPES, "real", "nan", ("var_mean.correction",), ("var_mean.correction",),
+              finish="var", with_mean=True),
+    Reduction("std_mean", "welford", FLOAT_DTYPES, "real", "nan", ("std_mean.correction",), ("std_mean.correction",),
+              finish="var", sqrt=True, with_mean=True),
 )
 BY_NAME = {r.name: r for r in REDUCTIONS}
 
@@ -108,6 +147,13 @@ def covers(reduction: Reduction, in_dtype: str, out_dtype: str) -> bool:
 def workspace(reduction: Reduction, out_dtype: str) -> str:
     """The dtype of a split's partials, which the second launch combines into the output."""
     return out_dtype if COMBINES[reduction.combine].exact else accumulator(out_dtype)
+
+
+def stages(reduction: Reduction) -> tuple:
+    """(whole, first, second): the STAGES of an unsplit launch and of a split's two launches."""
+    if COMBINES[reduction.combine].values == 1:
+        return "value", "value", "value"
+    return reduction.finish, "state", "state_" + reduction.finish
 
 
 # -- kinds and the planner ----------------------------------------------------------------------
@@ -299,20 +345,24 @@ _OUTER_ARGS = (
     "B", "KEPT1", "in_k0", "in_k1", "out_k0", "out_k1", "out_b",
     "R", "in_r", "RO", "RO1", "in_ro0", "in_ro1", "r_step", "r_len", "ro_step", "ro_len", "out_split",
 )  # fmt: skip
+_VALUE_ARGS = ("in_value", "out_value", "has_mean", "take_sqrt")
 
 
-def _pairs(combine: str) -> tuple:
-    """(user pairs, partials pairs) of (input, output) dtypes the reductions of a combine run:
-    user pairs read the input tensor, partials pairs the second launch of a split."""
-    users, partials = set(), set()
+def _pairs(combine: str) -> dict:
+    """stage -> the (input, output) dtypes the reductions of a combine run in it, and whether its
+    input is the input tensor (an aligned variant helps) rather than a split's partials."""
+    pairs = {}
     for r in REDUCTIONS:
         if r.combine != combine:
             continue
+        whole, first, second = stages(r)
         for i in r.dtypes:
             for o in r.outputs(i):
-                users.add((i, o))
-                partials.add((workspace(r, o), o))
-    return users, partials
+                ws = workspace(r, o)
+                pairs[(whole, i, o)] = True
+                pairs[(first, i, ws)] = True
+                pairs.setdefault((second, ws, o), False)
+    return pairs
 
 
 _PAIRS = {c: _pairs(c) for c in COMBINES}
@@ -324,33 +374,36 @@ def identity(combine: str, out_dtype: str):
 
 
 def _reduce(point, arch):
-    combine, kind, in_dtype, out_dtype, align = (point[a] for a in ("combine", "kind", "in_dtype", "out_dtype", "align"))
-    users, partials = _PAIRS[combine]
-    pair = (in_dtype, out_dtype)
-    if pair not in users and pair not in partials:
+    combine, stage, kind, in_dtype, out_dtype, align = (
+        point[a] for a in ("combine", "stage", "kind", "in_dtype", "out_dtype", "align"))
+    reads_input = _PAIRS[combine].get((stage, in_dtype, out_dtype))
+    if reads_input is None:
         return None
-    if align == "16" and not (in_dtype in FLOAT_DTYPES and pair in users):
+    if align == "16" and not (in_dtype in FLOAT_DTYPES and reads_input):
         return None
     k = KINDS[kind]
     args = _INNER_ARGS if k.kernel == "inner" else _OUTER_ARGS
     # r_step is a multiple of BLOCK_R: the hint keeps split starts aligned.
     hints = ("in_ptr", "r_step") if align == "16" else ("r_step",)
     vec = 16 // ELEMENT_BYTES[in_dtype] if align == "16" else 1
-    consts = (("COMBINE", combine), ("IDENTITY", identity(combine, out_dtype)), ("VEC", vec),
-              ("BLOCK_OUT", k.block_out), ("BLOCK_R", k.block_r))
-    sig = (("in_ptr", ptr(in_dtype)), ("out_ptr", ptr(out_dtype)))
-    sig += tuple((a, "i64") for a in args) + (("scale", "fp32"),) + tuple((n, "constexpr") for n, _ in consts)
+    source, finish = STAGES[stage]
+    consts = (("COMBINE", combine), ("IDENTITY", identity(combine, out_dtype)), ("SOURCE", source), ("FINISH", finish),
+              ("VEC", vec), ("BLOCK_OUT", k.block_out), ("BLOCK_R", k.block_r))
+    sig = (("in_ptr", ptr(in_dtype)), ("out_ptr", ptr(out_dtype)), ("mean_ptr", ptr(out_dtype)))
+    sig += tuple((a, "i64") for a in args + _VALUE_ARGS) + (("scale", "fp32"), ("correction", "fp32"))
+    sig += tuple((n, "constexpr") for n, _ in consts)
     return Variant(kernel=f"kernels.reduce:reduce_{k.kernel}", signature=sig, constexprs=consts,
-                   divisible16=hints, num_warps=k.num_warps)
+                   divisible16=hints, num_warps=k.num_warps * COMBINES[combine].values_warps)
 
 
 GRIDS = [
     KernelGrid(
         "reduce",
-        (("combine", tuple(COMBINES)), ("kind", tuple(KINDS)), ("in_dtype", DTYPES), ("out_dtype", DTYPES),
-         ("align", ALIGNS)),
+        (("combine", tuple(COMBINES)), ("stage", tuple(STAGES)), ("kind", tuple(KINDS)), ("in_dtype", DTYPES),
+         ("out_dtype", DTYPES), ("align", ALIGNS)),
         _reduce,
-        doc="out = in combined over the reduced dims, times scale; fp32 / int64 accumulation",
+        doc="out = in combined over the reduced dims, then finished (times scale, or a variance); fp32 / int64 "
+            "accumulation",
     ),
 ]
 
@@ -367,13 +420,28 @@ def bench_cases() -> list:
     return [bench_case("sum", "sum.dim_IntList", "reduce", "rows", FLOAT_DTYPES + ("i32", "i64"), extra_args=([1],),
                        out=lambda dt: "i64" if dt in INT_INPUTS else dt),
             bench_case("mean", "mean.dim", "reduce", "rows", FLOAT_DTYPES, extra_args=([1],)),
-            bench_case("amax", "amax", "reduce", "rows", FLOAT_DTYPES + ("i32",), extra_args=([1],))]
+            bench_case("prod", "prod.dim_int", "reduce", "rows", FLOAT_DTYPES + ("i32",), extra_args=(1,),
+                       out=lambda dt: "i64" if dt in INT_INPUTS else dt),
+            bench_case("amax", "amax", "reduce", "rows", FLOAT_DTYPES + ("i32",), extra_args=([1],)),
+            bench_case("amin", "amin", "reduce", "rows", FLOAT_DTYPES + ("i32",), extra_args=([1],)),
+            bench_case("all", "all.dim", "reduce", "rows", FLOAT_DTYPES + ("bool",), extra_args=(1,),
+                       out=lambda dt: "bool"),
+            bench_case("any", "any.dim", "reduce", "rows", FLOAT_DTYPES + ("bool",), extra_args=(1,),
+                       out=lambda dt: "bool"),
+            bench_case("var", "var.correction", "reduce", "rows", FLOAT_DTYPES, extra_args=([1],)),
+            bench_case("std", "std.correction", "reduce", "rows", FLOAT_DTYPES, extra_args=([1],)),
+            bench_case("var_mean", "var_mean.correction", "reduce", "rows", FLOAT_DTYPES, extra_args=([1],))]
 
 
 # -- generated sources --------------------------------------------------------------------------
 
 TABLES_HEADER = "reduce_tables.h"
 OPS_SOURCE = "family_reduce_ops.cpp"
+
+
+def _enum(reduction: Reduction) -> str:
+    """A reduction's name in reduce_tables.h: var_mean -> kVarMean."""
+    return "k" + "".join(part.capitalize() for part in reduction.name.split("_"))
 
 
 def _cpp_list(values) -> str:
@@ -408,19 +476,35 @@ def tables_header() -> str:
         f"constexpr int64_t kKindBlockR[kNumKinds] = {_cpp_list(str(k.block_r) for k in KINDS.values())};", "",
         f"// Dtypes: {', '.join(f'{i} = {n}' for i, n in enumerate(DTYPES))}.",
         f"constexpr int kNumDtypes = {len(DTYPES)};", "",
-        "enum Reduction : int { " + ", ".join(f"k{r.name.capitalize()} = {i}" for i, r in enumerate(REDUCTIONS)) + " };",
+        "enum Reduction : int { " + ", ".join(f"{_enum(r)} = {i}" for i, r in enumerate(REDUCTIONS)) + " };",
         f"constexpr int kNumReductions = {len(REDUCTIONS)};",
         f"constexpr const char* kName[kNumReductions] = {_cpp_list(json.dumps(r.name) for r in REDUCTIONS)};",
         "// The combine function: its index on the grid's combine axis; exact ones keep split partials",
         "// in the output dtype, the others in the accumulator's (fp32, int64).",
         f"constexpr int kCombine[kNumReductions] = {_cpp_list(str(list(COMBINES).index(r.combine)) for r in REDUCTIONS)};",
         f"constexpr bool kExact[kNumReductions] = {_cpp_list(b(COMBINES[r.combine].exact) for r in REDUCTIONS)};",
+        "// The accumulator's values: a split's workspace planes.",
+        f"constexpr int64_t kValues[kNumReductions] = "
+        f"{_cpp_list(str(COMBINES[r.combine].values) for r in REDUCTIONS)};",
+        "// Indices on the grid's stage axis: an unsplit launch, a split's first and second launch.",
+        *(f"constexpr int kStage{part}[kNumReductions] = "
+          f"{_cpp_list(str(list(STAGES).index(stages(r)[i])) for r in REDUCTIONS)};"
+          for i, part in enumerate(("Whole", "First", "Second"))),
+        "// A variance (finish \"var\"): its correction, its square root (std), the mean beside it.",
+        f"constexpr bool kVariance[kNumReductions] = {_cpp_list(b(r.finish == 'var') for r in REDUCTIONS)};",
+        f"constexpr bool kSqrt[kNumReductions] = {_cpp_list(b(r.sqrt) for r in REDUCTIONS)};",
+        f"constexpr bool kWithMean[kNumReductions] = {_cpp_list(b(r.with_mean) for r in REDUCTIONS)};",
+        f"constexpr const char* kErrorName[kNumReductions] = "
+        f"{_cpp_list(json.dumps(r.error_name or r.name) for r in REDUCTIONS)};",
         "enum ResultRule : int { " + ", ".join(f"k{n.capitalize()} = {i}" for i, n in enumerate(RESULT_RULES)) + " };",
         f"constexpr ResultRule kResult[kNumReductions] = {_cpp_list('k' + r.result.capitalize() for r in REDUCTIONS)};",
         "// An empty reduction: fills kEmptyValue, or raises torch's error.",
         f"constexpr bool kRaisesOnEmpty[kNumReductions] = {_cpp_list(b(r.empty == 'raise') for r in REDUCTIONS)};",
         f"constexpr double kEmptyValue[kNumReductions] = {_cpp_list(empty_value[r.empty](r) for r in REDUCTIONS)};",
         f"constexpr bool kScaled[kNumReductions] = {_cpp_list(b(r.scaled) for r in REDUCTIONS)};",
+        "// An explicit empty dim list reduces every dim, else none (ATen's allow_empty_dims).",
+        f"constexpr bool kEmptyDimsReduceAll[kNumReductions] = "
+        f"{_cpp_list(b(r.empty_dims_reduce_all) for r in REDUCTIONS)};",
         "// [reduction][input dtype][output dtype]: the kernels run it as torch does.",
         "constexpr bool kCovers[kNumReductions][kNumDtypes][kNumDtypes] = {\n    " + ",\n    ".join(covers_rows) + "};",
         "", "}  // namespace gems::reduce_tables", "",
@@ -429,26 +513,31 @@ def tables_header() -> str:
 
 
 def _core_arguments(schema) -> str:
-    """The reduce::Call arguments of an overload: dim (std::nullopt: every dim), keepdim, dtype."""
+    """The reduce::Call arguments of an overload: dim (std::nullopt: every dim), keepdim, dtype,
+    correction."""
     args = {a.name: str(a.real_type) for a in schema.arguments}
     dim = {"int": "at::IntArrayRef(dim)", "List[int]": "dim", "Optional[List[int]]": "dim", None: "std::nullopt"}
     return (f"self, {dim[args.get('dim')]}, {'keepdim' if 'keepdim' in args else 'false'}, "
-            f"{'dtype' if 'dtype' in args else 'std::nullopt'}")
+            f"{'dtype' if 'dtype' in args else 'std::nullopt'}, "
+            f"{'correction' if 'correction' in args else 'std::nullopt'}")
 
 
 def _entry_points(reduction: Reduction) -> list:
-    enum = f"reduce_tables::k{reduction.name.capitalize()}"
+    enum = f"reduce_tables::{_enum(reduction)}"
     lines = []
+    # A second result (the mean) comes back beside the first.
+    results = "{result, mean}" if reduction.with_mean else "result"
+    meta = "{reduce::meta(call), reduce::meta(call)}" if reduction.with_mean else "reduce::meta(call)"
     for name in reduction.gems_ops:
         schema = schemas.aten_schema(name)
         ret, params = schemas.cpp_signature(schema)
         cpp = name.replace(".", "_")
         call = f"const reduce::Call call{{{enum}, {_core_arguments(schema)}}};"
-        lines += [f"at::Tensor cuda::{cpp}({params}) {{", f"  {call}", "  at::Tensor result;",
-                  "  const Fallback reason = reduce::functional(call, result);",
+        lines += [f"{ret} cuda::{cpp}({params}) {{", f"  {call}", "  at::Tensor result, mean;",
+                  "  const Fallback reason = reduce::functional(call, result, mean);",
                   f"  if (reason != Fallback::kNone) reduce::unsupported(\"gems::{name}\", reason, call);",
-                  "  return result;", "}", "",
-                  f"at::Tensor meta::{cpp}({params}) {{", f"  {call}", "  return reduce::meta(call);", "}", ""]
+                  f"  return {results};", "}", "",
+                  f"{ret} meta::{cpp}({params}) {{", f"  {call}", f"  return {meta};", "}", ""]
     for name in reduction.aten_overrides:
         schema = schemas.aten_schema(name)
         ret, params = schemas.cpp_signature(schema)
@@ -463,9 +552,10 @@ def _entry_points(reduction: Reduction) -> list:
             lines += ["  const Fallback reason = reduce::into(call, out);", "  counter.hit(reason);",
                       f"  return reason == Fallback::kNone ? out : at::cuda::{base}_outf({names});", "}", ""]
         else:
-            lines += ["  at::Tensor result;", "  const Fallback reason = reduce::functional(call, result);",
+            lines += ["  at::Tensor result, mean;", "  const Fallback reason = reduce::functional(call, result, mean);",
                       "  counter.hit(reason);",
-                      f"  return reason == Fallback::kNone ? result : at::cuda::{base}({names});", "}", ""]
+                      f"  if (reason == Fallback::kNone) return {results};",
+                      f"  return at::cuda::{base}({names});", "}", ""]
     return lines
 
 

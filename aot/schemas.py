@@ -99,7 +99,9 @@ def cpp_return(schema) -> str:
     names = written(schema)
     if len(names) > 1:
         return f"std::tuple<{', '.join(['at::Tensor&'] * len(names))}>"
-    return "at::Tensor" if overload_kind(schema) == "functional" else "at::Tensor&"
+    if overload_kind(schema) != "functional":
+        return "at::Tensor&"
+    return "at::Tensor" if len(schema.returns) == 1 else f"std::tuple<{', '.join(['at::Tensor'] * len(schema.returns))}>"
 
 
 def cpp_signature(schema) -> tuple:

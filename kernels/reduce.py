@@ -14,9 +14,19 @@ besides the innermost reduced dim up to two outer reduced dims, walked one index
 
 What is reduced is the constexpr COMBINE, the name of a combine function below (`_combine`
 dispatches on it), with IDENTITY its identity for the accumulator's type (the declaration's,
-aot/family_reduce.py COMBINES): masked lanes and the accumulator start from it. A floating
-result is multiplied by the runtime `scale` once, at the end: 1, or outputs / inputs for a
-declaration marked `scaled` (a mean, as ATen's CUDA kernel computes it).
+aot/family_reduce.py COMBINES): masked lanes and the accumulator start from it. The accumulator
+is a tuple of values: one for most combines, three for "welford" (mean, m2 and count, the state
+of a variance). `_lift` turns each loaded element into such a tuple (its value; for and / or
+whether it is nonzero; for welford (x, 0, 1)).
+
+What the kernel reads and writes is the constexpr pair SOURCE, FINISH (the grid's "stage"):
+SOURCE "elements" reads the input tensor, "state" a split's partial states (the VALUES planes of
+a workspace, in_value elements apart). FINISH "value" writes the combined value, times the
+runtime `scale` for a floating result (1, or outputs / inputs for a declaration marked `scaled`:
+a mean, as ATen's CUDA kernel computes it); "state" writes the accumulator's values out_value
+elements apart (a split's first launch of a multi-valued combine); "var" projects a Welford
+state, m2 / max(count - correction, 0) (its square root where take_sqrt is set: std), and where
+has_mean is set also writes the mean at mean_ptr (with the output's offsets).
 
 Split reduction: a launch may cut the reduction into splits (program_id(1)); split s covers
 outer reduced indices [s*ro_step, s*ro_step + ro_len) and innermost reduced indices
@@ -60,18 +70,101 @@ def _min(a, b):
     return tl.where((a < b) | (a != a), a, b)
 
 
+@triton.jit
+def _and(a, b):
+    return a & b
+
+
+@triton.jit
+def _or(a, b):
+    return a | b
+
+
+@triton.jit
+def _welford(mean_a, m2_a, n_a, mean_b, m2_b, n_b):
+    # Two Welford states (mean, sum of squared deviations, count) as one (Chan et al.'s parallel
+    # formula); an element x is (x, 0, 1). An empty state (0, 0, 0) leaves the other exact.
+    n = n_a + n_b
+    w = n_b / tl.maximum(n, 1.0)
+    delta = mean_b - mean_a
+    return mean_a + delta * w, m2_a + m2_b + delta * delta * n_a * w, n
+
+
+@triton.jit
+def _init(shape: tl.constexpr, acc_ty: tl.constexpr, IDENTITY: tl.constexpr, COMBINE: tl.constexpr):
+    # The accumulator at the combine's identity.
+    if COMBINE == "welford":
+        s = (tl.full(shape, 0, acc_ty), tl.full(shape, 0, acc_ty), tl.full(shape, 0, acc_ty))
+    else:
+        s = (tl.full(shape, IDENTITY, acc_ty),)
+    return s
+
+
+@triton.jit
+def _lift(x, acc_ty: tl.constexpr, COMBINE: tl.constexpr):
+    # An input element as the combine function takes it: and / or see whether it is nonzero
+    # (a NaN is), welford the state of one element, the others its value in the accumulator's type.
+    if COMBINE == "and" or COMBINE == "or":
+        s = ((x != 0).to(acc_ty),)
+    elif COMBINE == "welford":
+        v = x.to(acc_ty)
+        s = (v, tl.full(v.shape, 0, acc_ty), tl.full(v.shape, 1, acc_ty))
+    else:
+        s = (x.to(acc_ty),)
+    return s
+
+
+@triton.jit
+def _lift_masked(x, mask, acc_ty: tl.constexpr, IDENTITY: tl.constexpr, COMBINE: tl.constexpr):
+    # _lift of an element loaded with other=0, the identity where the mask is off.
+    if COMBINE == "welford":
+        v = x.to(acc_ty)
+        s = (v, tl.full(v.shape, 0, acc_ty), tl.where(mask, tl.full(v.shape, 1, acc_ty), 0))
+    else:
+        s = _lift(x, acc_ty, COMBINE)
+        if IDENTITY != 0:
+            s = (tl.where(mask, s[0], IDENTITY),)
+    return s
+
+
+@triton.jit
+def _read(ptrs, in_value, acc_ty: tl.constexpr, COMBINE: tl.constexpr, SOURCE: tl.constexpr):
+    if SOURCE == "state":  # a split's partial states (welford: three planes)
+        s = (tl.load(ptrs), tl.load(ptrs + in_value), tl.load(ptrs + 2 * in_value))
+    else:
+        s = _lift(tl.load(ptrs), acc_ty, COMBINE)
+    return s
+
+
+@triton.jit
+def _read_masked(ptrs, mask, in_value, acc_ty: tl.constexpr, IDENTITY: tl.constexpr, COMBINE: tl.constexpr,
+                 SOURCE: tl.constexpr):
+    if SOURCE == "state":  # zeros where the mask is off: the empty state
+        s = (tl.load(ptrs, mask=mask, other=0), tl.load(ptrs + in_value, mask=mask, other=0),
+             tl.load(ptrs + 2 * in_value, mask=mask, other=0))
+    else:
+        s = _lift_masked(tl.load(ptrs, mask=mask, other=0), mask, acc_ty, IDENTITY, COMBINE)
+    return s
+
+
 # The combine functions by name, as the declarations give them (aot/family_reduce.py COMBINES):
-# a branch in each of the two dispatchers below per function.
+# a branch in each of the two dispatchers below per function. Accumulators are tuples.
 @triton.jit
 def _combine(a, b, COMBINE: tl.constexpr):
     if COMBINE == "add":
-        c = _add(a, b)
+        c = (_add(a[0], b[0]),)
     elif COMBINE == "mul":
-        c = _mul(a, b)
+        c = (_mul(a[0], b[0]),)
     elif COMBINE == "max":
-        c = _max(a, b)
+        c = (_max(a[0], b[0]),)
     elif COMBINE == "min":
-        c = _min(a, b)
+        c = (_min(a[0], b[0]),)
+    elif COMBINE == "and":
+        c = (_and(a[0], b[0]),)
+    elif COMBINE == "or":
+        c = (_or(a[0], b[0]),)
+    elif COMBINE == "welford":
+        c = _welford(a[0], a[1], a[2], b[0], b[1], b[2])
     else:
         tl.static_assert(False, "COMBINE names no combine function")
     return c
@@ -80,16 +173,44 @@ def _combine(a, b, COMBINE: tl.constexpr):
 @triton.jit
 def _combine_along(acc, AXIS: tl.constexpr, COMBINE: tl.constexpr):
     if COMBINE == "add":
-        total = tl.reduce(acc, AXIS, _add)
+        total = (tl.reduce(acc[0], AXIS, _add),)
     elif COMBINE == "mul":
-        total = tl.reduce(acc, AXIS, _mul)
+        total = (tl.reduce(acc[0], AXIS, _mul),)
     elif COMBINE == "max":
-        total = tl.reduce(acc, AXIS, _max)
+        total = (tl.reduce(acc[0], AXIS, _max),)
     elif COMBINE == "min":
-        total = tl.reduce(acc, AXIS, _min)
+        total = (tl.reduce(acc[0], AXIS, _min),)
+    elif COMBINE == "and":
+        total = (tl.reduce(acc[0], AXIS, _and),)
+    elif COMBINE == "or":
+        total = (tl.reduce(acc[0], AXIS, _or),)
+    elif COMBINE == "welford":
+        total = tl.reduce(acc, AXIS, _welford)
     else:
         tl.static_assert(False, "COMBINE names no combine function")
     return total
+
+
+@triton.jit
+def _write(out_ptr, mean_ptr, off, total, mask, out_value, has_mean, take_sqrt, scale, correction,
+           FINISH: tl.constexpr):
+    out_ty: tl.constexpr = out_ptr.dtype.element_ty
+    if FINISH == "state":  # a split's partial state, one plane per value
+        tl.store(out_ptr + off, total[0], mask=mask)
+        tl.store(out_ptr + off + out_value, total[1], mask=mask)
+        tl.store(out_ptr + off + 2 * out_value, total[2], mask=mask)
+    elif FINISH == "var":  # ATen's WelfordOps project: m2 / max(n - correction, 0), its root for std
+        v = total[1] / tl.maximum(total[2] - correction, 0.0)
+        if take_sqrt != 0:
+            v = tl.sqrt_rn(v)
+        tl.store(out_ptr + off, v.to(out_ty), mask=mask)
+        if has_mean != 0:
+            tl.store(mean_ptr + off, total[0].to(out_ty), mask=mask)
+    else:
+        v = total[0]
+        if out_ty.is_floating():
+            v = v * scale
+        tl.store(out_ptr + off, v.to(out_ty), mask=mask)
 
 
 @triton.jit
@@ -104,6 +225,7 @@ def _next_outer_index(ro0, ro1, RO1):
 def reduce_inner(
     in_ptr,
     out_ptr,
+    mean_ptr,
     KEPT1,
     KEPT2,
     in_k0,
@@ -122,9 +244,16 @@ def reduce_inner(
     ro_step,
     ro_len,
     out_split,
+    in_value,
+    out_value,
+    has_mean,
+    take_sqrt,
     scale,
+    correction,
     COMBINE: tl.constexpr,
     IDENTITY: tl.constexpr,
+    SOURCE: tl.constexpr,
+    FINISH: tl.constexpr,
     VEC: tl.constexpr,
     BLOCK_OUT: tl.constexpr,
     BLOCK_R: tl.constexpr,
@@ -151,30 +280,28 @@ def reduce_inner(
     ro_end = tl.minimum(RO, ro_begin + ro_len)
     ro0 = ro_begin // RO1
     ro1 = ro_begin % RO1
-    acc = tl.full([BLOCK_OUT, BLOCK_R], IDENTITY, acc_ty)
+    acc = _init([BLOCK_OUT, BLOCK_R], acc_ty, IDENTITY, COMBINE)
     for _ in range(ro_begin, ro_end):
         run = rows + (ro0 * in_ro0 + ro1 * in_ro1) * VEC
         for r0 in range(r_begin, r_full_end, BLOCK_R):
-            acc = _combine(acc, tl.load(run + r0 + cols).to(acc_ty), COMBINE)
+            acc = _combine(acc, _read(run + r0 + cols, in_value, acc_ty, COMBINE, SOURCE), COMBINE)
         for r0 in range(r_full_end, r_end, BLOCK_R):
             mask = cols < r_end - r0
-            x = tl.load(run + r0 + cols, mask=mask, other=0).to(acc_ty)
-            if IDENTITY != 0:
-                x = tl.where(mask, x, IDENTITY)
+            x = _read_masked(run + r0 + cols, mask, in_value, acc_ty, IDENTITY, COMBINE, SOURCE)
             acc = _combine(acc, x, COMBINE)
         ro0, ro1 = _next_outer_index(ro0, ro1, RO1)
     total = _combine_along(acc, 1, COMBINE)
-    if out_ptr.dtype.element_ty.is_floating():
-        total = total * scale
 
     out_off = k0 * out_k0 + k1 * out_k1 + k2 * out_k2 + split * out_split
-    tl.store(out_ptr + out_off, total.to(out_ptr.dtype.element_ty), mask=k2 < KEPT2)
+    _write(out_ptr, mean_ptr, out_off, total, k2 < KEPT2, out_value, has_mean, take_sqrt, scale, correction,
+           FINISH)
 
 
 @triton.jit
 def reduce_outer(
     in_ptr,
     out_ptr,
+    mean_ptr,
     B,
     KEPT1,
     in_k0,
@@ -193,9 +320,16 @@ def reduce_outer(
     ro_step,
     ro_len,
     out_split,
+    in_value,
+    out_value,
+    has_mean,
+    take_sqrt,
     scale,
+    correction,
     COMBINE: tl.constexpr,
     IDENTITY: tl.constexpr,
+    SOURCE: tl.constexpr,
+    FINISH: tl.constexpr,
     VEC: tl.constexpr,
     BLOCK_OUT: tl.constexpr,
     BLOCK_R: tl.constexpr,
@@ -218,20 +352,17 @@ def reduce_outer(
     ro_end = tl.minimum(RO, ro_begin + ro_len)
     ro0 = ro_begin // RO1
     ro1 = ro_begin % RO1
-    acc = tl.full([BLOCK_R, BLOCK_OUT], IDENTITY, acc_ty)
+    acc = _init([BLOCK_R, BLOCK_OUT], acc_ty, IDENTITY, COMBINE)
     for _ in range(ro_begin, ro_end):
         plane = base + (ro0 * in_ro0 + ro1 * in_ro1) * VEC
         for r0 in range(r_begin, r_end, BLOCK_R):
             r = r0 + rows
             mask = (r < r_end)[:, None] & b_mask[None, :]
-            x = tl.load(plane + (r * in_r * VEC)[:, None], mask=mask, other=0).to(acc_ty)
-            if IDENTITY != 0:
-                x = tl.where(mask, x, IDENTITY)
+            x = _read_masked(plane + (r * in_r * VEC)[:, None], mask, in_value, acc_ty, IDENTITY, COMBINE, SOURCE)
             acc = _combine(acc, x, COMBINE)
         ro0, ro1 = _next_outer_index(ro0, ro1, RO1)
     total = _combine_along(acc, 0, COMBINE)
-    if out_ptr.dtype.element_ty.is_floating():
-        total = total * scale
 
     out_off = k0 * out_k0 + k1 * out_k1 + b * out_b + split * out_split
-    tl.store(out_ptr + out_off, total.to(out_ptr.dtype.element_ty), mask=b_mask)
+    _write(out_ptr, mean_ptr, out_off, total, b_mask, out_value, has_mean, take_sqrt, scale, correction,
+           FINISH)

@@ -37,12 +37,12 @@ RTOL = {torch.float32: 1.3e-6, torch.float16: 1e-3, torch.bfloat16: 1.6e-2}
 # -- the driver's launches, from the Python planner -------------------------------------------
 
 
-def variant(combine, kind, in_dtype, out_dtype, align="any"):
+def variant(combine, stage, kind, in_dtype, out_dtype, align="any"):
     """The grid's variant for a point (the driver's gen::reduce::find), or None."""
     if in_dtype not in DTYPE_NAME or out_dtype not in DTYPE_NAME:
         return None
-    point = {"combine": combine, "kind": kind, "in_dtype": DTYPE_NAME[in_dtype], "out_dtype": DTYPE_NAME[out_dtype],
-             "align": align}
+    point = {"combine": combine, "stage": stage, "kind": kind, "in_dtype": DTYPE_NAME[in_dtype],
+             "out_dtype": DTYPE_NAME[out_dtype], "align": align}
     return GRID.make(point, 90)
 
 
@@ -59,7 +59,8 @@ def geometry(x, reduced, out, keepdim):
     return dims
 
 
-def kernel_args(p, split, vec, to_workspace=False, out_split=0, scale=1.0):
+def kernel_args(p, split, vec, to_workspace=False, out_split=0, in_value=0, out_value=0, has_mean=0, take_sqrt=0,
+                scale=1.0, correction=0.0):
     """The runtime arguments of a launch, by name (csrc/ops/reduce.cpp launch_prepared)."""
     out_stride = (lambda d: d.ws_stride) if to_workspace else (lambda d: d.out_stride)
     k, ro = p.kept, p.reduced_outer
@@ -73,45 +74,53 @@ def kernel_args(p, split, vec, to_workspace=False, out_split=0, scale=1.0):
                     in_r=p.reduced_inner.in_stride // vec)
     args.update(RO=fam.outer_count(p), RO1=ro[1].size, in_ro0=ro[0].in_stride // vec, in_ro1=ro[1].in_stride // vec,
                 r_step=split.r_step, r_len=split.r_len, ro_step=split.ro_step, ro_len=split.ro_len, out_split=out_split,
-                scale=scale)
+                in_value=in_value, out_value=out_value, has_mean=has_mean, take_sqrt=take_sqrt, scale=scale,
+                correction=correction)
     return args
 
 
-def prepare(reduction, x, dims, out_dtype):
+def prepare(reduction, x, dims, out_dtype, stage):
     """(plan, vec, programs) of the driver's prepare(), or a fallback reason."""
     p = fam.plan(dims)
     if isinstance(p, str):
         return p
     vec = fam.vec_for(p, x.element_size(), x.data_ptr() % 16 == 0)
-    if vec > 1 and variant(reduction.combine, p.kind, x.dtype, out_dtype, "16") is None:
+    if vec > 1 and variant(reduction.combine, stage, p.kind, x.dtype, out_dtype, "16") is None:
         vec = 1
-    if variant(reduction.combine, p.kind, x.dtype, out_dtype) is None:
+    if variant(reduction.combine, stage, p.kind, x.dtype, out_dtype) is None:
         return "dtype"
     return p, vec, fam.program_count(p)
 
 
-def launch(reduction, p, vec, split, x, out, **args):
+def launch(reduction, stage, p, vec, split, x, out, mean=None, **args):
     skip_without_interpreter_loops()
     k = fam.KINDS[p.kind]
     kernel = getattr(interpreted("kernels.reduce"), f"reduce_{k.kernel}")
     combine = reduction.combine
+    source, finish = fam.STAGES[stage]
     kernel[(fam.program_count(p), split.count)](
-        x, out, **kernel_args(p, split, vec, **args), COMBINE=combine,
-        IDENTITY=fam.identity(combine, DTYPE_NAME[out.dtype]), VEC=vec, BLOCK_OUT=k.block_out, BLOCK_R=k.block_r)
+        x, out, out if mean is None else mean, **kernel_args(p, split, vec, has_mean=int(mean is not None), **args),
+        COMBINE=combine, IDENTITY=fam.identity(combine, DTYPE_NAME[out.dtype]), SOURCE=source, FINISH=finish, VEC=vec,
+        BLOCK_OUT=k.block_out, BLOCK_R=k.block_r)
 
 
-def run(reduction, x, reduced, out, keepdim, log=None):
-    """Reduces x over the dims flagged in `reduced` into `out` the way the driver does; returns
-    a fallback reason or None."""
+def run(reduction, x, reduced, out, keepdim, log=None, mean=None, correction=1):
+    """Reduces x over the dims flagged in `reduced` into `out` (and the mean into `mean` where
+    the reduction has one) the way the driver does; returns a fallback reason or None."""
     if out.numel() == 0:
         return None
     if math.prod(s for s, r in zip(x.shape, reduced) if r) == 0:
         out.fill_({"identity": fam.COMBINES[reduction.combine].float_identity, "nan": math.nan}[reduction.empty])
+        if mean is not None:
+            mean.fill_(math.nan)
         return None
     # ATen's mean factor: (float) outputs / inputs, in fp32.
     scale = torch.tensor(out.numel(), dtype=torch.float32) / x.numel() if reduction.scaled else 1.0
+    finish = dict(scale=float(scale), correction=float(torch.tensor(float(correction), dtype=torch.float32)),
+                  take_sqrt=int(reduction.sqrt), mean=mean)
+    whole, first_stage, second_stage = fam.stages(reduction)
     dims = geometry(x, reduced, out, keepdim)
-    prepared = prepare(reduction, x, dims, out.dtype)
+    prepared = prepare(reduction, x, dims, out.dtype, whole)
     if isinstance(prepared, str):
         return prepared
     p, vec, programs = prepared
@@ -120,29 +129,35 @@ def run(reduction, x, reduced, out, keepdim, log=None):
         log.append((p, split))
     if split.count > 1:
         ws_dtype = TORCH_DTYPE[fam.workspace(reduction, DTYPE_NAME[out.dtype])]
-        ws = torch.full((split.count, *out.shape), 7, dtype=ws_dtype)  # poisoned
+        values = fam.COMBINES[reduction.combine].values
+        planes = torch.full((values, split.count, *out.shape), 7, dtype=ws_dtype)  # poisoned
+        ws = planes[0]
+        ws_value = planes.stride(0) if values > 1 else 0
         ws_dims = [fam.Dim(split.count, ws.stride(0), reduced=True)]
         ws_dims += [fam.Dim(out.shape[j], ws.stride(j + 1), out.stride(j), out.stride(j)) for j in range(out.dim())]
-        first = prepare(reduction, x, dims, ws_dtype)
-        second = prepare(reduction, ws, ws_dims, out.dtype)
+        first = prepare(reduction, x, dims, ws_dtype, first_stage)
+        second = prepare(reduction, ws, ws_dims, out.dtype, second_stage)
         if not isinstance(first, str) and not isinstance(second, str):
-            launch(reduction, first[0], first[1], split, x, ws, to_workspace=True, out_split=ws.stride(0))
+            launch(reduction, first_stage, first[0], first[1], split, x, ws, to_workspace=True, out_split=ws.stride(0),
+                   out_value=ws_value)
             p2, vec2, programs2 = second
             split2 = fam.choose_split(p2, programs2, False)
             if log is not None:
                 log.append((p2, split2))
-            launch(reduction, p2, vec2, split2, ws, out, scale=float(scale))
+            launch(reduction, second_stage, p2, vec2, split2, ws, out, in_value=ws_value, **finish)
             return None
-    launch(reduction, p, vec, fam.choose_split(p, programs, False), x, out, scale=float(scale))
+    launch(reduction, whole, p, vec, fam.choose_split(p, programs, False), x, out, **finish)
     return None
 
 
 # -- torch's side ------------------------------------------------------------------------------
 
 
-def dim_list(ndim, dim):
-    """The reduced dims (wrapped), all of them for None or []."""
-    if dim is None or (isinstance(dim, (list, tuple)) and len(dim) == 0) or ndim == 0:
+def dim_list(ndim, dim, name="sum"):
+    """The reduced dims (wrapped): all of them for None, and for [] where the reduction says so
+    (none for all / any)."""
+    empty = isinstance(dim, (list, tuple)) and len(dim) == 0
+    if dim is None or ndim == 0 or (empty and fam.BY_NAME[name].empty_dims_reduce_all):
         return list(range(ndim))
     return sorted({d % ndim for d in ([dim] if isinstance(dim, int) else dim)})
 
@@ -150,39 +165,55 @@ def dim_list(ndim, dim):
 def expected_meta(name, x, dim, keepdim, dtype):
     """torch's result (shape, dtype, strides) for the reduction, on the meta device."""
     m = torch.empty(x.shape, dtype=x.dtype, device="meta")
-    shape = torch.sum(m, dim=dim, keepdim=keepdim).shape
+    dims = dim_list(x.dim(), dim, name)
+    shape = [1 if d in dims else x.shape[d] for d in range(x.dim()) if keepdim or d not in dims]
     kwargs = {"dtype": dtype} if dtype is not None else {}
-    result_dtype = x.dtype if fam.BY_NAME[name].result == "same" else getattr(torch, name)(m, **kwargs).dtype
+    rule = fam.BY_NAME[name].result
+    result_dtype = x.dtype if rule in ("same", "real") else getattr(torch, name)(m, **kwargs).dtype
     return torch.empty(shape, dtype=result_dtype, device="meta")
 
 
-def gems_reduce(name, x, dim=None, keepdim=False, dtype=None, log=None):
-    """The reduction through the driver's launches on the interpreted kernels."""
+def gems_reduce(name, x, dim=None, keepdim=False, dtype=None, log=None, correction=None):
+    """The reduction through the driver's launches on the interpreted kernels: its result, or
+    (result, mean) for a reduction with a mean."""
+    reduction = fam.BY_NAME[name]
     meta = expected_meta(name, x, dim, keepdim, dtype)
     out = torch.full(meta.shape, 123, dtype=meta.dtype)  # poisoned
-    reduced = [d in dim_list(x.dim(), dim) for d in range(x.dim())]
-    reason = run(fam.BY_NAME[name], x, reduced, out, keepdim, log=log)
+    mean = torch.full(meta.shape, 123, dtype=meta.dtype) if reduction.with_mean else None
+    reduced = [d in dim_list(x.dim(), dim, name) for d in range(x.dim())]
+    reason = run(reduction, x, reduced, out, keepdim, log=log, mean=mean,
+                 correction=1 if correction is None else correction)
     assert reason is None, reason
-    return out
+    return (out, mean) if reduction.with_mean else out
 
 
-def reference(name, x, dim=None, keepdim=False):
+def reference(name, x, dim=None, keepdim=False, correction=None):
     """The reduction in float64 (int64 for integers), with the reduced dims moved last."""
     wide = x.double() if x.is_floating_point() else x.long()
-    dims = dim_list(x.dim(), dim)
+    dims = dim_list(x.dim(), dim, name)
     kept = [d for d in range(x.dim()) if d not in dims]
     flat = wide.permute(kept + dims).reshape([x.shape[d] for d in kept] + [math.prod(x.shape[d] for d in dims)])
-    result = getattr(torch, name)(flat, -1)
+    kwargs = {"correction": correction} if correction is not None else {}
+    result = getattr(torch, name)(flat, -1, **kwargs)
     if keepdim:
-        result = result.reshape([1 if d in dims else x.shape[d] for d in range(x.dim())])
+        shape = [1 if d in dims else x.shape[d] for d in range(x.dim())]
+        result = tuple(r.reshape(shape) for r in result) if isinstance(result, tuple) else result.reshape(shape)
     return result
 
 
-def check(res, name, x, dim=None, keepdim=False, dtype=None):
+def check(res, name, x, dim=None, keepdim=False, dtype=None, correction=None):
+    if fam.BY_NAME[name].with_mean:  # (result, mean)
+        ref = reference(name, x, dim, keepdim, correction)
+        check_values(res[0], ref[0], name, x, dim, keepdim, dtype)
+        check_values(res[1], ref[1], name, x, dim, keepdim, dtype)
+        return
+    check_values(res, reference(name, x, dim, keepdim, correction), name, x, dim, keepdim, dtype)
+
+
+def check_values(res, ref, name, x, dim, keepdim, dtype):
     meta = expected_meta(name, x, dim, keepdim, dtype)
     assert (res.dtype, res.shape, res.stride()) == (meta.dtype, meta.shape, meta.stride())
-    ref = reference(name, x, dim, keepdim)
-    n = max(math.prod(x.shape[d] for d in dim_list(x.dim(), dim)), 1)
+    n = max(math.prod(x.shape[d] for d in dim_list(x.dim(), dim, name)), 1)
     if name in EXACT or not res.dtype.is_floating_point:
         torch.testing.assert_close(res, ref.to(res.dtype), rtol=0, atol=0, equal_nan=True)
     elif name == "prod":  # an fp32 rounding per factor, then the output's
@@ -193,6 +224,14 @@ def check(res, name, x, dim=None, keepdim=False, dtype=None):
 
 
 def make_input(name, shape, dtype, gen):
+    if name in ("all", "any"):  # zeros at every 7th element of the first half (all), else nonzeros
+        n = math.prod(shape)
+        values = make_input("sum", shape, dtype, gen)
+        values = torch.where(values == 0, torch.ones((), dtype=dtype), values)
+        sparse = (torch.arange(n) % 7 == 3) & (torch.arange(n) < n // 2)
+        sparse = sparse.reshape(shape)
+        zero = torch.zeros((), dtype=dtype)
+        return torch.where(sparse, zero, values) if name == "all" else torch.where(sparse, values, zero)
     if dtype == torch.bool:
         return torch.rand(shape, generator=gen) < 0.5
     if name == "prod":  # factors near +-1 keep long products finite (and integer ones nonzero mod 2**64)
@@ -319,6 +358,75 @@ def test_integer_extremes(name):
             assert torch.equal(gems_reduce(name, x, dim), getattr(torch, name)(x, dim if dim is not None else ()))
 
 
+@pytest.mark.parametrize("name", ["all", "any"])
+def test_all_any_values(name):
+    """Nonzero is what counts: NaN and infinities are, -0.0 is not; integer extremes; uint8 input
+    gives uint8; dim=[] reduces nothing (each element's truth); an empty reduction is True / False."""
+    f = float("nan")
+    x = torch.tensor([[1.0, f, -0.0], [0.0, 0.0, -0.0], [float("-inf"), 2.0, 3.0], [0.0, f, 0.0]])
+    for dtype in (torch.float32, torch.float16, torch.bfloat16):
+        for dim in (0, 1, None, [], [0, 1]):
+            res = gems_reduce(name, x.to(dtype), dim)
+            expected = getattr(torch, name)(x.to(dtype)) if dim is None else getattr(torch, name)(x.to(dtype), dim)
+            assert res.dtype == torch.bool and torch.equal(res, expected), (dtype, dim)
+    for dtype in (torch.int32, torch.int64, torch.int8, torch.int16, torch.uint8):
+        info = torch.iinfo(dtype)
+        i = torch.tensor([[info.min, 0, info.max], [0, 0, 0], [info.max, info.min, 1]], dtype=dtype)
+        for dim in (0, 1, None):
+            res = gems_reduce(name, i, dim)
+            expected = getattr(torch, name)(i) if dim is None else getattr(torch, name)(i, dim)
+            assert res.dtype == expected.dtype == (torch.uint8 if dtype == torch.uint8 else torch.bool)
+            assert torch.equal(res, expected), (dtype, dim)
+    for x, dim in ((torch.empty(0, 7), 0), (torch.empty(0, 7), None), (torch.empty(0), None), (torch.empty(0, 7), [])):
+        res = gems_reduce(name, x, dim)
+        assert torch.equal(res, getattr(torch, name)(x, dim=dim)), (x.shape, dim)
+    empty = gems_reduce(name, torch.empty(0, dtype=torch.uint8))
+    assert empty.dtype == torch.uint8 and empty.item() == (name == "all")
+
+
+VARIANCES = [r.name for r in fam.REDUCTIONS if r.finish == "var"]
+
+
+@pytest.mark.parametrize("name", VARIANCES)
+def test_variance_corrections(name, seeded):
+    """Any correction as torch: 0, 1, fractional, negative, the reduced length and past it (inf, or
+    NaN where every element is equal), one element (NaN for correction 1); every float dtype."""
+    x = make_input(name, (6, 40), torch.float32, seeded)
+    x[5] = 3.0  # a constant row: m2 = 0
+    for correction in (0, 1, 2.5, -1, 40, 41, 100):
+        for dim in (1, 0, None):
+            check(gems_reduce(name, x, dim, correction=correction), name, x, dim, correction=correction)
+    for dtype in (torch.float16, torch.bfloat16):
+        check(gems_reduce(name, x.to(dtype), 1, correction=0), name, x.to(dtype), 1, correction=0)
+    one = torch.tensor([2.0])
+    res, ref = gems_reduce(name, one), getattr(torch, name)(one)
+    torch.testing.assert_close(res, ref, rtol=0, atol=0, equal_nan=True)  # NaN (and the mean 2)
+
+
+@pytest.mark.parametrize("name", ["var", "std_mean"])
+def test_variance_is_sound(name, seeded):
+    """Welford in fp32: a mean of 1e3 beside a spread of 1 keeps its variance to 1e-4, where an fp32
+    sum of squares (1e6 per element, 3e9 summed) would cancel to noise; also in a split's states."""
+    x = 1e3 + torch.randn(5, 3000, generator=seeded)
+    for dim in (1, None):
+        res = gems_reduce(name, x, dim)
+        ref = reference(name, x, dim)
+        var, expected = (res[0], ref[0]) if isinstance(res, tuple) else (res, ref)
+        torch.testing.assert_close(var.double(), expected, rtol=1e-4, atol=0)
+
+
+@pytest.mark.parametrize("name", VARIANCES)
+def test_variance_nan_inf_and_empty(name):
+    f = float("nan")
+    x = torch.tensor([[1.0, f, 2.0], [float("inf"), 1.0, 2.0], [1.0, 2.0, 4.0]])
+    for dim in (0, 1, None):
+        res, ref = gems_reduce(name, x, dim), getattr(torch, name)(x) if dim is None else getattr(torch, name)(x, dim)
+        for a, b in zip(res, ref) if isinstance(res, tuple) else ((res, ref),):
+            torch.testing.assert_close(a, b, rtol=1e-6, atol=0, equal_nan=True)
+    for x, dim in ((torch.empty(0, 7), 0), (torch.empty(0), None), (torch.empty(0, 7), 1)):
+        check(gems_reduce(name, x, dim), name, x, dim)
+
+
 def test_bool_inputs(seeded):
     x = make_input("amax", (9, 40), torch.bool, seeded)
     x[0] = False
@@ -406,6 +514,13 @@ def test_out_strides(seeded):
         ("amax", (20000,), None, torch.float16),  # partials in the output dtype
         ("amin", (9000, 3), 0, torch.int32),
         ("amax", (40, 60, 9), (0, 2), torch.bool),
+        ("all", (20000,), None, torch.float16),  # bool partials
+        ("any", (9000, 3), 0, torch.uint8),  # uint8 partials
+        ("all", (40, 60, 9), (0, 2), torch.int8),
+        ("var", (20000,), None, torch.float32),  # whole Welford states as partials
+        ("std", (3, 20000), 1, torch.bfloat16),
+        ("var_mean", (9000, 3), 0, torch.float16),  # outer kernel split, the mean beside
+        ("std_mean", (40, 60, 9), (0, 2), torch.float32),
     ],
 )
 def test_split_reduction(name, shape, dim, dtype, seeded, monkeypatch):
@@ -537,9 +652,19 @@ def test_generated_tables_are_the_declarations():
     body = text[text.index("kCovers"):]
     flags = [v.strip(" {}\n;") == "true" for v in body[body.index("= {") + 3:body.index("};")].split(",")]
     assert flags == [fam.covers(r, i, o) for r in fam.REDUCTIONS for i in fam.DTYPES for o in fam.DTYPES]
-    assert "enum Reduction : int { kSum = 0, kMean = 1, kProd = 2, kAmax = 3, kAmin = 4 };" in text
-    assert "kEmptyValue[kNumReductions] = {0.0, std::numeric_limits<double>::quiet_NaN(), 1.0, 0.0, 0.0};" in text
-    assert "kRaisesOnEmpty[kNumReductions] = {false, false, false, true, true};" in text
+    assert ("enum Reduction : int { kSum = 0, kMean = 1, kProd = 2, kAmax = 3, kAmin = 4, kAll = 5, kAny = 6, "
+            "kVar = 7, kStd = 8, kVarMean = 9, kStdMean = 10 };") in text
+    nan = "std::numeric_limits<double>::quiet_NaN()"
+    assert (f"kEmptyValue[kNumReductions] = {{0.0, {nan}, 1.0, 0.0, 0.0, 1.0, 0.0, {nan}, {nan}, {nan}, {nan}}};"
+            in text)
+    assert "kRaisesOnEmpty[kNumReductions] = {false, false, false, true, true, false, false, false, false, false, " in text
+    assert "kEmptyDimsReduceAll[kNumReductions] = {true, true, true, true, true, false, false, true, true, true, " in text
+    assert ("kResult[kNumReductions] = {kPromote, kFloating, kPromote, kSame, kSame, kBool, kBool, kReal, kReal, kReal, "
+            "kReal};") in text
+    assert "kValues[kNumReductions] = {1, 1, 1, 1, 1, 1, 1, 3, 3, 3, 3};" in text
+    assert "kStageSecond[kNumReductions] = {0, 0, 0, 0, 0, 0, 0, 3, 3, 3, 3};" in text
+    assert "kWithMean[kNumReductions] = {false, false, false, false, false, false, false, false, false, true, true};" in text
+    assert 'kErrorName[kNumReductions] = {"sum", "mean", "prod", "amax", "amin", "all", "any", "std and var", ' in text
     assert "kKindMaxRun[kNumKinds] = {64, 512, 2048, -1, 4, 16, 64, -1};" in text
 
 
@@ -548,7 +673,7 @@ def test_generated_tables_are_the_declarations():
 
 def test_variant_count():
     per_arch = {a: sum(GRID.make(p, a) is not None for p in GRID.points()) for a in ARCHS}
-    assert per_arch == {80: 400, 90: 400, 100: 400}
+    assert per_arch == {80: 728, 90: 728, 100: 728}
 
 
 def test_declarations_match_kernels():
@@ -557,37 +682,47 @@ def test_declarations_match_kernels():
         if v is None:
             continue
         sig = dict(v.signature)  # its names against the kernel: test_aot.py, for every family
-        assert sig["in_ptr"] == DTYPES[point["in_dtype"]][0] and sig["out_ptr"] == DTYPES[point["out_dtype"]][0]
-        assert sig["scale"] == "fp32"
-        assert all(t == "i64" for n, t in v.signature if n not in ("in_ptr", "out_ptr", "scale") and t != "constexpr")
+        out_type = DTYPES[point["out_dtype"]][0]
+        assert sig["in_ptr"] == DTYPES[point["in_dtype"]][0] and sig["out_ptr"] == sig["mean_ptr"] == out_type
+        assert sig["scale"] == sig["correction"] == "fp32"
+        floats = ("in_ptr", "out_ptr", "mean_ptr", "scale", "correction")
+        assert all(t == "i64" for n, t in v.signature if n not in floats and t != "constexpr")
         k = fam.KINDS[point["kind"]]
-        assert v.kernel == f"kernels.reduce:reduce_{k.kernel}" and v.num_warps == k.num_warps
+        combine = fam.COMBINES[point["combine"]]
+        assert v.kernel == f"kernels.reduce:reduce_{k.kernel}" and v.num_warps == k.num_warps * combine.values_warps
         vec = 16 // fam.ELEMENT_BYTES[point["in_dtype"]] if point["align"] == "16" else 1
+        source, finish = fam.STAGES[point["stage"]]
+        assert (combine.values == 1) == (point["stage"] == "value")
         assert dict(v.constexprs) == {"COMBINE": point["combine"], "VEC": vec, "BLOCK_OUT": k.block_out,
-                                      "BLOCK_R": k.block_r,
+                                      "BLOCK_R": k.block_r, "SOURCE": source, "FINISH": finish,
                                       "IDENTITY": fam.identity(point["combine"], point["out_dtype"])}
         assert set(v.divisible16) == ({"in_ptr", "r_step"} if vec > 1 else {"r_step"})
 
 
 def test_coverage():
-    def built(combine, i, o, align="any"):
-        return all(GRID.make({"combine": combine, "kind": kind, "in_dtype": i, "out_dtype": o, "align": align}, 90)
-                   is not None for kind in fam.KINDS)
+    def built(combine, i, o, align="any", stage="value"):
+        return all(GRID.make({"combine": combine, "stage": stage, "kind": kind, "in_dtype": i, "out_dtype": o,
+                              "align": align}, 90) is not None for kind in fam.KINDS)
 
     for r in fam.REDUCTIONS:
+        whole, first, second = fam.stages(r)
         for i in fam.DTYPES:
             for o in fam.DTYPES:
                 assert fam.covers(r, i, o) == (o in r.outputs(i))
                 if fam.covers(r, i, o):
-                    assert built(r.combine, i, o) and built(r.combine, i, fam.workspace(r, o))
-                    assert built(r.combine, fam.workspace(r, o), o)  # a split's second launch
-                    assert built(r.combine, i, o, "16") == (i in fam.FLOAT_DTYPES)
+                    assert built(r.combine, i, o, stage=whole) and built(r.combine, i, fam.workspace(r, o), stage=first)
+                    assert built(r.combine, fam.workspace(r, o), o, stage=second)  # a split's second launch
+                    assert built(r.combine, i, o, "16", whole) == (i in fam.FLOAT_DTYPES)
     # Second pass of a split: fp32 partials to half outputs, never aligned; fp32 -> fp16 is not a
     # user pair (torch casts the input first) and fp16 -> bf16 is nothing.
     assert built("add", "fp32", "fp16") and not built("add", "fp32", "fp16", "16")
     assert not fam.covers(fam.BY_NAME["sum"], "fp32", "fp16") and not built("add", "fp16", "bf16")
     assert not built("max", "fp16", "fp32") and not built("max", "u8", "u8")  # exact: output-typed partials
     assert not any(fam.covers(fam.BY_NAME["mean"], i, o) for i in fam.INT_INPUTS for o in fam.DTYPES)
+    # A variance: whole states to the workspace (fp32) and back, from every float input.
+    assert fam.stages(fam.BY_NAME["std_mean"]) == ("var", "state", "state_var")
+    assert built("welford", "bf16", "fp32", "16", "state") and built("welford", "fp32", "bf16", stage="state_var")
+    assert not built("welford", "bf16", "bf16", stage="value") and not built("welford", "fp32", "bf16", stage="var")
 
 
 def test_schemas_are_atens():
@@ -595,21 +730,34 @@ def test_schemas_are_atens():
         assert str(schemas.aten_schema(op.name)) == "aten::" + op.schema
     assert [o.name for o in fam.ATEN_OVERRIDES] == [
         "sum.dim_IntList", "sum.IntList_out", "mean.dim", "mean.out", "prod", "prod.dim_int", "prod.int_out", "amax",
-        "amax.out", "amin", "amin.out"]
+        "amax.out", "amin", "amin.out", "all", "all.dim", "all.dims", "all.all_out", "all.out", "all.dims_out", "any",
+        "any.dim", "any.dims", "any.all_out", "any.out", "any.dims_out", "var.correction", "var.correction_out",
+        "std.correction", "std.correction_out", "var_mean.correction", "std_mean.correction"]
     for o in fam.ATEN_OVERRIDES:  # an own CUDA kernel, never a composite (test_extension, decision 4)
         assert schemas.has_kernel(o.name, "CUDA"), o.name
 
 
 def test_generated_entry_points():
     text = fam.generated_sources()[fam.OPS_SOURCE]
-    assert ("return reason == Fallback::kNone ? result : at::cuda::prod(self, dim, keepdim, dtype);" in text)
-    assert "const reduce::Call call{reduce_tables::kProd, self, at::IntArrayRef(dim), keepdim, dtype};" in text
-    assert "const reduce::Call call{reduce_tables::kAmax, self, dim, keepdim, std::nullopt};" in text
+    assert "  if (reason == Fallback::kNone) return result;\n  return at::cuda::prod(self, dim, keepdim, dtype);" in text
+    assert ("const reduce::Call call{reduce_tables::kProd, self, at::IntArrayRef(dim), keepdim, dtype, std::nullopt};"
+            in text)
+    assert "const reduce::Call call{reduce_tables::kAmax, self, dim, keepdim, std::nullopt, std::nullopt};" in text
     assert "return reason == Fallback::kNone ? out : at::cuda::amax_outf(self, dim, keepdim, out);" in text
     assert "return reason == Fallback::kNone ? out : at::cuda::amin_outf(self, dim, keepdim, out);" in text
-    assert "const reduce::Call call{reduce_tables::kMean, self, std::nullopt, false, dtype};" in text
+    assert "return reason == Fallback::kNone ? out : at::cuda::all_outf(self, out);" in text
+    assert ("const reduce::Call call{reduce_tables::kAny, self, at::IntArrayRef(dim), keepdim, std::nullopt, "
+            "std::nullopt};") in text
+    assert "const reduce::Call call{reduce_tables::kMean, self, std::nullopt, false, dtype, std::nullopt};" in text
+    assert "const reduce::Call call{reduce_tables::kVar, self, dim, keepdim, std::nullopt, correction};" in text
+    assert "return at::cuda::var_outf(self, dim, correction, keepdim, out);" not in text  # out= overloads: below
+    assert "return reason == Fallback::kNone ? out : at::cuda::std_outf(self, dim, correction, keepdim, out);" in text
+    assert ("std::tuple<at::Tensor, at::Tensor> aten_impl::var_mean_correction(const at::Tensor& self, "
+            "at::OptionalIntArrayRef dim, const std::optional<at::Scalar>& correction, bool keepdim) {") in text
+    assert "  if (reason == Fallback::kNone) return {result, mean};\n  return at::cuda::std_mean(" in text
     for op in fam.GEMS_OPS:
-        assert f"at::Tensor cuda::{op.cpp}(" in text and f"at::Tensor meta::{op.cpp}(" in text
+        ret = "std::tuple<at::Tensor, at::Tensor>" if fam.BY_NAME[op.name.split(".")[0]].with_mean else "at::Tensor"
+        assert f"{ret} cuda::{op.cpp}(" in text and f"{ret} meta::{op.cpp}(" in text
         assert f'reduce::unsupported("gems::{op.name}", reason, call)' in text
     for o in fam.ATEN_OVERRIDES:
         assert f'fallback_counter("{o.name}")' in text
@@ -661,7 +809,21 @@ def torch_and_gems_calls(x):
         if isinstance(dim, list) and len(dim) == 1:
             yield (lambda t: torch.prod(t, dim[0], keepdim, dtype=dtype)), (
                 lambda t: g.prod.dim_int(t, dim[0], keepdim, dtype=dtype))
-    for name in ("sum", "mean", "prod"):
+        for name in ("all", "any"):
+            if dim is None:
+                yield (lambda t: getattr(torch, name)(t, None, keepdim)), (lambda t: getattr(g, name).dims(t, None,
+                                                                                                        keepdim))
+            elif len(dim) == 1:
+                yield (lambda t: getattr(torch, name)(t, dim[0], keepdim)), (
+                    lambda t: getattr(g, name).dim(t, dim[0], keepdim))
+            else:
+                yield (lambda t: getattr(torch, name)(t, dim, keepdim)), (lambda t: getattr(g, name).dims(t, dim,
+                                                                                                       keepdim))
+        for name in VARIANCES if dtype is None else ():
+            for correction in (None, 0, 2.5):
+                yield (lambda t: getattr(torch, name)(t, dim, correction=correction, keepdim=keepdim)), (
+                    lambda t: getattr(g, name).correction(t, dim, correction=correction, keepdim=keepdim))
+    for name in ("sum", "mean", "prod", "all", "any"):
         yield (lambda t: getattr(torch, name)(t)), (lambda t: getattr(g, name)(t))
 
 
@@ -670,12 +832,14 @@ def outcome(fn, x):
     tensor: torch's Python meta kernels word some differently."""
     try:
         r = fn(x)
+        if isinstance(r, tuple):  # (var, mean)
+            return tuple((tuple(t.shape), t.dtype, t.stride()) for t in r)
         return tuple(r.shape), r.dtype, r.stride()
     except (RuntimeError, IndexError) as e:
         return type(e).__name__, str(e)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.int32, torch.bool])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.int32, torch.bool, torch.uint8])
 def test_meta_functions(gems, dtype):
     """Every gems op on meta tensors gives torch's shape, dtype and strides, and torch's errors
     (mean of integers, amax over an empty dim, ...)."""
@@ -687,7 +851,8 @@ def test_meta_functions(gems, dtype):
             errors += isinstance(expected[0], str)
             assert outcome(ours, x) == expected
             if not isinstance(expected[0], str):
-                assert ours(x).device.type == "meta"
+                result = ours(x)
+                assert all(r.device.type == "meta" for r in (result if isinstance(result, tuple) else (result,)))
     assert errors > 0
 
 
@@ -702,6 +867,15 @@ def test_errors_match_torch(gems):
         (lambda x: torch.amax(x[:0]), lambda x: torch.ops.gems.amax(x[:0])),
         (lambda x: torch.amax(x[:0], 0), lambda x: torch.ops.gems.amax(x[:0], [0])),
         (lambda x: torch.amin(x[:0], 0), lambda x: torch.ops.gems.amin(x[:0], [0])),
+        (lambda x: torch.all(x, 2), lambda x: torch.ops.gems.all.dim(x, 2)),
+        (lambda x: torch.any(x, [0, 0]), lambda x: torch.ops.gems.any.dims(x, [0, 0])),
+        (lambda x: torch.any(x, [-3]), lambda x: torch.ops.gems.any.dims(x, [-3])),
+        (lambda x: torch.var(x.int()), lambda x: torch.ops.gems.var.correction(x.int())),
+        (lambda x: torch.std(x.long(), 1), lambda x: torch.ops.gems.std.correction(x.long(), [1])),
+        (lambda x: torch.var_mean(x.int()), lambda x: torch.ops.gems.var_mean.correction(x.int())),
+        (lambda x: torch.std_mean(x.bool(), 0), lambda x: torch.ops.gems.std_mean.correction(x.bool(), [0])),
+        (lambda x: torch.var(x, [1, 1]), lambda x: torch.ops.gems.var.correction(x, [1, 1])),
+        (lambda x: torch.std(x, 2), lambda x: torch.ops.gems.std.correction(x, [2])),
     ]
     for theirs, ours in cases:
         expected = outcome(theirs, torch.empty(3, 4))
@@ -712,11 +886,20 @@ def test_errors_match_torch(gems):
 # -- AOT compile -----------------------------------------------------------------------------
 
 SAMPLES = [
-    {"combine": "add", "kind": "inner_r2k", "in_dtype": "fp32", "out_dtype": "fp32", "align": "16"},
-    {"combine": "add", "kind": "inner_r32", "in_dtype": "bool", "out_dtype": "i64", "align": "any"},
-    {"combine": "mul", "kind": "outer_b128", "in_dtype": "bf16", "out_dtype": "fp32", "align": "16"},
-    {"combine": "max", "kind": "outer_b16", "in_dtype": "fp16", "out_dtype": "fp16", "align": "any"},
-    {"combine": "min", "kind": "inner_r512", "in_dtype": "bool", "out_dtype": "bool", "align": "any"},
+    {"combine": "add", "stage": "value", "kind": "inner_r2k", "in_dtype": "fp32", "out_dtype": "fp32", "align": "16"},
+    {"combine": "add", "stage": "value", "kind": "inner_r32", "in_dtype": "bool", "out_dtype": "i64", "align": "any"},
+    {"combine": "mul", "stage": "value", "kind": "outer_b128", "in_dtype": "bf16", "out_dtype": "fp32", "align": "16"},
+    {"combine": "max", "stage": "value", "kind": "outer_b16", "in_dtype": "fp16", "out_dtype": "fp16", "align": "any"},
+    {"combine": "min", "stage": "value", "kind": "inner_r512", "in_dtype": "bool", "out_dtype": "bool", "align": "any"},
+    {"combine": "and", "stage": "value", "kind": "inner_r2k", "in_dtype": "bf16", "out_dtype": "bool", "align": "16"},
+    {"combine": "or", "stage": "value", "kind": "outer_b64", "in_dtype": "u8", "out_dtype": "u8", "align": "any"},
+    {"combine": "welford", "stage": "var", "kind": "inner_r2k", "in_dtype": "bf16", "out_dtype": "bf16", "align": "16"},
+    {"combine": "welford", "stage": "var", "kind": "outer_b128", "in_dtype": "fp32", "out_dtype": "fp32",
+     "align": "16"},
+    {"combine": "welford", "stage": "state", "kind": "inner_r32", "in_dtype": "fp16", "out_dtype": "fp32",
+     "align": "any"},
+    {"combine": "welford", "stage": "state_var", "kind": "outer_b4", "in_dtype": "fp32", "out_dtype": "fp16",
+     "align": "any"},
 ]
 
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/Scalar.h>
 #include <c10/util/OptionalArrayRef.h>
 
 #include <optional>
@@ -13,18 +14,19 @@
 namespace gems::reduce {
 
 // One call of a reduction, whatever its overload: dim is std::nullopt for every dim, keepdim
-// false and dtype std::nullopt where the overload has none.
+// false and dtype and correction std::nullopt where the overload has none.
 struct Call {
   reduce_tables::Reduction reduction;
   const at::Tensor& self;
   at::OptionalIntArrayRef dim;
   bool keepdim;
   std::optional<at::ScalarType> dtype;
+  std::optional<at::Scalar> correction;
 };
 
-// The result in `result`, or why no gems kernel ran (result then undefined). Raises torch's
-// errors for arguments torch rejects.
-Fallback functional(const Call& call, at::Tensor& result);
+// The result in `result` (and the mean in `mean` for a reduction declared with_mean), or why no
+// gems kernel ran (results then undefined). Raises torch's errors for arguments torch rejects.
+Fallback functional(const Call& call, at::Tensor& result, at::Tensor& mean);
 // Into out=, which is checked and resized as torch does first; or why no gems kernel ran.
 Fallback into(const Call& call, at::Tensor& out);
 // The result's shape and dtype on the meta device.
