@@ -86,11 +86,12 @@ const int64_t* device_table(std::vector<int64_t>& host, c10::DeviceIndex device)
     if (it->device != device || it->host.size() != host.size() || std::memcmp(it->host.data(), host.data(), bytes)) {
       continue;
     }
-    if (it->stream != stream.stream()) {
-      if (capturing) return nullptr;  // recording another stream's use is not possible while capturing
+    // A table a graph reads is never freed; any other is freed only after the streams that read it
+    // reached the point of the free.
+    it->captured |= capturing;
+    if (it->stream != stream.stream() && !it->captured) {
       c10::cuda::CUDACachingAllocator::recordStream(it->data, stream);
     }
-    it->captured |= capturing;
     g_cache.splice(g_cache.begin(), g_cache, it);
     return static_cast<const int64_t*>(g_cache.front().data.get());
   }
