@@ -112,10 +112,10 @@ def generated_sources() -> dict:
 
 
 def plan(numels, programs: int, chunk: int = CHUNK) -> tuple:
-    """The table's chunk columns and plan, as the driver builds them (build_table in
-    csrc/ops/multi_tensor.cpp): the first chunk of every tensor and the total, then per program its
-    first chunk and that chunk's tensor, and the total. Program p of P = min(programs, total)
-    updates chunks [p * total // P, (p + 1) * total // P)."""
+    """The table's chunk columns and plan, as the driver builds them (csrc/ops/multi_tensor_plan.h,
+    which the CPU tests compile and compare): the first chunk of every tensor and the total, then
+    per program its first chunk and that chunk's tensor, and the total. Program p of
+    P = min(programs, total) updates chunks [p * total // P, (p + 1) * total // P)."""
     first = [0]
     for n in numels:
         first.append(first[-1] - (-n // chunk))

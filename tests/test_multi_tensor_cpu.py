@@ -289,6 +289,54 @@ def test_plan_covers_every_chunk_once(programs):
     assert max(sizes) - min(sizes) <= 1  # balanced to within a chunk
 
 
+CPP_MAIN = r"""
+#include <cstdio>
+#include <vector>
+#include "multi_tensor_plan.h"
+using namespace gems::multi_tensor_table;
+int main() {
+  const std::vector<std::vector<int64_t>> cases = {
+CASES
+  };
+  for (const auto& c : cases) {  // programs, then the element counts
+    std::vector<int64_t> table((c.size()) * kRow, 0);
+    for (size_t i = 1; i < c.size(); ++i) table[(i - 1) * kRow + kNumel] = c[i];
+    plan(table, c.size() - 1, c[0]);
+    for (size_t i = 0; i < c.size(); ++i) std::printf("%lld ", (long long)table[i * kRow + kFirstChunk]);
+    for (size_t i = c.size() * kRow; i < table.size(); ++i) std::printf("%lld ", (long long)table[i]);
+    std::printf("\n");
+  }
+}
+"""
+
+
+def test_cpp_plan_is_the_python_one(tmp_path):
+    """csrc/ops/multi_tensor_plan.h with the generated table header, compiled, fills the chunk
+    columns and plans as plan() does, over a few hundred lists and grids."""
+    import random
+    import shutil
+    import subprocess
+
+    cxx = shutil.which("g++") or shutil.which("c++")
+    if cxx is None:
+        pytest.skip("no C++ compiler")
+    (tmp_path / fam.TABLE_HEADER).write_text(fam.generated_sources()[fam.TABLE_HEADER])
+    rng = random.Random(0)
+    sizes = [0, 1, fam.CHUNK - 1, fam.CHUNK, fam.CHUNK + 1, 5 * fam.CHUNK + 7, 65_536_000, 2**31 + 5]
+    cases = [[rng.choice([1, 2, 3, 132, 528, 10**6])] + [rng.choice(sizes) for _ in range(rng.randint(1, 80))]
+             for _ in range(300)]
+    literal = ",\n".join("    {" + ", ".join(map(str, c)) + "}" for c in cases)
+    (tmp_path / "main.cpp").write_text(CPP_MAIN.replace("CASES", literal))
+    subprocess.run([cxx, "-std=c++20", "-O1", "-I", str(tmp_path), "-I", str(ROOT / "csrc" / "ops"), "-o",
+                    str(tmp_path / "plan"), str(tmp_path / "main.cpp")], check=True)
+    got = subprocess.run([str(tmp_path / "plan")], check=True, capture_output=True, text=True).stdout.splitlines()
+    expected = []
+    for c in cases:
+        first, plan = fam.plan(c[1:], c[0])
+        expected.append(" ".join(map(str, first + plan)) + " ")
+    assert got == expected
+
+
 def test_table_layout_is_one_declaration():
     """The kernel's columns, the family's row width and the generated header agree; the sentinel
     row's first column is the 0.0f stand-in; chunks hold whole blocks."""

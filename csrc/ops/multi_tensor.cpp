@@ -41,7 +41,7 @@
 #include <vector>
 
 #include "gems_kernels.h"
-#include "gems_multi_tensor_table.h"
+#include "multi_tensor_plan.h"
 #include "runtime/fallback.h"
 #include "runtime/kernels.h"
 
@@ -76,12 +76,12 @@ std::mutex g_cache_mutex;
 std::list<CachedTable> g_cache;  // most recently used first; guarded by g_cache_mutex
 
 // The device copy of `host` on the current stream of `device`, from the cache or uploaded;
-// nullptr for a table missing from the cache while the stream captures.
+// nullptr for a table missing from the cache while the stream captures. The caller holds
+// g_cache_mutex until its launch is enqueued (no other thread frees the table before).
 const int64_t* device_table(std::vector<int64_t>& host, c10::DeviceIndex device) {
   const c10::cuda::CUDAStream stream = c10::cuda::getCurrentCUDAStream(device);
   const bool capturing = stream_is_capturing(device);
   const size_t bytes = host.size() * sizeof(int64_t);
-  std::lock_guard<std::mutex> lock(g_cache_mutex);
   for (auto it = g_cache.begin(); it != g_cache.end(); ++it) {
     if (it->device != device || it->host.size() != host.size() || std::memcmp(it->host.data(), host.data(), bytes)) {
       continue;
@@ -160,14 +160,13 @@ Fallback check(const AdamCall& c, const at::Device& device) {
 }
 
 // The table of kernels/multi_tensor.py for these lists and a grid of at most `programs`
-// programs; returns the grid (the same rule as plan() in aot/family_multi_tensor.py).
+// programs; returns the grid.
 int64_t build_table(const AdamCall& c, int64_t programs, std::vector<int64_t>& host) {
   const size_t n = c.params.size();
   host.assign((n + 1) * tbl::kRow, 0);
-  int64_t total = 0;
+  const auto address = [](const at::Tensor& t) { return reinterpret_cast<int64_t>(t.const_data_ptr()); };
   for (size_t i = 0; i < n; ++i) {
     int64_t* row = host.data() + i * tbl::kRow;
-    const auto address = [](const at::Tensor& t) { return reinterpret_cast<int64_t>(t.const_data_ptr()); };
     row[tbl::kParam] = address(c.params[i]);
     row[tbl::kGrad] = address(c.grads[i]);
     row[tbl::kExpAvg] = address(c.exp_avgs[i]);
@@ -175,20 +174,8 @@ int64_t build_table(const AdamCall& c, int64_t programs, std::vector<int64_t>& h
     row[tbl::kMaxExpAvgSq] = c.amsgrad ? address(c.max_exp_avg_sqs[i]) : 0;
     row[tbl::kStep] = address(c.steps[i]);
     row[tbl::kNumel] = c.params[i].numel();
-    row[tbl::kFirstChunk] = total;
-    total += (row[tbl::kNumel] + tbl::kChunk - 1) / tbl::kChunk;
   }
-  host[n * tbl::kRow + tbl::kFirstChunk] = total;
-  const int64_t grid = std::min(programs, total);
-  int64_t t = 0;
-  for (int64_t p = 0; p < grid; ++p) {
-    const int64_t start = p * total / grid;
-    while (host[(t + 1) * tbl::kRow + tbl::kFirstChunk] <= start) ++t;
-    host.push_back(start);
-    host.push_back(t);
-  }
-  host.push_back(total);
-  return grid;
+  return tbl::plan(host, n, programs);
 }
 
 Fallback run_adam(const AdamCall& c) {
@@ -207,6 +194,7 @@ Fallback run_adam(const AdamCall& c) {
 
   c10::cuda::CUDAGuard guard(device);
   const size_t sentinel = c.params.size() * tbl::kRow;
+  std::lock_guard<std::mutex> lock(g_cache_mutex);
   const int64_t* table = device_table(host, device.index());
   if (!table) return Fallback::kArgs;
   const int64_t* stand_in = table + sentinel;  // 0.0f: found_inf and lr when absent
