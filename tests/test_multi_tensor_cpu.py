@@ -236,9 +236,9 @@ def torch_optimizer(params, adamw, **options):
     return cls(params, foreach=False, **options)
 
 
-@runtime_loop_bounds
 # torch.optim's bf16 and fp16 steps round every operation to the param's dtype (and its fp16
 # exp_avg_sq of small grads underflows, where the fused step's fp32 math does not): a few ulps.
+@runtime_loop_bounds
 @pytest.mark.parametrize("dtype,rtol,atol", [("fp32", 1e-5, 1e-6), ("bf16", 4e-2, 2e-2), ("fp16", 4e-2, 2e-2)])
 @pytest.mark.parametrize("flags", [dict(adamw=True), dict(adamw=False, amsgrad=True, maximize=True),
                                    dict(adamw=True, amsgrad=True, weight_decay=0.0)], ids=["adamw", "adam", "amsgrad"])
@@ -411,6 +411,7 @@ def test_ptx_vectors_and_ieee_rounding():
     assert "fma.rn.f64" in ptx
 
 
+@runtime_loop_bounds
 def test_bias_correction_uses_the_step_as_given():
     """The kernel reads the step tensors and never writes them (torch.optim increments them)."""
     s = State([5], torch.float32, torch.Generator().manual_seed(1))
