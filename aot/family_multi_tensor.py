@@ -16,13 +16,15 @@ decay, eps, maximize, found_inf. The host describes the lists in an int64 table 
 ROW and the plan, kernels/multi_tensor.py); the driver (csrc/ops/multi_tensor.cpp) builds it
 with the constants below, generated into TABLE_HEADER, and caches the device copy per content.
 
-Tile: a block is one 16-byte vector per thread per array (BLOCK elements); programs own whole
+Tile: a block is one 16-byte vector per thread per array (BLOCK elements: twice as many on AMD
+targets, whose warps have 64 threads; built and packed there, not run); programs own whole
 chunks of CHUNK elements (a multiple of every BLOCK), about equal numbers of chunks each, so a
 step over tensors of any sizes is balanced to within a chunk. Untuned (no GPU measurements yet).
 """
 
 from aot.ops import AtenOverride, GemsOp
 from aot.schemas import aten_schema
+from aot.targets import TARGETS
 from aot.variants import FLOAT_DTYPES, KernelGrid, Variant
 
 KERNEL = "kernels.multi_tensor:adam_kernel"
@@ -35,9 +37,9 @@ TABLE_HEADER = "gems_multi_tensor_table.h"
 OVERLOADS = ("_fused_adam_", "_fused_adam_.tensor_lr", "_fused_adamw_", "_fused_adamw_.tensor_lr")
 
 
-def block(dtype: str) -> int:
+def block(dtype: str, warp_size: int = 32) -> int:
     """Elements per block: one 16-byte vector for each thread."""
-    return 32 * NUM_WARPS * 16 // ELEMENT_BYTES[dtype]
+    return warp_size * NUM_WARPS * 16 // ELEMENT_BYTES[dtype]
 
 
 def triton_dtype(dtype: str):
@@ -66,7 +68,7 @@ def make_adam(point, arch):
     dtype = point["dtype"]
     constexprs = (("DTYPE", triton_dtype(dtype)), ("ADAMW", point["mode"] == "adamw"),
                   ("AMSGRAD", point["amsgrad"] == "yes"), ("GRAD_SCALE", point["grad_scale"] == "yes"),
-                  ("CHUNK", CHUNK), ("BLOCK", block(dtype)))
+                  ("CHUNK", CHUNK), ("BLOCK", block(dtype, TARGETS[arch].warp_size)))
     return Variant(
         kernel=KERNEL,
         signature=SIGNATURE + tuple((name, "constexpr") for name, _ in constexprs),
