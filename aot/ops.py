@@ -24,7 +24,6 @@ FAMILIES = (
     "aot.family_gemm",
     "aot.family_gemv",
     "aot.family_fused",
-    "aot.family_multi_tensor",
 )
 
 
