@@ -340,6 +340,6 @@ def registration_source(families) -> str:
     lines += ["}  // namespace", "", "const AtenOverride kAtenOverrides[] = {"]
     for f, o in overrides:
         family = f.module.split("_", 1)[1]
-        lines.append(f"  {{{_cpp_str(o.name)}, {_cpp_str(family)}, &install_{o.cpp}}},")
+        lines.append(f"  {{{_cpp_str(o.name)}, {_cpp_str(family)}, {str(o.opt_in).lower()}, &install_{o.cpp}}},")
     lines += ["};", f"const int kNumAtenOverrides = {len(overrides)};", "}  // namespace gems", ""]
     return "\n".join(lines)

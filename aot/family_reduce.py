@@ -90,6 +90,8 @@ class Reduction:
     sqrt: bool = False  # the square root of the finish (std)
     with_mean: bool = False  # a second result, the mean (var_mean): its finish writes it too
     error_name: str = ""  # what torch's dtype error calls the op, where not its name ("std and var")
+    # Its overrides are opt-in (aot/ops.py AtenOverride): measured slower than ATen's kernel.
+    opt_in: bool = False
 
     def outputs(self, in_dtype: str) -> tuple:
         """The output dtypes torch gives this input whose kernel reads the input as it is: the
@@ -122,14 +124,15 @@ REDUCTIONS = (
               ("all", "all.dim", "all.dims", "all.all_out", "all.out", "all.dims_out"), empty_dims_reduce_all=False),
     Reduction("any", "or", DTYPES, "bool", "identity", ("any", "any.dim", "any.dims"),
               ("any", "any.dim", "any.dims", "any.all_out", "any.out", "any.dims_out"), empty_dims_reduce_all=False),
+    # The Welford kernels ran at 0.75-0.81x ATen's (H100, 16M elements, docs/MEASUREMENTS.md): opt-in.
     Reduction("var", "welford", FLOAT_DTYPES, "real", "nan", ("var.correction",), ("var.correction",
-              "var.correction_out"), finish="var", error_name="std and var"),
+              "var.correction_out"), finish="var", error_name="std and var", opt_in=True),
     Reduction("std", "welford", FLOAT_DTYPES, "real", "nan", ("std.correction",), ("std.correction",
-              "std.correction_out"), finish="var", sqrt=True, error_name="std and var"),
+              "std.correction_out"), finish="var", sqrt=True, error_name="std and var", opt_in=True),
     Reduction("var_mean", "welford", FLOAT_DTYPES, "real", "nan", ("var_mean.correction",), ("var_mean.correction",),
-              finish="var", with_mean=True),
+              finish="var", with_mean=True, opt_in=True),
     Reduction("std_mean", "welford", FLOAT_DTYPES, "real", "nan", ("std_mean.correction",), ("std_mean.correction",),
-              finish="var", sqrt=True, with_mean=True),
+              finish="var", sqrt=True, with_mean=True, opt_in=True),
 )
 BY_NAME = {r.name: r for r in REDUCTIONS}
 
@@ -413,7 +416,7 @@ def _aten_schema_text(name: str) -> str:
 
 
 GEMS_OPS = [GemsOp(_aten_schema_text(name)) for r in REDUCTIONS for name in r.gems_ops]
-ATEN_OVERRIDES = [AtenOverride(name) for r in REDUCTIONS for name in r.aten_overrides]
+ATEN_OVERRIDES = [AtenOverride(name, r.opt_in) for r in REDUCTIONS for name in r.aten_overrides]
 
 
 def bench_cases() -> list:

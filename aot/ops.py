@@ -52,6 +52,9 @@ class GemsOp:
 @dataclasses.dataclass(frozen=True)
 class AtenOverride:
     name: str  # "add.Tensor", "add_.Tensor", "add.out", "relu"
+    # Measured slower than ATen's kernel: `enable()` installs it only where `include` names it, so
+    # that enabling gems never makes a program slower.
+    opt_in: bool = False
 
     @property
     def cpp(self) -> str:

@@ -20,7 +20,8 @@ namespace {
 std::vector<std::string> available_overrides() {
   std::vector<std::string> names;
   for (int i = 0; i < kNumAtenOverrides; ++i) {
-    names.push_back(std::string(kAtenOverrides[i].name) + "\t" + kAtenOverrides[i].family);
+    names.push_back(std::string(kAtenOverrides[i].name) + "\t" + kAtenOverrides[i].family + "\t" +
+                    (kAtenOverrides[i].opt_in ? "opt_in" : "default"));
   }
   return names;
 }

@@ -11,6 +11,7 @@ namespace gems {
 struct AtenOverride {
   const char* name;  // aten overload, e.g. "add.Tensor"
   const char* family;
+  bool opt_in;  // slower than ATen's kernel where measured: enable() installs it only when named
   void (*install)(torch::Library&);  // registers gems' kernel at the CUDA key
 };
 

@@ -255,7 +255,7 @@ def measure(case: dict, dtype: str, sizes: list[int], layouts: list[str], rounds
     for _ in range(rounds):
         with gems_aot.use_gems(include=[]):
             host["aten"].append(host_us(aten_fn))
-        with gems_aot.use_gems():
+        with gems_aot.use_gems(include=gems_aot.registered_ops()):  # opt-in ops too
             host["gems"].append(host_us(gems_fn))
     row = {"op": case["op"], "call": case["call"], "family": case["family"], "dtype": dtype,
            "host_us": {side: min(v) for side, v in host.items()}, "device": {}}
@@ -265,7 +265,7 @@ def measure(case: dict, dtype: str, sizes: list[int], layouts: list[str], rounds
             amount, unit = work(case, dtype, sets[0])
             with gems_aot.use_gems(include=[]):
                 t_aten = device_ms([make_call(case, dtype, s, aten_side) for s in sets])
-            with gems_aot.use_gems():
+            with gems_aot.use_gems(include=gems_aot.registered_ops()):
                 t_gems = device_ms([make_call(case, dtype, s, gems_side) for s in sets])
             row["device"][f"{n}/{layout}"] = {"unit": unit, "aten_ms": t_aten, "gems_ms": t_gems,
                                               "aten": amount / t_aten * 1e3, "gems": amount / t_gems * 1e3}

@@ -19,8 +19,14 @@ _lock = threading.Lock()
 
 
 def registered_ops() -> list[str]:
-    """The aten overloads `enable()` overrides, e.g. 'add.Tensor', 'add_.Tensor', 'add.out'."""
+    """The aten overloads gems can override, e.g. 'add.Tensor', 'add_.Tensor', 'add.out'."""
     return [entry.split("\t")[0] for entry in torch.ops.gems._available_overrides()]
+
+
+def opt_in_ops() -> list[str]:
+    """The overloads `enable()` leaves to ATen unless `include` names them: gems' kernel measured
+    slower than ATen's there (var, std, var_mean, std_mean today)."""
+    return [entry.split("\t")[0] for entry in torch.ops.gems._available_overrides() if entry.endswith("\topt_in")]
 
 
 def _base(overload: str) -> str:
@@ -31,7 +37,7 @@ def _base(overload: str) -> str:
 
 def _select(names: Optional[Iterable[str]], available: list[str], what: str) -> set[str]:
     if names is None:
-        return set(available)
+        return set(available) - set(opt_in_ops())
     if isinstance(names, str):
         names = [names]
     chosen: set[str] = set()
@@ -52,9 +58,11 @@ def _install(names: Iterable[str]) -> list[str]:
 
 
 def enable(include: Optional[Iterable[str]] = None, exclude: Optional[Iterable[str]] = None) -> list[str]:
-    """Routes the selected aten ops (all of `registered_ops()` by default) to gems kernels.
+    """Routes the selected aten ops (by default all of `registered_ops()` but `opt_in_ops()`, whose
+    gems kernels measured slower than ATen's) to gems kernels.
 
-    include / exclude take op names ("add": all its overloads) or overloads ("add.out").
+    include / exclude take op names ("add": all its overloads) or overloads ("add.out"); an opt-in
+    op is routed where `include` names it.
     Replaces the current selection; returns the overloads now overridden.
     """
     available = registered_ops()
