@@ -20,7 +20,7 @@ Buckets: N (a layer's width) by octave, ceil(log2(x)) clamped to NUM_BUCKETS - 1
 weight gradients), by quarter octave (fine_bucket: 2049-2560, 2561-3072, 3073-3584, 3585-4096,
 ...), so that an uneven batch of 3000 tokens gets its own measured configuration instead of the
 4096-token one. A bucket no measured case falls into takes the nearest measured one of the same
-layout.
+layout (routed to ATen where that case is far, or of another layout).
 """
 
 from __future__ import annotations
@@ -210,9 +210,15 @@ def configs_for(arch: int, klass: str) -> tuple:
     return (DEFAULT_CONFIG[arch][klass],) if klass in DEFAULT_CONFIG.get(arch, {}) else ()
 
 
-def encode(config: int, aten: bool) -> int:
-    """A dense table entry: the configuration index, or -(index + 1) where the bucket goes to ATen."""
-    return -(config + 1) if aten else config
+# How far (in the distance of dense_table) a measured case speaks for an unmeasured bucket: M two
+# octaves away, or M one octave and N one octave, or K four octaves.
+NEAR_ENOUGH = 16
+
+
+def encode(config, aten):
+    """A dense table entry: the configuration index, or -(index + 1) where the bucket goes to ATen
+    (ints, or numpy arrays elementwise)."""
+    return config - aten * (2 * config + 1)
 
 
 def dense_table(arch: int, klass: str) -> list:
@@ -228,14 +234,21 @@ def dense_table(arch: int, klass: str) -> list:
     grid = np.stack([mb.ravel(), nb.ravel(), kb.ravel()], axis=1)
     out = []
     for layout in LAYOUTS:
-        same = [r for r in rows if r["layout"] == layout] or rows
+        measured = [r for r in rows if r["layout"] == layout]
+        same = measured or rows
         points = np.array([(fine_bucket(r["m"]), bucket(r["n"]), fine_bucket(r["k"])) for r in same])
-        entries = np.array([encode(r["config"], r["aten"]) for r in same])
+        configs = np.array([r["config"] for r in same])
+        served = np.array([not r["aten"] for r in same])
         # Nearest measured case, in octaves with M weighing most (it decides the tile): 2 |dM| +
         # |dN| + |dK|, counted in quarter octaves. Ties go to the earlier row (argmin takes the
         # first), so the choice is deterministic.
-        d = np.abs(grid[:, None, :] - points[None, :, :]) * np.array([2, 4, 1])
-        out += entries[d.sum(axis=2).argmin(axis=1)].tolist()
+        d = (np.abs(grid[:, None, :] - points[None, :, :]) * np.array([2, 4, 1])).sum(axis=2)
+        nearest = d.argmin(axis=1)
+        # The aten override serves a bucket only where a measurement of its layout vouches for it:
+        # far from every measured case (an N of 1 beside the 8192^3 square, a layout the shape set
+        # lacks) nothing says gems is not slower than ATen.
+        vouched = served[nearest] & (d.min(axis=1) <= NEAR_ENOUGH) & bool(measured)
+        out += encode(configs[nearest], ~vouched).tolist()
     return out
 
 

@@ -449,8 +449,11 @@ def test_dense_table_takes_the_nearest_measured_case(monkeypatch):
     assert at("nn", 4096, 512, 2048) == -3 and at("nn", 3800, 600, 2000) == -3
     # 3000 tokens have a bucket of their own, with their own measured choice.
     assert at("nn", 3000, 512, 2048) == 3 and at("nn", 2900, 512, 2048) == 3
-    # A layout with no measured case takes the nearest case of any layout.
-    assert at("tt", 4096, 4096, 4096) == 0
+    # A layout with no measured case takes the nearest case of any layout, and goes to ATen.
+    assert at("tt", 4096, 4096, 4096) == -1
+    # A served case vouches for buckets near it only (gemm_tuning.NEAR_ENOUGH).
+    assert at("nt", 1024, 4096, 4096) == 0 and at("nt", 512, 4096, 4096) == -1
+    assert at("nt", 4096, 1, 4096) == -1 and at("nt", 4096, 4096, 64) == -1
 
 
 def test_generated_tuning_header_matches_the_table():
