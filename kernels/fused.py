@@ -1,4 +1,4 @@
-"""Fused activation-and-multiply kernels: silu_and_mul, gelu_and_mul and their backward.
+"""Fused kernels: silu_and_mul, gelu_and_mul and their backward; rotary embedding (rotary_kernel).
 
 x has a last dim of 2H and is viewed as a matrix of `M` rows of 2H elements, the elements of a
 row contiguous, rows `x_row` elements apart (any stride, also 0 or one that overlaps the row:
@@ -132,3 +132,80 @@ def act_and_mul_bwd(
     da_ptrs = dx_ptr + (rows * (2 * H))[:, None] + cols[None, :]
     tl.store(da_ptrs, da.to(dx_ptr.dtype.element_ty), mask=mask)
     tl.store(da_ptrs + H, db.to(dx_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def rotary_kernel(
+    x_ptr,
+    out_ptr,
+    cos_ptr,
+    sin_ptr,
+    pos_ptr,
+    H,
+    S,
+    x_sb,
+    x_sh,
+    x_ss,
+    o_sb,
+    o_sh,
+    o_ss,
+    c_sb,
+    c_ss,
+    p_sb,
+    p_ss,
+    R_HALF,
+    D,
+    BLOCK_H: tl.constexpr,
+    BLOCK_HALF: tl.constexpr,
+    HAS_POS: tl.constexpr,
+    INTERLEAVED: tl.constexpr,
+    BACKWARD: tl.constexpr,
+):
+    """Rotary embedding of x [B, H, S, D] (any strides, D contiguous) into out, for one (b, s) and
+    BLOCK_H heads per program (grid: B * S, cdiv(H, BLOCK_H)).
+
+    The first 2 * R_HALF dims rotate in pairs (x1, x2): (i, i + R_HALF), or (2i, 2i + 1) when
+    INTERLEAVED; the rest are copied. cos / sin rows hold 2 * R_HALF values, indexed like x:
+    forward  o1 = x1 c1 - x2 s1, o2 = x2 c2 + x1 s2  (x cos + rotate(x) sin, Hugging Face's form);
+    backward o1 = x1 c1 + x2 s2, o2 = x2 c2 - x1 s1  (its transpose, x being the gradient).
+    The cos / sin row is b * c_sb + s * c_ss, or position_ids[b, s] * c_ss with HAS_POS. fp32 math,
+    one rounding at the end.
+    """
+    row = tl.program_id(0)
+    b = row // S
+    s = row - b * S
+    if HAS_POS:
+        trig_row = tl.load(pos_ptr + b.to(tl.int64) * p_sb + s * p_ss).to(tl.int64) * c_ss
+    else:
+        trig_row = b.to(tl.int64) * c_sb + s.to(tl.int64) * c_ss
+    i = tl.arange(0, BLOCK_HALF)
+    i_mask = i < R_HALF
+    if INTERLEAVED:
+        first = 2 * i
+        second = 2 * i + 1
+    else:
+        first = i
+        second = i + R_HALF
+    c1 = tl.load(cos_ptr + trig_row + first, mask=i_mask, other=0.0).to(tl.float32)[None, :]
+    c2 = tl.load(cos_ptr + trig_row + second, mask=i_mask, other=0.0).to(tl.float32)[None, :]
+    s1 = tl.load(sin_ptr + trig_row + first, mask=i_mask, other=0.0).to(tl.float32)[None, :]
+    s2 = tl.load(sin_ptr + trig_row + second, mask=i_mask, other=0.0).to(tl.float32)[None, :]
+    h = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)
+    mask = (h < H)[:, None] & i_mask[None, :]
+    x_row = x_ptr + b.to(tl.int64) * x_sb + s.to(tl.int64) * x_ss + h.to(tl.int64)[:, None] * x_sh
+    o_row = out_ptr + b.to(tl.int64) * o_sb + s.to(tl.int64) * o_ss + h.to(tl.int64)[:, None] * o_sh
+    x1 = tl.load(x_row + first[None, :], mask=mask, other=0.0).to(tl.float32)
+    x2 = tl.load(x_row + second[None, :], mask=mask, other=0.0).to(tl.float32)
+    if BACKWARD:
+        o1 = x1 * c1 + x2 * s2
+        o2 = x2 * c2 - x1 * s1
+    else:
+        o1 = x1 * c1 - x2 * s1
+        o2 = x2 * c2 + x1 * s2
+    tl.store(o_row + first[None, :], o1.to(out_ptr.dtype.element_ty), mask=mask)
+    tl.store(o_row + second[None, :], o2.to(out_ptr.dtype.element_ty), mask=mask)
+    # The dims past the rotated ones (partial rotary) pass through.
+    for start in range(2 * R_HALF, D, 2 * BLOCK_HALF):
+        d = start + tl.arange(0, 2 * BLOCK_HALF)
+        pass_mask = (h < H)[:, None] & (d < D)[None, :]
+        tl.store(o_row + d[None, :], tl.load(x_row + d[None, :], mask=pass_mask), mask=pass_mask)

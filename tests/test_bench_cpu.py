@@ -24,7 +24,7 @@ def test_every_op_has_a_case_from_its_declaration():
     reductions = {"sum", "mean", "prod", "amax", "amin", "all", "any", "var", "std", "var_mean"}
     softmax = {"_softmax", "_log_softmax", "_softmax_backward_data", "_log_softmax_backward_data"}
     assert {op.name for op in fam.OPS} | reductions | softmax | {"mm", "mv", "dot", "silu_and_mul",
-                                                                "gelu_and_mul"} == set(BY_OP)
+                                                                "gelu_and_mul", "rotary_embedding"} == set(BY_OP)
     assert len({(c["op"], c["call"]) for c in CASES}) == len(CASES)
     # Ops whose functional overload is a composite reach gems through their out= form.
     assert BY_OP["abs"]["call"] == "abs" and BY_OP["frexp"]["call"] == "frexp.Tensor"
@@ -46,13 +46,14 @@ def test_every_case_is_a_call_torch_accepts(case):
         inputs = _bench.make_inputs(case, dtype, n, device="cpu")
         assert [t.dtype for t in inputs] == [_bench.DTYPES[d] for d in spec["tensors"]]
         result = _bench.make_call(case, dtype, inputs)()
-        if isinstance(result, tuple):  # frexp: (mantissa, exponent)
-            result = result[0]
-        assert result.dtype == _bench.DTYPES[spec["out"]], (case["op"], dtype)
+        # frexp: (mantissa, exponent), the figure counts the mantissa; rotary: (q, k), both counted.
+        results = list(result) if isinstance(result, tuple) else [result]
+        written = results if case["kind"] == "rotary" else results[:1]
+        assert all(r.dtype == _bench.DTYPES[spec["out"]] for r in written), (case["op"], dtype)
         amount, unit = _bench.work(case, dtype, inputs)
         if unit == "GB/s":
             read = sum(inputs[i].numel() * inputs[i].element_size() for i in spec["reads"])
-            assert amount * 1e9 == read + result.numel() * result.element_size(), (case["op"], dtype)
+            assert amount * 1e9 == read + sum(r.numel() * r.element_size() for r in written), (case["op"], dtype)
         else:
             assert amount == 2 * 64**3 / 1e12
 

@@ -296,6 +296,7 @@ def test_declarations_match_kernels():
 def test_schemas():
     assert [o.name for o in fam.GEMS_OPS] == [
         "silu_and_mul", "gelu_and_mul", "silu_and_mul_backward", "gelu_and_mul_backward",
+        "rotary_embedding", "rotary_embedding_backward",
     ]  # fmt: skip
     assert [o.cpp for o in fam.GEMS_OPS] == [o.name for o in fam.GEMS_OPS]
     assert fam.ATEN_OVERRIDES == []

@@ -14,15 +14,26 @@
 // 2**31 - 1 row blocks or 65535 column blocks (H above 67M elements). A CPU tensor gets the
 // dispatcher's error (no CPU kernel is registered), which names the op.
 //
+// rotary_embedding(q, k, cos, sin, position_ids, interleaved) -> (q_out, k_out): q [B, Hq, S, D] and
+// k [B, Hk, S, D] (Hugging Face's layout: any strides whose last one is 1, else a contiguous copy)
+// rotated by the rows of cos / sin ([B or 1, S, R], or [S, R]; with position_ids [B, S], a table
+// [P, R] whose row position_ids[b, s] serves (b, s)); R <= D is even, the dims past R pass through.
+// Outputs keep q's / k's strides where those are dense (empty_like). Errors: ranks, shapes, dtypes
+// (q, k, cos, sin of one float dtype), devices, R / 2 above 128. cos and sin get no gradient (an
+// error if they require one).
+//
 // Autograd: silu_and_mul / gelu_and_mul have C++ autograd kernels (a torch::autograd::Function
 // saving x) whose backward calls silu_and_mul_backward / gelu_and_mul_backward. The backward ops
-// are not differentiable: differentiating them (double backward) raises.
+// are not differentiable: differentiating them (double backward) raises. rotary_embedding and its
+// backward op are linear in their first two inputs: each is the other's gradient.
 #include "gems_fused_ops.h"
 
 #include <ATen/core/LegacyTypeDispatch.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/cuda/EmptyTensor.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
+#include <ATen/ops/zeros.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/library.h>
@@ -30,6 +41,7 @@
 #include <initializer_list>
 #include <limits>
 #include <string>
+#include <tuple>
 
 #include "gems_fused_tiles.h"
 #include "gems_kernels.h"
@@ -40,6 +52,7 @@ namespace gems {
 namespace {
 
 namespace g = gen::act_and_mul;
+namespace rot = gen::rotary;
 
 constexpr int64_t kMaxGridX = std::numeric_limits<int32_t>::max();
 constexpr int64_t kMaxGridY = 65535;
@@ -48,6 +61,8 @@ constexpr const char* kSilu = "gems::silu_and_mul";
 constexpr const char* kGelu = "gems::gelu_and_mul";
 constexpr const char* kSiluBackward = "gems::silu_and_mul_backward";
 constexpr const char* kGeluBackward = "gems::gelu_and_mul_backward";
+constexpr const char* kRotary = "gems::rotary_embedding";
+constexpr const char* kRotaryBackward = "gems::rotary_embedding_backward";
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -200,6 +215,121 @@ at::Tensor act_and_mul_backward(const char* op, int act, const at::Tensor& grad_
   return dx;
 }
 
+
+// -- rotary embedding -----------------------------------------------------------------------------
+
+// cos / sin as [rows, R] with a batch stride (0: shared by every b) and a row stride, after the
+// shape checks shared by CUDA and Meta.
+struct Trig {
+  at::Tensor cos, sin;
+  int64_t batch_stride = 0, row_stride = 0, half = 0;
+};
+
+void check_rotary(const char* op, const at::Tensor& q, const at::Tensor& k, const at::Tensor& cos,
+                  const at::Tensor& sin, const std::optional<at::Tensor>& position_ids) {
+  TORCH_CHECK(q.dim() == 4 && k.dim() == 4, op, ": expected q and k of 4 dims [batch, heads, seq, head_dim], got ",
+              q.sizes(), " and ", k.sizes());
+  TORCH_CHECK(k.size(0) == q.size(0) && k.size(2) == q.size(2) && k.size(3) == q.size(3), op,
+              ": q and k must agree in batch, seq and head_dim, got ", q.sizes(), " and ", k.sizes());
+  TORCH_CHECK(cos.sizes() == sin.sizes(), op, ": cos and sin must have one shape, got ", cos.sizes(), " and ",
+              sin.sizes());
+  for (const at::Tensor* t : {&k, &cos, &sin}) {
+    TORCH_CHECK(t->scalar_type() == q.scalar_type(), op, ": q, k, cos and sin must have one dtype, got ",
+                q.scalar_type(), " and ", t->scalar_type());
+    TORCH_CHECK(t->device() == q.device(), op, ": expected every tensor on ", q.device(), ", got ", t->device());
+  }
+  TORCH_CHECK(rot::dtype_of(q.scalar_type()) >= 0, op, ": unsupported dtype ", q.scalar_type(),
+              " (supported: Float, Half, BFloat16)");
+  const int64_t B = q.size(0), S = q.size(2), D = q.size(3), R = cos.size(-1);
+  TORCH_CHECK(R % 2 == 0 && R <= D, op, ": the rotated dims (cos.size(-1) = ", R,
+              ") must be even and at most head_dim = ", D);
+  TORCH_CHECK(fused_tiles::rotary_tile_for(R / 2) >= 0, op, ": at most 256 rotated dims are supported, got ", R);
+  if (position_ids.has_value()) {
+    const at::Tensor& p = *position_ids;
+    TORCH_CHECK(p.scalar_type() == at::kLong && p.device() == q.device(), op,
+                ": position_ids must be an int64 tensor on ", q.device());
+    TORCH_CHECK(p.dim() == 2 && p.size(0) == B && p.size(1) == S, op, ": expected position_ids of shape [", B, ", ",
+                S, "], got ", p.sizes());
+    TORCH_CHECK(cos.dim() == 2, op, ": with position_ids, cos and sin are tables [positions, rotated dims], got ",
+                cos.sizes());
+  } else {
+    const bool rows = cos.dim() == 2 ? cos.size(0) == S
+                                     : cos.dim() == 3 && (cos.size(0) == B || cos.size(0) == 1) && cos.size(1) == S;
+    TORCH_CHECK(rows, op, ": expected cos and sin of shape [", B, " or 1, ", S, ", R] or [", S, ", R], got ",
+                cos.sizes());
+  }
+}
+
+Trig trig_rows(const at::Tensor& cos_in, const at::Tensor& sin_in) {
+  Trig t;
+  t.cos = cos_in.dim() == 2 ? cos_in.unsqueeze(0) : cos_in;
+  t.sin = sin_in.dim() == 2 ? sin_in.unsqueeze(0) : sin_in;
+  // One pair of strides serves both: the kernel reads them alike.
+  if (t.cos.stride(2) != 1 || t.cos.strides() != t.sin.strides() || t.cos.is_neg() || t.sin.is_neg()) {
+    t.cos = t.cos.resolve_neg().contiguous();
+    t.sin = t.sin.resolve_neg().contiguous();
+  }
+  t.batch_stride = t.cos.size(0) == 1 ? 0 : t.cos.stride(0);
+  t.row_stride = t.cos.stride(1);
+  t.half = t.cos.size(2) / 2;
+  return t;
+}
+
+// x itself where its last dim is contiguous, else a contiguous copy.
+at::Tensor with_unit_last_stride(const at::Tensor& x) {
+  at::Tensor r = x.is_neg() ? x.resolve_neg() : x;
+  return r.size(3) > 1 && r.stride(3) != 1 ? r.contiguous() : r;
+}
+
+void rotate(const char* op, int pass, bool interleaved, const at::Tensor& x_in, const at::Tensor& out, const Trig& t,
+            const std::optional<at::Tensor>& position_ids) {
+  if (out.numel() == 0) return;
+  const at::Tensor x = with_unit_last_stride(x_in);
+  const c10::DeviceIndex device = x.device().index();
+  const int dt = rot::dtype_of(x.scalar_type());
+  const int id = rot::find(pass, dt, interleaved ? rot::pairs_interleaved : rot::pairs_half,
+                           position_ids.has_value() ? rot::pos_ids : rot::pos_none,
+                           fused_tiles::rotary_tile_for(t.half));
+  TORCH_INTERNAL_ASSERT(id >= 0, op, ": no rotary variant for a checked input");
+  const LoadedKernel* k = kernel_for(id, device);
+  if (!k) unsupported(op, Fallback::kArch, {&x_in});
+  const int64_t B = x.size(0), H = x.size(1), S = x.size(2);
+  const int64_t block_h = k->image->params[rot::kParam_BLOCK_H];
+  TORCH_CHECK(B * S <= kMaxGridX && ceil_div(H, block_h) <= kMaxGridY, op, ": ", B * S,
+              " (batch x seq) rows or ", H, " heads exceed the launch grid");
+  KernelArgs args;
+  args.ptr(x.const_data_ptr());
+  args.ptr(out.mutable_data_ptr());
+  args.ptr(t.cos.const_data_ptr());
+  args.ptr(t.sin.const_data_ptr());
+  args.ptr(position_ids.has_value() ? position_ids->const_data_ptr() : nullptr);
+  args.i32(static_cast<int32_t>(H));
+  args.i32(static_cast<int32_t>(S));
+  for (int64_t v : {x.stride(0), x.stride(1), x.stride(2), out.stride(0), out.stride(1), out.stride(2),
+                    t.batch_stride, t.row_stride}) {
+    args.i64(v);
+  }
+  args.i64(position_ids.has_value() ? position_ids->stride(0) : 0);
+  args.i64(position_ids.has_value() ? position_ids->stride(1) : 0);
+  args.i32(static_cast<int32_t>(t.half));
+  args.i32(static_cast<int32_t>(x.size(3)));
+  launch(*k, device, static_cast<uint32_t>(B * S), static_cast<uint32_t>(ceil_div(H, block_h)), 1, args);
+}
+
+std::tuple<at::Tensor, at::Tensor> rotary(const char* op, int pass, const at::Tensor& q, const at::Tensor& k,
+                                          const at::Tensor& cos, const at::Tensor& sin,
+                                          const std::optional<at::Tensor>& position_ids, bool interleaved) {
+  check_rotary(op, q, k, cos, sin, position_ids);
+  c10::cuda::CUDAGuard guard(q.device());
+  at::Tensor q_out = at::empty_like(q), k_out = at::empty_like(k);
+  const Trig t = trig_rows(cos, sin);
+  std::optional<at::Tensor> pos;
+  if (position_ids.has_value()) pos = *position_ids;
+  rotate(op, pass, interleaved, q, q_out, t, pos);
+  rotate(op, pass, interleaved, k, k_out, t, pos);
+  return {q_out, k_out};
+}
+
 // -- autograd -------------------------------------------------------------------------------------
 
 using torch::autograd::AutogradContext;
@@ -309,6 +439,90 @@ at::Tensor gelu_and_mul_backward_autograd(const at::Tensor& grad, const at::Tens
   return backward_with_autograd(grad, x, std::string(approximate));
 }
 
+
+using RotarySignature = std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                                           const at::Tensor&, const std::optional<at::Tensor>&, bool);
+using RotaryOp = c10::TypedOperatorHandle<RotarySignature>;
+
+const RotaryOp& rotary_op(const char* name) {
+  static const RotaryOp forward_op =
+      c10::Dispatcher::singleton().findSchemaOrThrow(kRotary, "").typed<RotarySignature>();
+  static const RotaryOp backward_op =
+      c10::Dispatcher::singleton().findSchemaOrThrow(kRotaryBackward, "").typed<RotarySignature>();
+  return name == kRotary ? forward_op : backward_op;
+}
+
+std::tuple<at::Tensor, at::Tensor> call_rotary(const char* name, const at::Tensor& a, const at::Tensor& b,
+                                               const at::Tensor& cos, const at::Tensor& sin,
+                                               const std::optional<at::Tensor>& position_ids, bool interleaved) {
+  at::AutoDispatchBelowADInplaceOrView guard;
+  return rotary_op(name).call(a, b, cos, sin, position_ids, interleaved);
+}
+
+void check_no_trig_grad(const char* op, const at::Tensor& cos, const at::Tensor& sin) {
+  TORCH_CHECK(!(at::GradMode::is_enabled() && (cos.requires_grad() || sin.requires_grad())), op,
+              ": gradients with respect to cos and sin are not supported; pass them detached (rotary tables are "
+              "buffers, not parameters) or use the unfused torch ops");
+}
+
+// The rotation is linear in q and k: the backward is the transposed rotation of the gradients,
+// itself linear, so its own backward is the forward rotation (double backward works).
+struct RotaryFn : public torch::autograd::Function<RotaryFn> {
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& a, const at::Tensor& b, const at::Tensor& cos,
+                               const at::Tensor& sin, const std::optional<at::Tensor>& position_ids, bool interleaved,
+                               bool backward) {
+    ctx->save_for_backward({cos, sin, position_ids.value_or(at::Tensor())});
+    ctx->saved_data["interleaved"] = interleaved;
+    ctx->saved_data["backward"] = backward;
+    ctx->saved_data["a_sizes"] = a.sizes().vec();
+    ctx->saved_data["b_sizes"] = b.sizes().vec();
+    auto [ra, rb] = call_rotary(backward ? kRotaryBackward : kRotary, a, b, cos, sin, position_ids, interleaved);
+    return {ra, rb};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const variable_list saved = ctx->get_saved_variables();
+    std::optional<at::Tensor> position_ids;
+    if (saved[2].defined()) position_ids = saved[2];
+    const bool transposed = !ctx->saved_data["backward"].toBool();
+    const at::Tensor ga = grads[0].defined() ? grads[0] : at::zeros(ctx->saved_data["a_sizes"].toIntVector(),
+                                                                     saved[0].options());
+    const at::Tensor gb = grads[1].defined() ? grads[1] : at::zeros(ctx->saved_data["b_sizes"].toIntVector(),
+                                                                     saved[0].options());
+    const variable_list r = rotary_with_autograd(transposed, ga, gb, saved[0], saved[1], position_ids,
+                                                 ctx->saved_data["interleaved"].toBool());
+    return {r[0], r[1], at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+
+  static variable_list rotary_with_autograd(bool backward, const at::Tensor& a, const at::Tensor& b,
+                                            const at::Tensor& cos, const at::Tensor& sin,
+                                            const std::optional<at::Tensor>& position_ids, bool interleaved) {
+    const char* name = backward ? kRotaryBackward : kRotary;
+    check_no_trig_grad(name, cos, sin);
+    if (at::GradMode::is_enabled() && (a.requires_grad() || b.requires_grad())) {
+      return RotaryFn::apply(a, b, cos, sin, position_ids, interleaved, backward);
+    }
+    auto [ra, rb] = call_rotary(name, a, b, cos, sin, position_ids, interleaved);
+    return {ra, rb};
+  }
+};
+
+std::tuple<at::Tensor, at::Tensor> rotary_embedding_autograd(const at::Tensor& q, const at::Tensor& k,
+                                                             const at::Tensor& cos, const at::Tensor& sin,
+                                                             const std::optional<at::Tensor>& position_ids,
+                                                             bool interleaved) {
+  const variable_list r = RotaryFn::rotary_with_autograd(false, q, k, cos, sin, position_ids, interleaved);
+  return {r[0], r[1]};
+}
+
+std::tuple<at::Tensor, at::Tensor> rotary_embedding_backward_autograd(const at::Tensor& grad_q,
+                                                                      const at::Tensor& grad_k, const at::Tensor& cos,
+                                                                      const at::Tensor& sin,
+                                                                      const std::optional<at::Tensor>& position_ids,
+                                                                      bool interleaved) {
+  const variable_list r = RotaryFn::rotary_with_autograd(true, grad_q, grad_k, cos, sin, position_ids, interleaved);
+  return {r[0], r[1]};
+}
 }  // namespace
 
 namespace cuda {
@@ -324,6 +538,19 @@ at::Tensor silu_and_mul_backward(const at::Tensor& grad, const at::Tensor& x) {
 
 at::Tensor gelu_and_mul_backward(const at::Tensor& grad, const at::Tensor& x, c10::string_view approximate) {
   return act_and_mul_backward(kGeluBackward, gelu_act(kGeluBackward, approximate), grad, x);
+}
+
+std::tuple<at::Tensor, at::Tensor> rotary_embedding(const at::Tensor& q, const at::Tensor& k, const at::Tensor& cos,
+                                                    const at::Tensor& sin,
+                                                    const std::optional<at::Tensor>& position_ids, bool interleaved) {
+  return rotary(kRotary, rot::pass_fwd, q, k, cos, sin, position_ids, interleaved);
+}
+
+std::tuple<at::Tensor, at::Tensor> rotary_embedding_backward(const at::Tensor& grad_q, const at::Tensor& grad_k,
+                                                             const at::Tensor& cos, const at::Tensor& sin,
+                                                             const std::optional<at::Tensor>& position_ids,
+                                                             bool interleaved) {
+  return rotary(kRotaryBackward, rot::pass_bwd, grad_q, grad_k, cos, sin, position_ids, interleaved);
 }
 }  // namespace cuda
 
@@ -349,6 +576,21 @@ at::Tensor gelu_and_mul_backward(const at::Tensor& grad, const at::Tensor& x, c1
   check_grad(kGeluBackward, grad, x);
   return at::empty(x.sizes(), x.options());
 }
+
+std::tuple<at::Tensor, at::Tensor> rotary_embedding(const at::Tensor& q, const at::Tensor& k, const at::Tensor& cos,
+                                                    const at::Tensor& sin,
+                                                    const std::optional<at::Tensor>& position_ids, bool interleaved) {
+  check_rotary(kRotary, q, k, cos, sin, position_ids);
+  return {at::empty_like(q), at::empty_like(k)};
+}
+
+std::tuple<at::Tensor, at::Tensor> rotary_embedding_backward(const at::Tensor& grad_q, const at::Tensor& grad_k,
+                                                             const at::Tensor& cos, const at::Tensor& sin,
+                                                             const std::optional<at::Tensor>& position_ids,
+                                                             bool interleaved) {
+  check_rotary(kRotaryBackward, grad_q, grad_k, cos, sin, position_ids);
+  return {at::empty_like(grad_q), at::empty_like(grad_k)};
+}
 }  // namespace meta
 
 }  // namespace gems
@@ -360,4 +602,6 @@ TORCH_LIBRARY_IMPL(gems, Autograd, m) {
   m.impl("gelu_and_mul", TORCH_FN(gems::gelu_and_mul_autograd));
   m.impl("silu_and_mul_backward", TORCH_FN(gems::silu_and_mul_backward_autograd));
   m.impl("gelu_and_mul_backward", TORCH_FN(gems::gelu_and_mul_backward_autograd));
+  m.impl("rotary_embedding", TORCH_FN(gems::rotary_embedding_autograd));
+  m.impl("rotary_embedding_backward", TORCH_FN(gems::rotary_embedding_backward_autograd));
 }

@@ -8,6 +8,7 @@
         ...
     rec.report()
     torch.ops.gems.add(a, b)     # the gems ops themselves (with Meta functions)
+    gems_aot.patch(model)        # a transformers model's RMSNorm and rotary embedding on fused kernels
 """
 
 from gems_aot._library import load as _load
@@ -25,12 +26,14 @@ from gems_aot._override import (
 )
 from gems_aot._info import __version__, info
 from gems_aot._record import OpRecord, Recorder, record
-from gems_aot._fused import gelu_and_mul, silu_and_mul
+from gems_aot._fused import apply_rotary_pos_emb, gelu_and_mul, rotary_embedding, silu_and_mul
+from gems_aot._patch import patch, unpatch
 
 _load()
 
 __all__ = [
     "__version__",
+    "apply_rotary_pos_emb",
     "disable",
     "enable",
     "enabled_ops",
@@ -38,13 +41,16 @@ __all__ = [
     "gelu_and_mul",
     "info",
     "OpRecord",
+    "patch",
     "record",
     "Recorder",
     "is_enabled",
     "opt_in_ops",
     "registered_ops",
     "reset_fallback_counts",
+    "rotary_embedding",
     "silu_and_mul",
+    "unpatch",
     "use_gems",
     "warn_on_fallback",
 ]

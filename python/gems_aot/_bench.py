@@ -49,11 +49,23 @@ ROW_LENGTH = 4096
 # size picks the row length (--sizes 131072000: 4096 x 32000); smaller sizes: rows of up to 1024.
 ROWWISE_ROWS = 4096
 ACT_WIDTH = 8192  # "act_and_mul" rows hold 2H = this many elements
+ROTARY_HEADS = (32, 8, 128, 4)  # "rotary": q heads, k heads, head dim, batch
 # The unfused ATen form of gems' fused ops, and FlagGems' own fused op, from the same input.
+def _rotate_half(x):
+    return torch.cat((-x[..., x.shape[-1] // 2:], x[..., : x.shape[-1] // 2]), dim=-1)
+
+
+def _hf_rotary(q, k, cos, sin):
+    """transformers' apply_rotary_pos_emb (Llama): cos / sin [B, S, D] against q, k [B, H, S, D]."""
+    cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+    return q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
+
+
 BASELINES = {
     "silu_and_mul": lambda x: F.silu(x[..., : x.shape[-1] // 2]) * x[..., x.shape[-1] // 2:],
     "gelu_and_mul": lambda x, approximate: F.gelu(x[..., : x.shape[-1] // 2], approximate=approximate)
     * x[..., x.shape[-1] // 2:],
+    "rotary_embedding": _hf_rotary,
 }
 FLAGGEMS_FUSED = {
     "silu_and_mul": lambda fg, x: fg.silu_and_mul(x[..., : x.shape[-1] // 2], x[..., x.shape[-1] // 2:]),
@@ -119,6 +131,11 @@ def input_shapes(kind: str, count: int, n: int) -> list[tuple[int, ...]]:
         return [(n // cols, cols), (cols,)]
     if kind == "dot":
         return [(n,)] * count
+    if kind == "rotary":  # q of n elements: a Llama-8B-like attention, 4 sequences
+        heads, kv_heads, head_dim, batch = ROTARY_HEADS
+        seq = max(1, n // (batch * heads * head_dim))
+        return [(batch, heads, seq, head_dim), (batch, kv_heads, seq, head_dim), (batch, seq, head_dim),
+                (batch, seq, head_dim)]
     raise ValueError(f"unknown bench kind {kind!r}")
 
 
@@ -188,6 +205,8 @@ def work(case: dict, dtype: str, inputs: list[torch.Tensor]) -> tuple[float, str
         out_elements = 1
     elif case["kind"] == "act_and_mul":
         out_elements //= 2
+    elif case["kind"] == "rotary":
+        out_elements += inputs[1].numel()
     return (read + out_elements * DTYPES[spec["out"]].itemsize) / 1e9, "GB/s"
 
 

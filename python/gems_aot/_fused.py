@@ -1,7 +1,8 @@
-"""Fused activation ops: thin wrappers over torch.ops.gems.* (autograd and Meta functions included).
+"""Fused ops: thin wrappers over torch.ops.gems.* (autograd and Meta functions included).
 
     y = gems_aot.silu_and_mul(x)                 # silu(x[..., :H]) * x[..., H:]
     y = gems_aot.gelu_and_mul(x, approximate="tanh")
+    q, k = gems_aot.rotary_embedding(q, k, cos, sin)   # q * cos + rotate_half(q) * sin
 
 x: a CUDA tensor of dtype float32, float16 or bfloat16 whose last dim is even (2H); the result has
 shape x.shape[:-1] + (H,) and x's dtype, contiguous. Math is in float32 (ATen's opmath for
@@ -33,3 +34,34 @@ def gelu_and_mul(x: torch.Tensor, approximate: str = "none") -> torch.Tensor:
     Differentiable. Raises as silu_and_mul does, and for another `approximate`.
     """
     return torch.ops.gems.gelu_and_mul(x, approximate)
+
+
+def rotary_embedding(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                     position_ids: torch.Tensor | None = None, interleaved: bool = False):
+    """(q_rot, k_rot): q and k rotated by cos / sin in one kernel per tensor.
+
+    q [B, Hq, S, D] and k [B, Hk, S, D] (Hugging Face's layout, any strides); cos and sin of
+    shape [B or 1, S, R] or [S, R] (a row per position), or, with ``position_ids`` [B, S] (int64),
+    tables [P, R] read at row position_ids[b, s]. The first R <= D dims rotate (R even, at most 256),
+    in pairs (i, i + R/2) as Hugging Face's ``rotate_half``, or (2i, 2i + 1) with ``interleaved``;
+    the rest pass through. Equal to ``q * cos + rotate_half(q) * sin`` on the rotated dims,
+    computed in float32 and rounded once. q, k, cos and sin share one dtype (float32, float16 or
+    bfloat16). Differentiable in q and k (cos and sin must not require grad); the results keep q's
+    and k's strides.
+    """
+    return torch.ops.gems.rotary_embedding(q, k, cos, sin, position_ids, interleaved)
+
+
+def apply_rotary_pos_emb(q, k, cos, sin, position_ids=None, unsqueeze_dim: int = 1):
+    """Hugging Face's ``apply_rotary_pos_emb`` (transformers' Llama, Mistral, Qwen2), in one kernel each.
+
+    cos / sin are [B, S, D] as the model's rotary module returns them; ``unsqueeze_dim`` 1 means
+    q, k are [B, H, S, D], 2 that they are [B, S, H, D]. ``position_ids`` is ignored, as in
+    transformers.
+    """
+    if unsqueeze_dim == 2:
+        q_rot, k_rot = rotary_embedding(q.transpose(1, 2), k.transpose(1, 2), cos, sin)
+        return q_rot.transpose(1, 2), k_rot.transpose(1, 2)
+    if unsqueeze_dim != 1:
+        raise ValueError(f"apply_rotary_pos_emb: unsqueeze_dim must be 1 or 2, got {unsqueeze_dim}")
+    return rotary_embedding(q, k, cos, sin)
