@@ -125,7 +125,9 @@ def test_speed_runs_end_to_end_on_the_cpu(tmp_path):
         for label in ("train_step", "prefill"):
             t = timings[label]
             assert t["aten_ms"] > 0 and t["gems_ms"] > 0 and t["speedup"] == t["aten_ms"] / t["gems_ms"]
+            assert t["patched_ms"] > 0 and t["patched_speedup"] == t["aten_ms"] / t["patched_ms"]
         assert timings["fallbacks_per_step"] == {}
     saved = json.loads((tmp_path / "speed.json").read_text())
     assert saved["meta"]["decoder"]["hidden"] == 32 and saved["meta"]["batch"] == 2
-    assert "| 2x5 |" in (tmp_path / "speed.md").read_text()
+    text = (tmp_path / "speed.md").read_text()
+    assert "| 2x5 |" in text and "With gems_aot.patch(model) as well (" in text

@@ -28,13 +28,16 @@ measures speed at a realistic size instead (`SpeedConfig`: the Llama of hidden 2
 16 / 4 heads, vocabulary 32000, bf16 weights, batch 4 x 1024 tokens, AdamW; Hugging Face's
 LlamaForCausalLM where transformers is installed, else the built-in TinyLlama at that size):
 ms per training step and per prefill, gems enabled against ATen, rounds interleaved, also at an
-uneven token count (4 x 750), with the fallbacks of a gems step. Small models are host-bound and
+uneven token count (4 x 750), with the fallbacks of a gems step; then the same with
+`gems_aot.patch(model)` on top of `enable()`, and each side's peak memory of a training step.
+Small models are host-bound and
 hide device-side losses; this is the figure that says whether enabling gems makes a model faster.
 Writes speed.json and speed.md.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
@@ -305,6 +308,23 @@ def _speed_model(decoder: DecoderConfig, device: str) -> tuple[str, torch.nn.Mod
     return name, build().to(device, torch.bfloat16)
 
 
+# The speed harness's sides: ATen, gems.enable(), and gems.enable() with gems_aot.patch(model).
+SPEED_SIDES = ("aten", "gems", "patched")
+
+
+@contextlib.contextmanager
+def _speed_side(side: str, model: torch.nn.Module):
+    with gems_aot.use_gems(include=[] if side == "aten" else None):
+        if side != "patched":
+            yield
+            return
+        gems_aot.patch(model)
+        try:
+            yield
+        finally:
+            gems_aot.unpatch(model)
+
+
 def kernel_times(fn: Callable[[], object]) -> dict[str, float]:
     """Device µs per CUDA kernel name over one call of fn (the profiler's CUDA events)."""
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
@@ -341,13 +361,24 @@ def speed(cfg: SpeedConfig, out: Optional[pathlib.Path]) -> dict:
 
         timings = {}
         for label, fn in (("train_step", train_step), ("prefill", prefill)):
-            aten, gems = [], []
+            ms = {side: [] for side in SPEED_SIDES}
             for _ in range(cfg.rounds):
-                with gems_aot.use_gems(include=[]):
-                    aten.append(_seconds(fn, cfg.steps, cfg.device) * 1e3)
-                with gems_aot.use_gems():
-                    gems.append(_seconds(fn, cfg.steps, cfg.device) * 1e3)
-            timings[label] = {"aten_ms": min(aten), "gems_ms": min(gems), "speedup": min(aten) / min(gems)}
+                for side in SPEED_SIDES:
+                    with _speed_side(side, model):
+                        ms[side].append(_seconds(fn, cfg.steps, cfg.device) * 1e3)
+            timings[label] = {"aten_ms": min(ms["aten"]), "gems_ms": min(ms["gems"]),
+                              "speedup": min(ms["aten"]) / min(ms["gems"]), "patched_ms": min(ms["patched"]),
+                              "patched_speedup": min(ms["aten"]) / min(ms["patched"])}
+        if cfg.device == "cuda":
+            peak = {}
+            for side in SPEED_SIDES:
+                with _speed_side(side, model):
+                    torch.cuda.synchronize()
+                    torch.cuda.reset_peak_memory_stats()
+                    train_step()
+                    torch.cuda.synchronize()
+                    peak[side] = torch.cuda.max_memory_allocated() / 2**30
+            timings["train_peak_gib"] = peak
         gems_aot.reset_fallback_counts()
         with gems_aot.use_gems():
             train_step()
@@ -361,6 +392,8 @@ def speed(cfg: SpeedConfig, out: Optional[pathlib.Path]) -> dict:
                 top = sorted(times.items(), key=lambda kv: -kv[1])[:cfg.profile_top]
                 timings[f"kernels_{side}_us"] = {"total": sum(times.values()), **dict(top)}
         results[f"{cfg.batch}x{seq}"] = timings
+    patched = ", ".join(f"{k}: {v}" for k, v in gems_aot.patch(model).items()) or "nothing recognised"
+    gems_aot.unpatch(model)
     device = torch.cuda.get_device_name() if cfg.device == "cuda" else cfg.device
     meta = {"device": device, "torch": torch.__version__, "gems_aot": gems_aot.__version__, "model": name, "decoder": dataclasses.asdict(cfg.decoder), "batch": cfg.batch,
             "parameters": sum(p.numel() for p in model.parameters())}
@@ -373,6 +406,14 @@ def speed(cfg: SpeedConfig, out: Optional[pathlib.Path]) -> dict:
         fb = ", ".join(f"{k}: {v}" for k, v in t["fallbacks_per_step"].items()) or "none"
         lines.append(f"| {tokens} | {tr['gems_ms']:.2f} / {tr['aten_ms']:.2f} | {tr['speedup']:.3f}x "
                      f"| {pf['gems_ms']:.2f} / {pf['aten_ms']:.2f} | {pf['speedup']:.3f}x | {fb} |")
+    lines += ["", f"With gems_aot.patch(model) as well ({patched}):", "",
+              "| tokens | train step ms | speed-up | prefill ms | speed-up | train peak GiB ATen / gems / patched |",
+              "|---|---|---|---|---|---|"]
+    for tokens, t in results.items():
+        tr, pf, peak = t["train_step"], t["prefill"], t.get("train_peak_gib", {})
+        mem = " / ".join(f"{peak[s]:.2f}" for s in SPEED_SIDES) if peak else "-"
+        lines.append(f"| {tokens} | {tr['patched_ms']:.2f} | {tr['patched_speedup']:.3f}x | {pf['patched_ms']:.2f} "
+                     f"| {pf['patched_speedup']:.3f}x | {mem} |")
     for tokens, t in results.items():
         for side in ("aten", "gems"):
             kernels = t.get(f"kernels_{side}_us")
@@ -407,6 +448,8 @@ def run(cfg: HarnessConfig, out: Optional[pathlib.Path]) -> dict:
         except Exception as e:  # one model's failure is reported, and the others still run
             traceback.print_exc()
             results[name] = {"error": f"{type(e).__name__}: {e}"}
+    patched = ", ".join(f"{k}: {v}" for k, v in gems_aot.patch(model).items()) or "nothing recognised"
+    gems_aot.unpatch(model)
     device = torch.cuda.get_device_name() if cfg.device == "cuda" else cfg.device
     meta = {"device": device, "torch": torch.__version__, "gems_aot": gems_aot.__version__,
             "config": dataclasses.asdict(cfg), "entropy_floor": task.entropy_floor(), "not_available": missing}
