@@ -130,4 +130,4 @@ def test_speed_runs_end_to_end_on_the_cpu(tmp_path):
     saved = json.loads((tmp_path / "speed.json").read_text())
     assert saved["meta"]["decoder"]["hidden"] == 32 and saved["meta"]["batch"] == 2
     text = (tmp_path / "speed.md").read_text()
-    assert "| 2x5 |" in text and "With gems_aot.patch(model) as well (" in text
+    assert "| 2x5 |" in text and "With gems_aot.patch(model, optimizer) as well (" in text

@@ -61,3 +61,44 @@ def test_rotary_wrapper_reads_unsqueeze_dim_of_either_signature():
     _patch._gems_apply_rotary(old_style)(t, t, c, c, None, 2)
     _patch._gems_apply_rotary(old_style)(t, t, c, c, unsqueeze_dim=2)
     assert calls == [2, 2, 2]  # CPU tensors: the original ran, with the caller's arguments
+
+
+def test_optimizer_switches_to_fused_and_back(monkeypatch):
+    """Adam / AdamW groups go to fused=True and back; the step is the same update (CPU tensors
+    stand in for CUDA ones here: torch has a CPU fused Adam)."""
+    monkeypatch.setattr(_patch, "_fusable", lambda p: p.dtype == torch.float32)
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(5, 3)), torch.nn.Parameter(torch.randn(7))]
+    twins = [torch.nn.Parameter(p.detach().clone()) for p in params]
+    opt = torch.optim.AdamW(params, lr=1e-2, weight_decay=0.1)
+    reference = torch.optim.AdamW(twins, lr=1e-2, weight_decay=0.1)
+    model = torch.nn.Linear(2, 2)
+
+    def step(o, ps, seed):
+        g = torch.Generator().manual_seed(seed)
+        for p in ps:
+            p.grad = torch.randn(p.shape, generator=g)
+        o.step()
+
+    step(opt, params, 1)
+    step(reference, twins, 1)
+    assert gems.patch(model, opt) == {"fused_optimizer_groups": 1}
+    assert opt.param_groups[0]["fused"] is True and opt.param_groups[0]["foreach"] is False
+    assert gems.patch(model, opt) == {}  # idempotent
+    for seed in (2, 3):
+        step(opt, params, seed)
+        step(reference, twins, seed)
+    for p, q in zip(params, twins):
+        torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-6)
+    assert float(opt.state[params[0]]["step"]) == 3
+    assert gems.unpatch(model, opt) == {"fused_optimizer_groups": 1}
+    assert opt.param_groups[0]["fused"] is None and opt.param_groups[0]["foreach"] is None
+    assert opt.state[params[0]]["step"].device.type == "cpu"
+    step(opt, params, 4)  # the default path again
+    assert float(opt.state[params[0]]["step"]) == 4
+
+
+def test_other_optimizers_and_cpu_params_are_left_alone():
+    model = torch.nn.Linear(2, 2)
+    assert gems.patch(model, torch.optim.SGD(model.parameters(), lr=0.1)) == {}
+    assert gems.patch(model, torch.optim.AdamW(model.parameters())) == {}  # CPU parameters

@@ -29,7 +29,7 @@ measures speed at a realistic size instead (`SpeedConfig`: the Llama of hidden 2
 LlamaForCausalLM where transformers is installed, else the built-in TinyLlama at that size):
 ms per training step and per prefill, gems enabled against ATen, rounds interleaved, also at an
 uneven token count (4 x 750), with the fallbacks of a gems step; then the same with
-`gems_aot.patch(model)` on top of `enable()`, and each side's peak memory of a training step.
+`gems_aot.patch(model, optimizer)` on top of `enable()`, and each side's peak memory of a training step.
 Small models are host-bound and
 hide device-side losses; this is the figure that says whether enabling gems makes a model faster.
 Writes speed.json and speed.md.
@@ -313,16 +313,16 @@ SPEED_SIDES = ("aten", "gems", "patched")
 
 
 @contextlib.contextmanager
-def _speed_side(side: str, model: torch.nn.Module):
+def _speed_side(side: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer):
     with gems_aot.use_gems(include=[] if side == "aten" else None):
         if side != "patched":
             yield
             return
-        gems_aot.patch(model)
+        gems_aot.patch(model, optimizer)
         try:
             yield
         finally:
-            gems_aot.unpatch(model)
+            gems_aot.unpatch(model, optimizer)
 
 
 def kernel_times(fn: Callable[[], object]) -> dict[str, float]:
@@ -364,7 +364,7 @@ def speed(cfg: SpeedConfig, out: Optional[pathlib.Path]) -> dict:
             ms = {side: [] for side in SPEED_SIDES}
             for _ in range(cfg.rounds):
                 for side in SPEED_SIDES:
-                    with _speed_side(side, model):
+                    with _speed_side(side, model, opt):
                         ms[side].append(_seconds(fn, cfg.steps, cfg.device) * 1e3)
             timings[label] = {"aten_ms": min(ms["aten"]), "gems_ms": min(ms["gems"]),
                               "speedup": min(ms["aten"]) / min(ms["gems"]), "patched_ms": min(ms["patched"]),
@@ -372,7 +372,7 @@ def speed(cfg: SpeedConfig, out: Optional[pathlib.Path]) -> dict:
         if cfg.device == "cuda":
             peak = {}
             for side in SPEED_SIDES:
-                with _speed_side(side, model):
+                with _speed_side(side, model, opt):
                     torch.cuda.synchronize()
                     torch.cuda.reset_peak_memory_stats()
                     train_step()
@@ -392,8 +392,8 @@ def speed(cfg: SpeedConfig, out: Optional[pathlib.Path]) -> dict:
                 top = sorted(times.items(), key=lambda kv: -kv[1])[:cfg.profile_top]
                 timings[f"kernels_{side}_us"] = {"total": sum(times.values()), **dict(top)}
         results[f"{cfg.batch}x{seq}"] = timings
-    patched = ", ".join(f"{k}: {v}" for k, v in gems_aot.patch(model).items()) or "nothing recognised"
-    gems_aot.unpatch(model)
+    patched = ", ".join(f"{k}: {v}" for k, v in gems_aot.patch(model, opt).items()) or "nothing recognised"
+    gems_aot.unpatch(model, opt)
     device = torch.cuda.get_device_name() if cfg.device == "cuda" else cfg.device
     meta = {"device": device, "torch": torch.__version__, "gems_aot": gems_aot.__version__, "model": name, "decoder": dataclasses.asdict(cfg.decoder), "batch": cfg.batch,
             "parameters": sum(p.numel() for p in model.parameters())}
@@ -406,7 +406,7 @@ def speed(cfg: SpeedConfig, out: Optional[pathlib.Path]) -> dict:
         fb = ", ".join(f"{k}: {v}" for k, v in t["fallbacks_per_step"].items()) or "none"
         lines.append(f"| {tokens} | {tr['gems_ms']:.2f} / {tr['aten_ms']:.2f} | {tr['speedup']:.3f}x "
                      f"| {pf['gems_ms']:.2f} / {pf['aten_ms']:.2f} | {pf['speedup']:.3f}x | {fb} |")
-    lines += ["", f"With gems_aot.patch(model) as well ({patched}):", "",
+    lines += ["", f"With gems_aot.patch(model, optimizer) as well ({patched}):", "",
               "| tokens | train step ms | speed-up | prefill ms | speed-up | train peak GiB ATen / gems / patched |",
               "|---|---|---|---|---|---|"]
     for tokens, t in results.items():
@@ -448,8 +448,8 @@ def run(cfg: HarnessConfig, out: Optional[pathlib.Path]) -> dict:
         except Exception as e:  # one model's failure is reported, and the others still run
             traceback.print_exc()
             results[name] = {"error": f"{type(e).__name__}: {e}"}
-    patched = ", ".join(f"{k}: {v}" for k, v in gems_aot.patch(model).items()) or "nothing recognised"
-    gems_aot.unpatch(model)
+    patched = ", ".join(f"{k}: {v}" for k, v in gems_aot.patch(model, opt).items()) or "nothing recognised"
+    gems_aot.unpatch(model, opt)
     device = torch.cuda.get_device_name() if cfg.device == "cuda" else cfg.device
     meta = {"device": device, "torch": torch.__version__, "gems_aot": gems_aot.__version__,
             "config": dataclasses.asdict(cfg), "entropy_floor": task.entropy_floor(), "not_available": missing}

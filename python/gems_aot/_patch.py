@@ -1,8 +1,9 @@
-"""One-call model patching: swap a model's RMSNorm and rotary embedding for gems' fused ops.
+"""One-call model patching: swap a model's RMSNorm and rotary embedding for gems' fused ops, and
+its Adam / AdamW optimizer's per-op foreach step for the fused one-pass step.
 
-    report = gems_aot.patch(model)     # what was swapped, per kind
+    report = gems_aot.patch(model, optimizer)   # what was swapped, per kind
     ...
-    gems_aot.unpatch(model)            # everything back as it was
+    gems_aot.unpatch(model, optimizer)          # everything back as it was
 
 It recognises Hugging Face transformers' decoder building blocks by their structure, not only by
 name, and leaves anything else alone:
@@ -16,6 +17,12 @@ name, and leaves anything else alone:
   original function for inputs it does not take (CPU tensors, mixed dtypes, other ranks). This
   swap is per modeling module, so it holds for every model of that architecture until unpatch.
 
+- the optimizer, if given: torch.optim.Adam / AdamW param groups whose parameters are all CUDA
+  floating-point tensors switch from the default foreach path (a dozen passes over every parameter
+  per step) to ``fused=True`` (one pass: aten ``_fused_adam_`` / ``_fused_adamw_``, which gems
+  serves when enabled); their step counters move to the parameters' device as the fused path
+  keeps them. The update is the same formula; results differ from the foreach path's in rounding.
+
 Weights, buffers and the state dict are untouched.
 """
 
@@ -24,6 +31,7 @@ from __future__ import annotations
 import inspect
 import sys
 import types
+import weakref
 from collections import Counter
 
 import torch
@@ -91,11 +99,61 @@ def _modeling_modules(model: nn.Module) -> set[types.ModuleType]:
     return found
 
 
-def patch(model: nn.Module) -> dict[str, int]:
+# optimizer -> the (foreach, fused) flags of each group patch() switched, by group index.
+_OPTIMIZER_FLAGS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_FUSED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def _fusable(p: torch.Tensor) -> bool:
+    return p.is_cuda and p.dtype in _FUSED_DTYPES and not p.is_sparse
+
+
+def _move_steps(optimizer: torch.optim.Optimizer, group: dict, to_param_device: bool) -> None:
+    for p in group["params"]:
+        step = optimizer.state.get(p, {}).get("step")
+        if isinstance(step, torch.Tensor):
+            optimizer.state[p]["step"] = step.to(p.device if to_param_device else "cpu", torch.float32)
+
+
+def _fuse_optimizer(optimizer: torch.optim.Optimizer) -> int:
+    if not isinstance(optimizer, torch.optim.Adam) or optimizer in _OPTIMIZER_FLAGS:
+        return 0
+    switched = {}
+    for i, group in enumerate(optimizer.param_groups):
+        params = group["params"]
+        if (group.get("fused") or group.get("differentiable") or group.get("capturable") or not params
+                or not all(_fusable(p) for p in params)):
+            continue
+        switched[i] = (group.get("foreach"), group.get("fused"))
+        group["foreach"], group["fused"] = False, True
+        _move_steps(optimizer, group, to_param_device=True)
+    if switched:
+        _OPTIMIZER_FLAGS[optimizer] = (switched, getattr(optimizer, "_step_supports_amp_scaling", False))
+        optimizer._step_supports_amp_scaling = True  # what torch sets for a fused optimizer
+    return len(switched)
+
+
+def _unfuse_optimizer(optimizer: torch.optim.Optimizer) -> int:
+    saved = _OPTIMIZER_FLAGS.pop(optimizer, None)
+    if saved is None:
+        return 0
+    switched, amp_scaling = saved
+    for i, (foreach, fused) in switched.items():
+        group = optimizer.param_groups[i]
+        group["foreach"], group["fused"] = foreach, fused
+        _move_steps(optimizer, group, to_param_device=False)
+    optimizer._step_supports_amp_scaling = amp_scaling
+    return len(switched)
+
+
+def patch(model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> dict[str, int]:
     """Swaps the RMSNorm modules and the rotary embedding of a transformers model for gems' fused
-    kernels; returns what it changed, e.g. {"rms_norm": 17, "rotary": 1} (rotary counts modeling
-    modules). Patching twice changes nothing more; unpatch(model) restores."""
+    kernels, and an Adam / AdamW optimizer's foreach step for the fused one; returns what it
+    changed, e.g. {"rms_norm": 17, "rotary": 1, "fused_optimizer_groups": 1} (rotary counts
+    modeling modules). Patching twice changes nothing more; unpatch(model, optimizer) restores."""
     changed: Counter = Counter()
+    if optimizer is not None:
+        changed["fused_optimizer_groups"] += _fuse_optimizer(optimizer)
     if _rms_norm_has_autograd():
         for module in model.modules():
             if _is_hf_rms_norm(module) and "forward" not in vars(module):
@@ -105,12 +163,15 @@ def patch(model: nn.Module) -> dict[str, int]:
         if not hasattr(mod.apply_rotary_pos_emb, _ORIGINAL_ROTARY):
             mod.apply_rotary_pos_emb = _gems_apply_rotary(mod.apply_rotary_pos_emb)
             changed["rotary"] += 1
-    return dict(changed)
+    return {k: v for k, v in changed.items() if v}
 
 
-def unpatch(model: nn.Module) -> dict[str, int]:
-    """Undoes patch(model): the modules' own forward, the modeling modules' own rotary function."""
+def unpatch(model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> dict[str, int]:
+    """Undoes patch(model, optimizer): the modules' own forward, the modeling modules' own rotary
+    function, the optimizer's own foreach / fused flags (its step counters back on the CPU)."""
     restored: Counter = Counter()
+    if optimizer is not None:
+        restored["fused_optimizer_groups"] += _unfuse_optimizer(optimizer)
     for module in model.modules():
         forward = vars(module).get("forward")
         if isinstance(forward, types.MethodType) and forward.__func__ is _rms_norm_forward:
@@ -121,4 +182,4 @@ def unpatch(model: nn.Module) -> dict[str, int]:
         if original is not None:
             mod.apply_rotary_pos_emb = original
             restored["rotary"] += 1
-    return dict(restored)
+    return {k: v for k, v in restored.items() if v}
