@@ -28,7 +28,7 @@ def test_patch_and_unpatch_llama():
         expected = model(ids).logits
     report = gems.patch(model)
     norms = 2 * 2 + 1 if _patch._rms_norm_has_autograd() else 0
-    assert report == {k: v for k, v in {"rms_norm": norms, "rotary": 1}.items() if v}
+    assert report == {k: v for k, v in {"rms_norm": norms, "gated_mlp": 2, "rotary": 1}.items() if v}
     assert modeling.apply_rotary_pos_emb is not original_rotary
     assert gems.patch(model) == {}  # idempotent
     with torch.no_grad():
@@ -37,6 +37,25 @@ def test_patch_and_unpatch_llama():
     assert gems.unpatch(model) == report
     assert modeling.apply_rotary_pos_emb is original_rotary
     assert all("forward" not in vars(m) for m in model.modules())
+
+
+def test_gated_activations_recognised():
+    import functools
+
+    def mlp(act, bias=False):
+        m = torch.nn.Module()
+        m.gate_proj, m.up_proj, m.down_proj = (torch.nn.Linear(4, 4, bias=bias) for _ in range(3))
+        m.act_fn = act
+        return m
+
+    assert _patch._gated_activation(mlp(torch.nn.SiLU())) == "silu"
+    assert _patch._gated_activation(mlp(torch.nn.GELU(approximate="tanh"))) == "tanh"
+    assert _patch._gated_activation(mlp(torch.nn.GELU())) == "none"
+    assert _patch._gated_activation(mlp(torch.nn.SiLU(), bias=True)) is None
+    assert _patch._gated_activation(mlp(torch.nn.ReLU())) is None
+    tanh = torch.nn.Module()
+    tanh.act = functools.partial(torch.nn.functional.gelu, approximate="tanh")
+    assert _patch._gated_activation(mlp(tanh)) is None
 
 
 def test_unknown_models_are_left_alone():

@@ -17,6 +17,11 @@ name, and leaves anything else alone:
   original function for inputs it does not take (CPU tensors, mixed dtypes, other ranks). This
   swap is per modeling module, so it holds for every model of that architecture until unpatch.
 
+- gated MLPs (``gate_proj``, ``up_proj``, ``down_proj`` linears without bias and a SiLU or
+  GELU ``act_fn``, as LlamaMLP, Qwen2MLP, GemmaMLP): gate and up are written by their two
+  matmuls side by side into one buffer, which ``gems::silu_and_mul`` / ``gelu_and_mul`` reads in
+  one pass; the backward is one fused kernel for both halves, then the matmuls. The unfused
+  activation, product and their intermediates are not materialised.
 - the optimizer, if given: torch.optim.Adam / AdamW param groups whose parameters are all CUDA
   floating-point tensors switch from the default foreach path (a dozen passes over every parameter
   per step) to ``fused=True`` (one pass: aten ``_fused_adam_`` / ``_fused_adamw_``, which gems
@@ -99,6 +104,62 @@ def _modeling_modules(model: nn.Module) -> set[types.ModuleType]:
     return found
 
 
+def _gated_activation(module: nn.Module) -> str | None:
+    """"silu", or gelu's approximate ("none" / "tanh"), for a recognised gated MLP, else None."""
+    linears = [getattr(module, n, None) for n in ("gate_proj", "up_proj", "down_proj")]
+    if not all(isinstance(m, nn.Linear) and m.bias is None for m in linears):
+        return None
+    act = getattr(module, "act_fn", None)
+    name = type(act).__name__
+    if name in ("SiLU", "SiLUActivation"):
+        return "silu"
+    if isinstance(act, nn.GELU):
+        return act.approximate
+    partial = getattr(act, "act", None)
+    if name in ("GELUTanh", "PytorchGELUTanh") and getattr(partial, "keywords", {}).get("approximate") == "tanh":
+        return "tanh"
+    return None
+
+
+class _GatedProjection(torch.autograd.Function):
+    """act(x @ gate^T) * (x @ up^T), the two products written side by side into one buffer."""
+
+    @staticmethod
+    def forward(ctx, x, gate_weight, up_weight, act):
+        inter = gate_weight.shape[0]
+        both = x.new_empty(x.shape[0], 2 * inter)
+        torch.mm(x, gate_weight.t(), out=both[:, :inter])
+        torch.mm(x, up_weight.t(), out=both[:, inter:])
+        ctx.save_for_backward(x, gate_weight, up_weight, both)
+        ctx.act = act
+        if act == "silu":
+            return torch.ops.gems.silu_and_mul(both)
+        return torch.ops.gems.gelu_and_mul(both, act)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, gate_weight, up_weight, both = ctx.saved_tensors
+        inter = gate_weight.shape[0]
+        if ctx.act == "silu":
+            d_both = torch.ops.gems.silu_and_mul_backward(grad, both)
+        else:
+            d_both = torch.ops.gems.gelu_and_mul_backward(grad, both, ctx.act)
+        d_gate, d_up = d_both[:, :inter], d_both[:, inter:]
+        dx = torch.mm(d_gate, gate_weight).addmm_(d_up, up_weight) if ctx.needs_input_grad[0] else None
+        d_gate_weight = torch.mm(d_gate.t(), x) if ctx.needs_input_grad[1] else None
+        d_up_weight = torch.mm(d_up.t(), x) if ctx.needs_input_grad[2] else None
+        return dx, d_gate_weight, d_up_weight, None
+
+
+def _gated_mlp_forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    weights = (self.gate_proj.weight, self.up_proj.weight)
+    if (x.is_cuda and x.dtype in _FUSED_DTYPES and all(w.dtype == x.dtype and w.is_cuda for w in weights)
+            and not torch.is_autocast_enabled()):
+        h = _GatedProjection.apply(x.reshape(-1, x.shape[-1]), *weights, _gated_activation(self))
+        return self.down_proj(h.view(*x.shape[:-1], h.shape[-1]))
+    return type(self).forward(self, x)
+
+
 # optimizer -> the (foreach, fused) flags of each group patch() switched, by group index.
 _OPTIMIZER_FLAGS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _FUSED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -147,9 +208,9 @@ def _unfuse_optimizer(optimizer: torch.optim.Optimizer) -> int:
 
 
 def patch(model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> dict[str, int]:
-    """Swaps the RMSNorm modules and the rotary embedding of a transformers model for gems' fused
-    kernels, and an Adam / AdamW optimizer's foreach step for the fused one; returns what it
-    changed, e.g. {"rms_norm": 17, "rotary": 1, "fused_optimizer_groups": 1} (rotary counts
+    """Swaps the RMSNorm modules, gated MLPs and the rotary embedding of a transformers model for
+    gems' fused kernels, and an Adam / AdamW optimizer's foreach step for the fused one; returns what it
+    changed, e.g. {"rms_norm": 17, "gated_mlp": 8, "rotary": 1, "fused_optimizer_groups": 1} (rotary counts
     modeling modules). Patching twice changes nothing more; unpatch(model, optimizer) restores."""
     changed: Counter = Counter()
     if optimizer is not None:
@@ -159,11 +220,18 @@ def patch(model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> d
             if _is_hf_rms_norm(module) and "forward" not in vars(module):
                 module.forward = types.MethodType(_rms_norm_forward, module)
                 changed["rms_norm"] += 1
+    for module in model.modules():
+        if _gated_activation(module) is not None and "forward" not in vars(module):
+            module.forward = types.MethodType(_gated_mlp_forward, module)
+            changed["gated_mlp"] += 1
     for mod in _modeling_modules(model):
         if not hasattr(mod.apply_rotary_pos_emb, _ORIGINAL_ROTARY):
             mod.apply_rotary_pos_emb = _gems_apply_rotary(mod.apply_rotary_pos_emb)
             changed["rotary"] += 1
     return {k: v for k, v in changed.items() if v}
+
+
+_PATCHED_FORWARDS = {_rms_norm_forward: "rms_norm", _gated_mlp_forward: "gated_mlp"}
 
 
 def unpatch(model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> dict[str, int]:
@@ -174,9 +242,9 @@ def unpatch(model: nn.Module, optimizer: torch.optim.Optimizer | None = None) ->
         restored["fused_optimizer_groups"] += _unfuse_optimizer(optimizer)
     for module in model.modules():
         forward = vars(module).get("forward")
-        if isinstance(forward, types.MethodType) and forward.__func__ is _rms_norm_forward:
+        if isinstance(forward, types.MethodType) and forward.__func__ in _PATCHED_FORWARDS:
             del module.forward
-            restored["rms_norm"] += 1
+            restored[_PATCHED_FORWARDS[forward.__func__]] += 1
     for mod in _modeling_modules(model):
         original = getattr(mod.apply_rotary_pos_emb, _ORIGINAL_ROTARY, None)
         if original is not None:
