@@ -330,7 +330,8 @@ def registration_source(families) -> str:
     lines += ["}", "", "TORCH_LIBRARY_IMPL(gems, CUDA, m) {"]
     lines += [f"  m.impl({_cpp_str(o.name)}, TORCH_FN(gems::cuda::{o.cpp}));" for f in families for o in f.gems_ops]
     lines += ["}", "", "TORCH_LIBRARY_IMPL(gems, Meta, m) {"]
-    lines += [f"  m.impl({_cpp_str(o.name)}, TORCH_FN(gems::meta::{o.cpp}));" for f in families for o in f.gems_ops]
+    lines += [f"  m.impl({_cpp_str(o.name)}, TORCH_FN(gems::meta::{o.cpp}));" for f in families for o in f.gems_ops
+              if not o.meta_from_aten]
     lines += ["}", "", "namespace gems {", "namespace {"]
     overrides = [(f, o) for f in families for o in f.aten_overrides]
     for _, o in overrides:

@@ -39,6 +39,11 @@ def header_name(module: str) -> str:
 @dataclasses.dataclass(frozen=True)
 class GemsOp:
     schema: str  # "add.Tensor(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor"
+    # The aten op of the same name and schema gives the output's shape, dtype and strides: no C++
+    # Meta kernel; gems_aot registers the aten op as its fake implementation at load, which also
+    # traces with symbolic shapes (torch.compile(dynamic=True), torch.export), where a C++ Meta
+    # kernel built on TensorIterator cannot.
+    meta_from_aten: bool = False
 
     @property
     def name(self) -> str:

@@ -83,7 +83,7 @@ def _operand_exprs(ov: Overload, schema) -> tuple:
 
 
 def _body(ov: Overload, mode: str) -> list:
-    """C++ body that runs the driver; mode is aten (fallback to ATen), gems (error) or meta."""
+    """C++ body that runs the driver; mode is aten (fallback to ATen) or gems (error)."""
     schema = aten_schema(ov.aten)
     kind = overload_kind(schema)
     lines = []
@@ -92,17 +92,16 @@ def _body(ov: Overload, mode: str) -> list:
     lines += _select_op(ov)
     if ov.guard:
         lines.append(f"  if (!({' && '.join(rule.cpp(schema) for rule in ov.guard)})) op = nullptr;")
-    if mode != "meta":
-        # Gems kernel or ATen is decided from the tensor arguments' dtypes first: a dtype the op
-        # has no kernel for (complex, an integer for a float-only op) never reaches a
-        # dtype-specific check or parameter.
-        written_tensor = {"inplace": "self", "out": (written(schema) or [""])[0]}.get(kind, "")
-        target = written_tensor or "at::Tensor()"
-        args = ", ".join(_tensor_arg(ov, schema, name) for name in ov.operands) or "nullptr"
-        fallback = f"return {_aten_call(ov)};" if mode == "aten" else (
-            f'unsupported("gems::{ov.aten}", Fallback::kDtype, "no kernel for these dtypes");')
-        counted = "counter.hit(Fallback::kDtype); " if mode == "aten" else ""
-        lines.append(f"  if (op && !pointwise::covers(*op, {{{args}}}, {target})) {{ {counted}{fallback} }}")
+    # Gems kernel or ATen is decided from the tensor arguments' dtypes first: a dtype the op
+    # has no kernel for (complex, an integer for a float-only op) never reaches a
+    # dtype-specific check or parameter.
+    written_tensor = {"inplace": "self", "out": (written(schema) or [""])[0]}.get(kind, "")
+    target = written_tensor or "at::Tensor()"
+    args = ", ".join(_tensor_arg(ov, schema, name) for name in ov.operands) or "nullptr"
+    fallback = f"return {_aten_call(ov)};" if mode == "aten" else (
+        f'unsupported("gems::{ov.aten}", Fallback::kDtype, "no kernel for these dtypes");')
+    counted = "counter.hit(Fallback::kDtype); " if mode == "aten" else ""
+    lines.append(f"  if (op && !pointwise::covers(*op, {{{args}}}, {target})) {{ {counted}{fallback} }}")
     if ov.check:
         lines.append(f"  {ov.check}")
     prep, refs = _operand_exprs(ov, schema)
@@ -132,12 +131,6 @@ def _body(ov: Overload, mode: str) -> list:
         lines.append(f"  {out}")
     if kind == "out" and ov.out_shape:
         lines.append(f"  at::native::resize_output(out, {ov.out_shape});")
-    if mode == "meta":
-        if ov.select or ov.guard:
-            lines.append(f'  if (!op) unsupported("gems::{ov.aten}", Fallback::kArgs, "arguments");')
-        lines.append("  pointwise::meta(*op, operands, params, out);")
-        lines.append("  return out;")
-        return lines
     lines.append(
         "  const Fallback r = op ? pointwise::run(*op, operands, params, out) : Fallback::kArgs;"
     )
@@ -198,7 +191,7 @@ def cpp_sources(ops, overloads, header_name: str) -> dict:
     c += [f"static_assert({first}::layout_{name} == pointwise::{enum});"
           for name, enum in zip(LAYOUTS, ("kContig", "kContig64", "kStrided3", "kStrided8"))]
     c += ["}  // namespace", ""]
-    for ns, group, mode in (("aten_impl", overrides, "aten"), ("cuda", gems, "gems"), ("meta", gems, "meta")):
+    for ns, group, mode in (("aten_impl", overrides, "aten"), ("cuda", gems, "gems")):
         c.append(f"namespace {ns} {{")
         for ov in group:
             ret, params = sig[ov.aten]
@@ -217,5 +210,5 @@ def _gems_overloads(overloads):
 
 def registrations(overloads):
     """(GEMS_OPS, ATEN_OVERRIDES) for the family module."""
-    gems = [GemsOp(gems_schema(ov)) for ov in _gems_overloads(overloads)]
+    gems = [GemsOp(gems_schema(ov), meta_from_aten=True) for ov in _gems_overloads(overloads)]
     return gems, [AtenOverride(ov.aten) for ov in overloads if ov.override]

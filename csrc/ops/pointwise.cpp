@@ -455,13 +455,6 @@ Fallback run_results(const OpDesc& op, c10::ArrayRef<const at::Tensor*> operands
   return run_iter(op, iter, params);
 }
 
-void meta(const OpDesc& op, c10::ArrayRef<const at::Tensor*> operands, c10::ArrayRef<c10::Scalar> params,
-          at::Tensor& out) {
-  at::TensorIterator iter = build(op, out, operands);
-  if (op.alpha) at::native::alpha_check(iter.common_dtype(), params[0]);
-  if (!out.defined()) out = iter.output();
-}
-
 std::string describe(c10::ArrayRef<const at::Tensor*> operands) {
   std::ostringstream s;
   for (size_t i = 0; i < operands.size(); ++i) {

@@ -1,6 +1,7 @@
 // The one pointwise driver. Every pointwise op is declared in aot/family_pointwise.py; the
-// generator (aot/pointwise.py) emits an OpDesc per op and the aten / gems wrappers, which all
-// call run() or meta() below.
+// generator (aot/pointwise/) emits an OpDesc per op and the aten / gems wrappers, which all
+// call run() below. The gems ops' Meta functions are the aten ops' own (registered by gems_aot
+// at load), so that they trace with symbolic shapes.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -65,10 +66,6 @@ Fallback run(const OpDesc& op, c10::ArrayRef<const at::Tensor*> operands, c10::A
 // Runs an op of several results into the given tensors (out= overloads; resized as ATen does).
 Fallback run_results(const OpDesc& op, c10::ArrayRef<const at::Tensor*> operands, c10::ArrayRef<c10::Scalar> params,
                      c10::ArrayRef<at::Tensor*> results);
-
-// The output ATen would give (shape, dtype, strides), for Meta tensors.
-void meta(const OpDesc& op, c10::ArrayRef<const at::Tensor*> operands, c10::ArrayRef<c10::Scalar> params,
-          at::Tensor& out);
 
 std::string describe(c10::ArrayRef<const at::Tensor*> operands);
 
