@@ -81,3 +81,17 @@ def test_opcheck_on_meta():
                      (torch.ops.gems.mul.Scalar, (x, 3))):
         result = torch.library.opcheck(op, args)
         assert set(result.values()) == {"SUCCESS"}, (op, result)
+
+
+def test_export_with_a_dynamic_batch():
+    """torch.export keeps the token dim symbolic through pointwise and fused gems ops (CPU example
+    inputs: export traces fake tensors and never runs a kernel)."""
+
+    class Block(torch.nn.Module):
+        def forward(self, x):
+            h = torch.ops.gems.relu(torch.ops.gems.add.Tensor(x, x, alpha=2))
+            return torch.ops.gems.silu_and_mul(h)
+
+    program = torch.export.export(Block(), (torch.randn(6, 16),), dynamic_shapes=({0: torch.export.Dim("tokens")},))
+    (out,) = [n for n in program.graph.nodes if n.op == "output"][0].args[0]
+    assert isinstance(out.meta["val"].shape[0], torch.SymInt) and out.meta["val"].shape[1] == 8

@@ -74,9 +74,10 @@ int gelu_act(const char* op, c10::string_view approximate) {
 }
 
 // x.shape[:-1] + (H,).
-at::DimVector half_shape(const at::Tensor& x) {
-  at::DimVector shape(x.sizes().begin(), x.sizes().end());
-  shape.back() /= 2;
+// Symbolic in every dim (Meta functions under torch.compile / export; concrete values otherwise).
+c10::SymDimVector half_shape(const at::Tensor& x) {
+  c10::SymDimVector shape(x.sym_sizes().begin(), x.sym_sizes().end());
+  shape.back() = shape.back() / 2;
   return shape;
 }
 
@@ -84,8 +85,8 @@ at::DimVector half_shape(const at::Tensor& x) {
 void check_x(const char* op, const at::Tensor& x) {
   TORCH_CHECK(x.dim() >= 1, op, ": expected x with at least one dimension (the last one holds both halves), ",
               "got a 0-d tensor");
-  TORCH_CHECK(x.size(-1) % 2 == 0, op, ": the last dimension must be even, got ", x.size(-1), " (x of shape ",
-              x.sizes(), ")");
+  TORCH_SYM_CHECK((x.sym_size(-1) % 2).sym_eq(0), op, ": the last dimension must be even, got ", x.sym_size(-1),
+                  " (x of shape ", x.sym_sizes(), ")");
   TORCH_CHECK(g::dtype_of(x.scalar_type()) >= 0, op, ": unsupported dtype ", x.scalar_type(),
               " (supported: Float, Half, BFloat16)");
 }
@@ -96,9 +97,9 @@ void check_grad(const char* op, const at::Tensor& grad, const at::Tensor& x) {
               " and ", x.device());
   TORCH_CHECK(grad.scalar_type() == x.scalar_type(), op, ": expected grad of x's dtype ", x.scalar_type(), ", got ",
               grad.scalar_type());
-  const at::DimVector expected = half_shape(x);
-  TORCH_CHECK(grad.sizes() == at::IntArrayRef(expected), op, ": expected grad of shape ", at::IntArrayRef(expected),
-              " (x.shape[:-1] + (H,)), got ", grad.sizes());
+  const c10::SymDimVector expected = half_shape(x);
+  TORCH_CHECK(grad.sym_sizes() == c10::SymIntArrayRef(expected), op, ": expected grad of shape ",
+              c10::SymIntArrayRef(expected), " (x.shape[:-1] + (H,)), got ", grad.sym_sizes());
 }
 
 // The row stride of t viewed as rows of t.size(-1) contiguous elements, equally spaced, or -1
@@ -169,7 +170,8 @@ Fallback prepare(int pass, int act, c10::ScalarType dtype, int64_t M, int64_t H,
 at::Tensor act_and_mul(const char* op, int act, const at::Tensor& x_in) {
   check_x(op, x_in);
   c10::cuda::CUDAGuard guard(x_in.device());
-  const at::DimVector shape = half_shape(x_in);
+  at::DimVector shape(x_in.sizes().begin(), x_in.sizes().end());
+  shape.back() /= 2;
   at::Tensor out = at::detail::empty_cuda(shape, x_in.scalar_type(), x_in.device(), std::nullopt);
   if (out.numel() == 0) return out;
   const at::Tensor x = as_rows(x_in);
@@ -228,11 +230,12 @@ struct Trig {
 void check_rotary(const char* op, const at::Tensor& q, const at::Tensor& k, const at::Tensor& cos,
                   const at::Tensor& sin, const std::optional<at::Tensor>& position_ids) {
   TORCH_CHECK(q.dim() == 4 && k.dim() == 4, op, ": expected q and k of 4 dims [batch, heads, seq, head_dim], got ",
-              q.sizes(), " and ", k.sizes());
-  TORCH_CHECK(k.size(0) == q.size(0) && k.size(2) == q.size(2) && k.size(3) == q.size(3), op,
-              ": q and k must agree in batch, seq and head_dim, got ", q.sizes(), " and ", k.sizes());
-  TORCH_CHECK(cos.sizes() == sin.sizes(), op, ": cos and sin must have one shape, got ", cos.sizes(), " and ",
-              sin.sizes());
+              q.sym_sizes(), " and ", k.sym_sizes());
+  // Batch and sequence stay symbolic under tracing (guards, not constants); head dims are concrete.
+  TORCH_CHECK(k.sym_size(0) == q.sym_size(0) && k.sym_size(2) == q.sym_size(2) && k.size(3) == q.size(3), op,
+              ": q and k must agree in batch, seq and head_dim, got ", q.sym_sizes(), " and ", k.sym_sizes());
+  TORCH_CHECK(cos.sym_sizes() == sin.sym_sizes(), op, ": cos and sin must have one shape, got ", cos.sym_sizes(),
+              " and ", sin.sym_sizes());
   for (const at::Tensor* t : {&k, &cos, &sin}) {
     TORCH_CHECK(t->scalar_type() == q.scalar_type(), op, ": q, k, cos and sin must have one dtype, got ",
                 q.scalar_type(), " and ", t->scalar_type());
@@ -240,7 +243,8 @@ void check_rotary(const char* op, const at::Tensor& q, const at::Tensor& k, cons
   }
   TORCH_CHECK(rot::dtype_of(q.scalar_type()) >= 0, op, ": unsupported dtype ", q.scalar_type(),
               " (supported: Float, Half, BFloat16)");
-  const int64_t B = q.size(0), S = q.size(2), D = q.size(3), R = cos.size(-1);
+  const c10::SymInt B = q.sym_size(0), S = q.sym_size(2);
+  const int64_t D = q.size(3), R = cos.size(-1);
   TORCH_CHECK(R % 2 == 0 && R <= D, op, ": the rotated dims (cos.size(-1) = ", R,
               ") must be even and at most head_dim = ", D);
   TORCH_CHECK(fused_tiles::rotary_tile_for(R / 2) >= 0, op, ": at most 256 rotated dims are supported, got ", R);
@@ -248,15 +252,16 @@ void check_rotary(const char* op, const at::Tensor& q, const at::Tensor& k, cons
     const at::Tensor& p = *position_ids;
     TORCH_CHECK(p.scalar_type() == at::kLong && p.device() == q.device(), op,
                 ": position_ids must be an int64 tensor on ", q.device());
-    TORCH_CHECK(p.dim() == 2 && p.size(0) == B && p.size(1) == S, op, ": expected position_ids of shape [", B, ", ",
-                S, "], got ", p.sizes());
+    TORCH_CHECK(p.dim() == 2 && p.sym_size(0) == B && p.sym_size(1) == S, op, ": expected position_ids of shape [",
+                B, ", ", S, "], got ", p.sym_sizes());
     TORCH_CHECK(cos.dim() == 2, op, ": with position_ids, cos and sin are tables [positions, rotated dims], got ",
-                cos.sizes());
+                cos.sym_sizes());
   } else {
-    const bool rows = cos.dim() == 2 ? cos.size(0) == S
-                                     : cos.dim() == 3 && (cos.size(0) == B || cos.size(0) == 1) && cos.size(1) == S;
+    const bool rows = cos.dim() == 2 ? cos.sym_size(0) == S
+                                     : cos.dim() == 3 && (cos.sym_size(0) == B || cos.sym_size(0) == 1) &&
+                                           cos.sym_size(1) == S;
     TORCH_CHECK(rows, op, ": expected cos and sin of shape [", B, " or 1, ", S, ", R] or [", S, ", R], got ",
-                cos.sizes());
+                cos.sym_sizes());
   }
 }
 
@@ -557,24 +562,24 @@ std::tuple<at::Tensor, at::Tensor> rotary_embedding_backward(const at::Tensor& g
 namespace meta {
 at::Tensor silu_and_mul(const at::Tensor& x) {
   check_x(kSilu, x);
-  return at::empty(half_shape(x), x.options());
+  return at::empty_symint(half_shape(x), x.options());
 }
 
 at::Tensor gelu_and_mul(const at::Tensor& x, c10::string_view approximate) {
   gelu_act(kGelu, approximate);
   check_x(kGelu, x);
-  return at::empty(half_shape(x), x.options());
+  return at::empty_symint(half_shape(x), x.options());
 }
 
 at::Tensor silu_and_mul_backward(const at::Tensor& grad, const at::Tensor& x) {
   check_grad(kSiluBackward, grad, x);
-  return at::empty(x.sizes(), x.options());
+  return at::empty_symint(x.sym_sizes(), x.options());
 }
 
 at::Tensor gelu_and_mul_backward(const at::Tensor& grad, const at::Tensor& x, c10::string_view approximate) {
   gelu_act(kGeluBackward, approximate);
   check_grad(kGeluBackward, grad, x);
-  return at::empty(x.sizes(), x.options());
+  return at::empty_symint(x.sym_sizes(), x.options());
 }
 
 std::tuple<at::Tensor, at::Tensor> rotary_embedding(const at::Tensor& q, const at::Tensor& k, const at::Tensor& cos,
