@@ -83,7 +83,7 @@ GRIDS = [
         (("dtype", FLOAT_DTYPES), ("mode", ("adam", "adamw")), ("amsgrad", ("no", "yes")),
          ("grad_scale", ("no", "yes"))),
         make_adam,
-        doc="the fused Adam / AdamW step over lists of tensors described by an int64 table; fp32 and fp64 math",
+        doc="the fused Adam / AdamW step over lists of tensors described by an int64 table; ATen's fp32 math",
     ),
 ]
 

@@ -17,12 +17,16 @@ that range in blocks of BLOCK (16-byte vectors: the driver runs only tensors who
 16-byte aligned; chunks start at multiples of CHUNK, a multiple of BLOCK), full blocks without
 a mask and the tensor's last partial block with one.
 
-The step is ATen's (aten/src/ATen/native/cuda/fused_adam_utils.cuh), operation for operation:
-state in the param's dtype, math in fp32, and in fp64 where ATen's hyperparameters (doubles)
-enter an expression, rounded to fp32 where ATen assigns to its fp32 opmath variables; CUDA's
-`/` and sqrt round as IEEE, so fp32 uses div_rn and sqrt_rn. The step tensors are read, not
-written (torch.optim increments them before the call). found_inf == 1 skips the whole update;
-a grad_scale divides the grads, and the unscaled grads are written back (GRAD_SCALE).
+The step is ATen's CUDA kernel (aten/src/ATen/native/cuda/fused_adam_utils.cuh, as built in torch
+2.11 and 2.14), operation for operation: state in the param's dtype, math in fp32 (ATen casts its
+double hyperparameters to fp32 before the step), the moments in ATen's fma form
+m = fma(beta1, m, fma(-beta1, g, g)) and v = fma(beta2, v, fma(-beta2, g*g, g*g)), and the two
+multiply-adds nvcc contracts there as fmas too (AdamW's decay fma(-lr*wd, p, p), Adam's
+fma(p, wd, g)); every other operation is rounded on its own (CUDA's `/` and sqrt round as IEEE,
+so div_rn and sqrt_rn). The bias corrections are fp32 too: 1 - powf(beta, step) with the step
+read as fp32 (powf as CUDA 13's, _powf), sqrt_rn of the second. The step tensors are read, not written (torch.optim
+increments them before the call). found_inf == 1 skips the whole update; a grad_scale divides
+the grads, and the unscaled grads are written back (GRAD_SCALE).
 """
 
 import triton
@@ -48,9 +52,59 @@ def _store(pointer, value, mask):
 
 
 @triton.jit
-def _update(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, offs, mask, MASKED: tl.constexpr, scale, sign,
-            decay, beta1, one_minus_beta1, beta2, one_minus_beta2, weight_decay, eps, step_size, bc2_sqrt,
-            ADAMW: tl.constexpr, AMSGRAD: tl.constexpr, GRAD_SCALE: tl.constexpr):
+def _powf(x, y):
+    """x ** y for 0 <= x < inf and a finite y, bit for bit as CUDA 13's powf, which ATen's kernel
+    calls for its bias corrections (libdevice's __nv_powf is another algorithm, and like it within
+    an ulp of the exact power, but not the same ulp). Transcribed from the SASS nvcc made of ATen's
+    kernel: log2(x) in two floats from the mantissa m in [sqrt(1/2), sqrt(2)) as
+    u = 2(m-1)/(m+1) with its rounding error, times y with an fma for the error, then 2**frac by a
+    polynomial and 2**round by two scalings. The reciprocal is the hardware's approximate one, as
+    there; the products that feed additions round on their own (mul_rn), as there."""
+    tiny = x < 1.1754943508222875e-38
+    a = tl.where(tiny, x * 16777216.0, x)
+    bits = a.to(tl.int32, bitcast=True)
+    e_bits = (bits - 0x3F3504F3) & -8388608  # 0xff800000: the exponent that leaves m in range
+    m = (bits - e_bits).to(tl.float32, bitcast=True)
+    e = tl.fma(e_bits.to(tl.float32), 1.1920928955078125e-07, tl.where(tiny, -24.0, 0.0))
+    m_minus_1 = m - 1.0
+    reciprocal = libdevice.fast_dividef(1.0, m + 1.0)
+    u = libdevice.mul_rn(reciprocal, m_minus_1 + m_minus_1)
+    u2 = u * u
+    hi = tl.fma(u, 1.4426950216293334961, e)
+    d = m_minus_1 - u
+    correction = reciprocal * tl.fma(m_minus_1, -u, d + d)
+    poly = tl.fma(u2, 0.0006568862590938807, 0.0032181653659790754318)
+    poly = tl.fma(u2, poly, 0.018033718690276145935)
+    poly = u2 * tl.fma(u2, poly, 0.12022458761930465698)
+    lo = tl.fma(u, 1.4426950216293334961, e - hi)
+    lo = tl.fma(correction, 1.4426950216293334961, lo)
+    lo = tl.fma(u, 1.9251366722983220825e-08, lo)
+    lo = tl.fma(correction, poly * 3.0, lo)
+    lo = tl.fma(u, poly, lo)
+    log_hi = hi + lo
+    log_lo = lo - (log_hi - hi)
+    t = libdevice.mul_rn(y, log_hi)
+    n = libdevice.rint(t)
+    t_lo = tl.fma(y, log_lo, tl.fma(y, log_hi, -t))
+    f = t_lo + (t - n)
+    q = tl.fma(f, 0.00015239251661114395, 0.0013391353422775864601)
+    q = tl.fma(f, q, 0.0096188392490148544312)
+    q = tl.fma(f, q, 0.055503588169813156128)
+    q = tl.fma(f, q, 0.24022644758224487305)
+    q = tl.fma(f, q, 0.69314718246459960938)
+    q = tl.fma(f, q, 1.0)
+    low = tl.where(n > 0, 0, -2097152000)  # 0x83000000: 2**n as 2**-123 * 2**(n+123) below 1
+    scale = (low + 0x7F000000).to(tl.float32, bitcast=True)
+    power = q * scale * ((n.to(tl.int32) << 23) - low).to(tl.float32, bitcast=True)
+    power = tl.where(tl.abs(t) > 152.0, tl.where(t >= 0, float("inf"), 0.0), power)
+    power = tl.where((x == 1.0) | (y == 0.0), 1.0, power)
+    return tl.where(x == 0.0, tl.where(y < 0, float("inf"), 0.0), power)
+
+
+@triton.jit
+def _update(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, offs, mask, MASKED: tl.constexpr, scale, maximize,
+            decay, beta1, beta2, weight_decay, eps, step_size, bc2_sqrt, ADAMW: tl.constexpr, AMSGRAD: tl.constexpr,
+            GRAD_SCALE: tl.constexpr):
     if MASKED:
         p = tl.load(param + offs, mask=mask, other=0.0).to(tl.float32)
         g = tl.load(grad + offs, mask=mask, other=0.0).to(tl.float32)
@@ -62,18 +116,16 @@ def _update(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, offs, mask, MASKED
         m = tl.load(exp_avg + offs).to(tl.float32)
         v = tl.load(exp_avg_sq + offs).to(tl.float32)
     if GRAD_SCALE:
-        # ATen divides in fp64 and rounds to fp32: the same as one IEEE fp32 division.
         g = tl.math.div_rn(g, scale)
         _store(grad + offs, g, mask)
-    g = g * sign
+    g = tl.where(maximize != 0, -g, g)
     if ADAMW:
-        p64 = p.to(tl.float64)
-        p = tl.where(weight_decay != 0, (p64 - decay * p64).to(tl.float32), p)
+        p = tl.where(weight_decay != 0, tl.fma(-decay, p, p), p)
     else:
-        g = tl.where(weight_decay != 0, (g.to(tl.float64) + p.to(tl.float64) * weight_decay).to(tl.float32), g)
-    g64 = g.to(tl.float64)
-    m = (beta1 * m.to(tl.float64) + one_minus_beta1 * g64).to(tl.float32)
-    v = (beta2 * v.to(tl.float64) + one_minus_beta2 * g64 * g64).to(tl.float32)
+        g = tl.where(weight_decay != 0, tl.fma(p, weight_decay, g), g)
+    m = tl.fma(beta1, m, tl.fma(-beta1, g, g))
+    g2 = g * g
+    v = tl.fma(beta2, v, tl.fma(-beta2, g2, g2))
     if AMSGRAD:
         if MASKED:
             v_max = tl.load(max_exp_avg_sq + offs, mask=mask, other=0.0).to(tl.float32)
@@ -84,7 +136,7 @@ def _update(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, offs, mask, MASKED
         root = tl.math.sqrt_rn(v_max)
     else:
         root = tl.math.sqrt_rn(v)
-    denom = (tl.math.div_rn(root, bc2_sqrt).to(tl.float64) + eps).to(tl.float32)
+    denom = tl.math.div_rn(root, bc2_sqrt) + eps
     p = p - tl.math.div_rn(step_size * m, denom)
     _store(param + offs, p, mask)
     _store(exp_avg + offs, m, mask)
@@ -118,15 +170,17 @@ def adam_kernel(
     c_end = tl.load(plan + 2 * pid + 2)
     # GradScaler found an inf or NaN: nothing is updated (ATen compares with 1).
     c_end = tl.where(tl.load(found_inf) == 1.0, c, c_end)
-    lr = tl.where(lr_on_device != 0, tl.load(lr_tensor).to(tl.float64), lr)
+    # ATen's opmath hyperparameters: the doubles rounded to fp32, or the fp32 lr tensor.
+    lr = tl.where(lr_on_device != 0, tl.load(lr_tensor), lr.to(tl.float32))
+    beta1 = beta1.to(tl.float32)
+    beta2 = beta2.to(tl.float32)
+    weight_decay = weight_decay.to(tl.float32)
+    eps = eps.to(tl.float32)
     if GRAD_SCALE:
         scale = tl.load(grad_scale)
     else:
         scale = 1.0
-    sign = tl.where(maximize != 0, -1.0, 1.0)
     decay = lr * weight_decay
-    one_minus_beta1 = 1.0 - beta1
-    one_minus_beta2 = 1.0 - beta2
     arange = tl.arange(0, BLOCK)
     while c < c_end:
         row = tensors + t * ROW
@@ -135,10 +189,10 @@ def adam_kernel(
         n = tl.load(row + NUMEL)
         lo = (c - first) * CHUNK
         hi = tl.minimum((stop - first) * CHUNK, n)
-        step = tl.load(tl.load(row + STEP).to(tl.pointer_type(tl.float32), bitcast=True)).to(tl.float64)
-        bias_correction1 = (1.0 - libdevice.pow(beta1, step)).to(tl.float32)
-        bc2_sqrt = tl.sqrt(1.0 - libdevice.pow(beta2, step)).to(tl.float32)
-        step_size = (lr / bias_correction1.to(tl.float64)).to(tl.float32)
+        step = tl.load(tl.load(row + STEP).to(tl.pointer_type(tl.float32), bitcast=True))
+        bias_correction1 = 1.0 - _powf(beta1, step)
+        bc2_sqrt = tl.math.sqrt_rn(1.0 - _powf(beta2, step))
+        step_size = tl.math.div_rn(lr, bias_correction1)
         param = _pointer(row, PARAM, DTYPE)
         grad = _pointer(row, GRAD, DTYPE)
         exp_avg = _pointer(row, EXP_AVG, DTYPE)
@@ -150,13 +204,11 @@ def adam_kernel(
         full_end = lo + (hi - lo) // BLOCK * BLOCK
         for start in range(lo, full_end, BLOCK):
             offs = tl.multiple_of(start, BLOCK) + arange
-            _update(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, offs, None, False, scale, sign, decay, beta1,
-                    one_minus_beta1, beta2, one_minus_beta2, weight_decay, eps, step_size, bc2_sqrt, ADAMW, AMSGRAD,
-                    GRAD_SCALE)
+            _update(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, offs, None, False, scale, maximize, decay, beta1,
+                    beta2, weight_decay, eps, step_size, bc2_sqrt, ADAMW, AMSGRAD, GRAD_SCALE)
         if full_end < hi:
             offs = full_end + arange
-            _update(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, offs, offs < hi, True, scale, sign, decay, beta1,
-                    one_minus_beta1, beta2, one_minus_beta2, weight_decay, eps, step_size, bc2_sqrt, ADAMW, AMSGRAD,
-                    GRAD_SCALE)
+            _update(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, offs, offs < hi, True, scale, maximize, decay,
+                    beta1, beta2, weight_decay, eps, step_size, bc2_sqrt, ADAMW, AMSGRAD, GRAD_SCALE)
         c = stop
         t += 1

@@ -14,7 +14,7 @@ import triton.language as tl
 
 from aot import compiler, schemas
 from aot import family_multi_tensor as fam
-from conftest import ROOT, _InterpretedLibdevice, interpreted, libdevice_by_torch, runtime_loop_bounds
+from conftest import ROOT, _InterpretedLibdevice, fma_f32, interpreted, libdevice_by_torch, runtime_loop_bounds
 
 GRID = fam.GRIDS[0]
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -107,54 +107,144 @@ def run_kernel(s: State, *, adamw, amsgrad=False, maximize=False, grad_scale=Non
             GRAD_SCALE=grad_scale is not None, CHUNK=CHUNK, BLOCK=BLOCK)
 
 
-def ieee_div(a, b):
-    """fp32 a / b rounded once, as CUDA's `/` (torch's CPU kernels may differ by an ulp): the fp64
-    quotient of two fp32 values rounds to the same fp32 value."""
+def f32(x):
+    """A double rounded to fp32 (ATen's static_cast<opmath_t> of its hyperparameters)."""
+    return torch.tensor(x, dtype=torch.float64).float()
+
+
+# fp32 operations, each computed in fp64 and rounded once to fp32: exact for + - * / and sqrt
+# (fp64 holds more than twice fp32's bits), as CUDA's IEEE operations round; fma rounds once too.
+def add(a, b):
+    return (a.double() + b.double()).float()
+
+
+def sub(a, b):
+    return (a.double() - b.double()).float()
+
+
+def mul(a, b):
+    return (a.double() * b.double()).float()
+
+
+def div(a, b):
     return (a.double() / b.double()).float()
 
 
-def ieee_sqrt(a):
+def sqrt(a):
     return a.double().sqrt().float()
+
+
+def fma(a, b, c):
+    a, b, c = torch.broadcast_tensors(a, b, c)
+    return torch.from_numpy(fma_f32(a.numpy(), b.numpy(), c.numpy()))
+
+
+def _f32(bits):
+    return numpy.array([bits], numpy.uint32).view(numpy.float32)[0]
+
+
+def cuda_powf(x, y):
+    """CUDA 13's powf for 0 <= x < inf (what ATen's kernel runs for 1 - beta ** step), step by step
+    as its SASS, in NumPy fp32 with fp64 products and single-rounding fmas; the hardware's
+    approximate reciprocal is the exact one here, as in the interpreted kernel."""
+    f32, f64 = numpy.float32, numpy.float64
+    x, y = numpy.asarray(x, f32), numpy.asarray(y, f32)
+
+    def mul(a, b):
+        return (numpy.asarray(a, f64) * numpy.asarray(b, f64)).astype(f32)
+
+    def add(a, b):
+        return fma_f32(numpy.asarray(a, f32), f32(1.0), numpy.asarray(b, f32))
+
+    def fma(a, b, c):
+        return fma_f32(*(numpy.broadcast_arrays(*(numpy.asarray(v, f32) for v in (a, b, c)))))
+
+    tiny = x < f32(2.0**-126)
+    a = numpy.where(tiny, mul(x, f32(2.0**24)), x).astype(f32)
+    bits = a.view(numpy.int32).astype(numpy.int64)
+    e_bits = ((bits - 0x3F3504F3) & 0xFF800000) - ((bits - 0x3F3504F3) & 0x80000000) * 2  # signed
+    m = (bits - e_bits).astype(numpy.uint32).view(f32)
+    e = fma(e_bits.astype(f32), f32(2.0**-23), numpy.where(tiny, f32(-24.0), f32(0.0)))
+    m_minus_1 = add(m, f32(-1.0))
+    reciprocal = (1.0 / add(m, f32(1.0)).astype(f64)).astype(f32)
+    u = mul(reciprocal, add(m_minus_1, m_minus_1))
+    u2 = mul(u, u)
+    hi = fma(u, f32(1.4426950216293334961), e)
+    d = add(m_minus_1, -u)
+    correction = mul(reciprocal, fma(m_minus_1, -u, add(d, d)))
+    poly = fma(u2, _f32(0x3A2C32E4), f32(0.0032181653659790754318))
+    poly = fma(u2, poly, f32(0.018033718690276145935))
+    poly = mul(u2, fma(u2, poly, f32(0.12022458761930465698)))
+    lo = fma(u, f32(1.4426950216293334961), add(e, -hi))
+    lo = fma(correction, f32(1.4426950216293334961), lo)
+    lo = fma(u, f32(1.9251366722983220825e-08), lo)
+    lo = fma(correction, mul(poly, f32(3.0)), lo)
+    lo = fma(u, poly, lo)
+    log_hi = add(hi, lo)
+    log_lo = add(lo, -add(log_hi, -hi))
+    t = mul(y, log_hi)
+    n = numpy.rint(t).astype(f32)
+    f = add(fma(y, log_lo, fma(y, log_hi, -t)), add(t, -n))
+    q = f32(1.0)
+    q = fma(f, _f32(0x391FCB8E), f32(0.0013391353422775864601))
+    for c in (0.0096188392490148544312, 0.055503588169813156128, 0.24022644758224487305, 0.69314718246459960938,
+              1.0):
+        q = fma(f, q, f32(c))
+    low = numpy.where(n > 0, 0, 0x83000000)
+    scale = ((low + 0x7F000000) % 2**32).astype(numpy.uint32).view(f32)
+    with numpy.errstate(invalid="ignore"):
+        exponent = ((numpy.nan_to_num(n).astype(numpy.int64) * 2**23 - low) % 2**32).astype(numpy.uint32).view(f32)
+    power = mul(mul(q, scale), exponent)
+    power = numpy.where(numpy.abs(t) > 152, numpy.where(t >= 0, f32(numpy.inf), f32(0.0)), power)
+    power = numpy.where((x == 1) | (y == 0), f32(1.0), power)
+    return numpy.where(x == 0, numpy.where(y < 0, f32(numpy.inf), f32(0.0)), power).astype(f32)
+
+
+def powf(base, exponent):
+    return torch.from_numpy(numpy.asarray(cuda_powf(base.numpy(), exponent.numpy())))
 
 
 def aten_math(s: State, *, adamw, amsgrad=False, maximize=False, grad_scale=None, found_inf=None, lr_tensor=None,
               **hyper):
-    """ATen's CUDA step (fused_adam_utils.cuh) in torch: fp64 where ATen's double hyperparameters
-    enter, fp32 opmath elsewhere, each rounding where ATen assigns to an fp32 variable."""
+    """ATen's CUDA step (fused_adam_utils.cuh, torch 2.14's FusedAdamMathFunctor as nvcc builds it)
+    in fp64 torch, rounded to fp32 after every operation ATen's fp32 code rounds: hyperparameters
+    cast to fp32, bias corrections in fp32 from the fp32 step, the moments as fmas (the lerp form
+    ATen writes), AdamW's decay fma(-(lr * wd), p, p) and Adam's fma(p, wd, g) (nvcc contracts
+    both), each result rounded to the param's dtype when stored."""
     h = {**HYPER, **hyper}
     if found_inf is not None and found_inf.item() == 1:
         return
-    f32, f64_ = torch.float32, torch.float64
-    lr = float(lr_tensor.item()) if lr_tensor is not None else h["lr"]
-    beta1, beta2, wd, eps = h["beta1"], h["beta2"], h["weight_decay"], h["eps"]
+    lr = lr_tensor.float().reshape(()) if lr_tensor is not None else f32(h["lr"])
+    beta1, beta2, wd, eps = f32(h["beta1"]), f32(h["beta2"]), f32(h["weight_decay"]), f32(h["eps"])
     for i, param in enumerate(s.params):
-        p, g = param.to(f32), s.grads[i].to(f32)
-        m, v = s.exp_avgs[i].to(f32), s.exp_avg_sqs[i].to(f32)
+        step = s.steps[i].float()
+        bias_correction1 = sub(f32(1.0), powf(beta1, step))
+        bc2_sqrt = sqrt(sub(f32(1.0), powf(beta2, step)))
+        step_size = div(lr, bias_correction1)
+        p, g = param.float(), s.grads[i].float()
+        m, v = s.exp_avgs[i].float(), s.exp_avg_sqs[i].float()
         if grad_scale is not None:
-            g = ieee_div(g, grad_scale)
+            g = div(g, grad_scale.float().reshape(()))
             s.grads[i].copy_(g)
         if maximize:
             g = -g
         if wd != 0:
             if adamw:
-                p = (p.to(f64_) - lr * wd * p.to(f64_)).to(f32)
+                p = fma(-mul(lr, wd), p, p)
             else:
-                g = (g.to(f64_) + p.to(f64_) * wd).to(f32)
-        m = (beta1 * m.to(f64_) + (1 - beta1) * g.to(f64_)).to(f32)
-        v = (beta2 * v.to(f64_) + (1 - beta2) * g.to(f64_) * g.to(f64_)).to(f32)
-        step = torch.tensor(s.steps[i].item(), dtype=f64_)
-        bc1 = (1 - torch.pow(torch.tensor(beta1, dtype=f64_), step)).to(f32)
-        bc2_sqrt = torch.sqrt(1 - torch.pow(torch.tensor(beta2, dtype=f64_), step)).to(f32)
-        step_size = (lr / bc1.to(f64_)).to(f32)
+                g = fma(p, wd, g)
+        m = fma(beta1, m, fma(-beta1, g, g))
+        g2 = mul(g, g)
+        v = fma(beta2, v, fma(-beta2, g2, g2))
         if amsgrad:
-            vmax = s.max_exp_avg_sqs[i].to(f32)
+            vmax = s.max_exp_avg_sqs[i].float()
             vmax = torch.where(vmax < v, v, vmax)
             s.max_exp_avg_sqs[i].copy_(vmax)
-            root = ieee_sqrt(vmax)
+            root = sqrt(vmax)
         else:
-            root = ieee_sqrt(v)
-        denom = (ieee_div(root, bc2_sqrt).to(f64_) + eps).to(f32)
-        p = p - ieee_div(step_size * m, denom)
+            root = sqrt(v)
+        denom = add(div(root, bc2_sqrt), eps)
+        p = sub(p, div(mul(step_size, m), denom))
         param.copy_(p)
         s.exp_avgs[i].copy_(m)
         s.exp_avg_sqs[i].copy_(v)
@@ -215,6 +305,35 @@ def test_grad_scale_found_inf_and_tensor_lr(dtype, seeded):
     increment(s)
     run_kernel(s, adamw=True, grad_scale=scale, found_inf=torch.tensor([1.0]))
     assert_same(s, before)
+
+
+def test_cuda_powf_is_within_an_ulp_of_the_power():
+    """The transcription of CUDA 13's powf is a powf: within an ulp of the exact power for the
+    betas and steps an optimizer sees (it differs from the correctly rounded one now and then, as
+    CUDA's does: which ulp it picks is what the GPU suite compares with ATen's)."""
+    steps = numpy.arange(1, 50001, dtype=numpy.float32)
+    for beta in (0.0, 0.5, 0.9, 0.95, 0.99, 0.999, 0.9999, 1.0):
+        base = numpy.full_like(steps, beta)
+        got = cuda_powf(base, steps).view(numpy.int32).astype(numpy.int64)
+        exact = numpy.power(base.astype(numpy.float64), steps.astype(numpy.float64)).astype(numpy.float32)
+        assert numpy.abs(got - exact.view(numpy.int32)).max() <= 1, beta
+    assert cuda_powf(numpy.float32(0.999), numpy.float32(102.0)) != numpy.float32(0.999) ** numpy.float32(102.0)
+
+
+@runtime_loop_bounds
+@pytest.mark.parametrize("betas", [(0.9, 0.999), (0.5, 0.9999)], ids=str)
+def test_bias_corrections_of_many_steps(betas, seeded):
+    """One tensor per step count (1 to 300, then up to 2**24): the kernel's bias corrections are
+    the reference's, bit for bit."""
+    counts = list(range(1, 301)) + [1000, 12345, 10**5, 10**6, 2**24]
+    s = State([3] * len(counts), torch.float32, seeded)
+    for step, count in zip(s.steps, counts):
+        step.fill_(float(count))
+    ref = s.clone()
+    hyper = dict(beta1=betas[0], beta2=betas[1])
+    run_kernel(s, adamw=True, programs=7, **hyper)
+    aten_math(ref, adamw=True, **hyper)
+    assert_same(s, ref)
 
 
 @runtime_loop_bounds
@@ -394,8 +513,8 @@ def test_aot_compile(arch, point):
 
 def test_ptx_vectors_and_ieee_rounding():
     """Full blocks move 16-byte vectors of every array; fp32 divisions and square roots round as
-    IEEE (no approximate ones outside fp64 division's own refinement); the decay and moment updates
-    run in fp64."""
+    IEEE, but the two reciprocals of powf (the hardware's approximate one, as ATen's powf); all
+    math is fp32 (fp64 only in the hyperparameters' conversion), the moments as fmas."""
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
@@ -404,11 +523,13 @@ def test_ptx_vectors_and_ieee_rounding():
     k = triton.compile(ASTSource(v.jit_function(), dict(v.signature), dict(v.constexprs), {}),
                        target=GPUTarget("cuda", 90, 32), options={"num_warps": v.num_warps})
     ptx = k.asm["ptx"]
-    ops = collections.Counter(re.findall(r"\b(?:ld|st)\.global[.\w]*|\b(?:div|sqrt)\.[\w.]+", ptx))
+    ops = collections.Counter(re.findall(r"\b(?:ld|st)\.global[.\w]*|\b(?:div|sqrt|rcp)\.[\w.]+", ptx))
     assert ops["ld.global.v4.b32"] == 5 and ops["st.global.v4.b32"] == 5, ops  # grad written back, amsgrad
     assert ops["div.rn.f32"] > 0 and ops["sqrt.rn.f32"] > 0
-    assert not any(op.startswith(("div.full", "div.approx", "sqrt.approx")) for op in ops), ops
-    assert "fma.rn.f64" in ptx
+    approximate = {op: n for op, n in ops.items() if op.startswith(("div.full", "div.approx", "sqrt.approx", "rcp"))}
+    assert approximate == {"div.approx.ftz.f32": 2}, ops
+    assert not re.search(r"\b(?:add|sub|mul|fma|div|sqrt)\.[\w.]*f64\b", ptx)
+    assert "fma.rn.f32" in ptx
 
 
 @runtime_loop_bounds
