@@ -54,12 +54,13 @@ def _store(pointer, value, mask):
 @triton.jit
 def _powf(x, y):
     """x ** y for 0 <= x < inf and a finite y, bit for bit as CUDA 13's powf, which ATen's kernel
-    calls for its bias corrections (libdevice's __nv_powf is another algorithm, and like it within
-    an ulp of the exact power, but not the same ulp). Transcribed from the SASS nvcc made of ATen's
-    kernel: log2(x) in two floats from the mantissa m in [sqrt(1/2), sqrt(2)) as
-    u = 2(m-1)/(m+1) with its rounding error, times y with an fma for the error, then 2**frac by a
-    polynomial and 2**round by two scalings. The reciprocal is the hardware's approximate one, as
-    there; the products that feed additions round on their own (mul_rn), as there."""
+    calls for its bias corrections (within an ulp of the exact power, not always the nearest one;
+    libdevice's __nv_powf is another algorithm, which need not pick the same ulp). Transcribed
+    from the SASS nvcc made of ATen's kernel (torch 2.11 and 2.14, CUDA 13.0): log2(x) in two
+    floats from the mantissa m in [sqrt(1/2), sqrt(2)) as u = 2(m-1)/(m+1) with its rounding
+    error, times y with an fma for the error, then 2**frac by a polynomial and 2**round by two
+    scalings. The reciprocal is the hardware's approximate one, as there; the products that feed
+    additions round on their own (mul_rn), as there."""
     tiny = x < 1.1754943508222875e-38
     a = tl.where(tiny, x * 16777216.0, x)
     bits = a.to(tl.int32, bitcast=True)
