@@ -24,6 +24,7 @@ FAMILIES = (
     "aot.family_gemm",
     "aot.family_gemv",
     "aot.family_fused",
+    "aot.family_multi_tensor",
 )
 
 

@@ -27,6 +27,9 @@ CPP_TYPES = {
     "Optional[ScalarType]": "std::optional<at::ScalarType>",
     "List[int]": "at::IntArrayRef",
     "Optional[List[int]]": "at::OptionalIntArrayRef",
+    # A list of tensors, written (Tensor(a!)[]) or not, as ATen's own signatures take it: the
+    # list is read-only, its tensors' data is what an op writes.
+    "List[Tensor]": "at::TensorList",
 }
 HEADER_INCLUDES = ("ATen/core/Tensor.h", "c10/core/ScalarType.h", "c10/util/OptionalArrayRef.h",
                    "c10/util/string_view.h")
@@ -96,6 +99,8 @@ def cpp_params(schema) -> list:
 
 
 def cpp_return(schema) -> str:
+    if not schema.returns:
+        return "void"  # -> (): an op that only writes its arguments (the fused optimizer steps)
     names = written(schema)
     if len(names) > 1:
         return f"std::tuple<{', '.join(['at::Tensor&'] * len(names))}>"

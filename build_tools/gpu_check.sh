@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The one GPU script: on the GPU box, build with every core, run the benchmarks (ops, fused,
+# The one GPU script: on the GPU box, build with every core, run the benchmarks (ops, fused, fused AdamW,
 # gemm against cuBLAS, the realistic-size model speed), the CPU and GPU tests and the demo, write
 # logs and JSON to OUT_DIR, and print a summary table last.
 #   bash build_tools/gpu_check.sh OUT_DIR
@@ -37,6 +37,7 @@ $PY build_tools/bench.py --out "$OUT_DIR" >"$OUT_DIR/bench.log" 2>&1 || tail -30
 $PY -m gems_aot bench --out "$OUT_DIR" --layouts contiguous,transposed --no-flaggems \
   >"$OUT_DIR/bench_ops.log" 2>&1 || tail -30 "$OUT_DIR/bench_ops.log"
 $PY build_tools/bench_fused.py --out "$OUT_DIR" >"$OUT_DIR/bench_fused.log" 2>&1 || tail -30 "$OUT_DIR/bench_fused.log"
+$PY build_tools/bench_optim.py --out "$OUT_DIR" >"$OUT_DIR/bench_optim.log" 2>&1 || tail -30 "$OUT_DIR/bench_optim.log"
 $PY -m gems_aot bench --family gemm --out "$OUT_DIR" >"$OUT_DIR/bench_gemm.log" 2>&1 || tail -30 "$OUT_DIR/bench_gemm.log"
 $PY -m gems_aot models --speed --out "$OUT_DIR" >"$OUT_DIR/speed.log" 2>&1 || tail -30 "$OUT_DIR/speed.log"
 t3=$(date +%s)
@@ -60,6 +61,7 @@ tail -1 "$OUT_DIR/tests.log"
 cat "$OUT_DIR/bench.md" 2>/dev/null || echo "no benchmark results"
 grep -A20 "^| summary" "$OUT_DIR/bench_ops.md" 2>/dev/null || echo "no op benchmark results"
 cat "$OUT_DIR/bench_fused.md" 2>/dev/null || echo "no fused benchmark results"
+cat "$OUT_DIR/bench_optim.md" 2>/dev/null || echo "no optimizer benchmark results"
 grep -A30 "^| summary" "$OUT_DIR/bench_gemm.md" 2>/dev/null || echo "no gemm benchmark results"
 cat "$OUT_DIR/speed.md" 2>/dev/null || echo "no model speed results"
 exit $tests_rc

@@ -28,12 +28,13 @@ VENDORS = (
     Vendor("nvidia", "cuda", ("sm_80", "sm_90a", "sm_100a"), "cubin",
            "the CUDA driver API, dlopen'd from libcuda.so.1 (csrc/runtime/driver.cpp): cuLibraryLoadData, "
            "cuLibraryGetKernel, cuLaunchKernelEx, cuFuncSetAttribute, cuOccupancyMaxActiveBlocksPerMultiprocessor, "
-           "cuMemsetD32Async",
+           "cuMemsetD32Async, cuMemcpyHtoDAsync, cuStreamIsCapturing",
            "built, packed, loaded and run (GPU suite on H100 / H200; sm_80 and sm_100a compiled only)"),
     Vendor("amd", "hip", ("gfx942", "gfx950"), "hsaco (AMDGPU code object)",
            "none yet: the same calls over libamdhip64 (hipModuleLoadData, hipModuleGetFunction, "
            "hipModuleLaunchKernel with num_warps x 64 threads, hipFuncSetAttribute, "
-           "hipOccupancyMaxActiveBlocksPerMultiprocessor, hipMemsetD32Async) in a build against a ROCm torch; "
+           "hipOccupancyMaxActiveBlocksPerMultiprocessor, hipMemsetD32Async, hipMemcpyHtoDAsync, "
+           "hipStreamIsCapturing) in a build against a ROCm torch; "
            "csrc/runtime/kernels.h states the seam, and this build's runtime reports it does not load them",
            "compiled and packed (no AMD card or ROCm here: never run)"),
 )

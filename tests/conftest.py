@@ -64,13 +64,14 @@ def seeded():
 # Triton's interpreter cannot make extern calls: libdevice functions of an interpreted kernels/
 # module are evaluated by torch in float64 and rounded once to the operand's type (a correctly
 # rounded stand-in for libdevice's 1-2 ulp functions; the GPU suite checks the real ones). Its
-# fma also rounds the product first; `libdevice_by_torch()` fuses it.
+# fma also rounds the product first; `libdevice_by_torch()` rounds it once (fma_f32).
 _LIBDEVICE_REFERENCE = {
     "exp": torch.exp, "exp2": torch.exp2, "expm1": torch.expm1, "log": torch.log, "log1p": torch.log1p,
     "log2": torch.log2, "log10": torch.log10, "rsqrt": torch.rsqrt, "sin": torch.sin, "cos": torch.cos,
     "tan": torch.tan, "tanh": torch.tanh, "erf": torch.erf, "atan2": torch.atan2, "hypot": torch.hypot,
     "pow": torch.pow, "fast_log2": torch.log2,
     "fmod": torch.fmod, "trunc": torch.trunc, "rint": torch.round, "copysign": torch.copysign,
+    "fmul_rn": torch.mul, "fast_fdividef": torch.div,  # the approximate division as the exact one
 }  # fmt: skip
 
 
@@ -86,12 +87,31 @@ def _extern_elementwise(lib_name, lib_path, symbol, args, ret_type, is_pure):
     return interpreter.TensorHandle(result, getattr(ret_type, "scalar", ret_type))  # block types come in too
 
 
+def fma_f32(x, y, z):
+    """fp32 fma(x, y, z) rounded once, as the GPU's fma.rn.f32, on NumPy float32 arrays: the product
+    is exact in fp64; the fp64 sum is rounded to odd (its error found by TwoSum), which then rounds
+    to fp32 as the exact sum would (fp64 has more than 24 + 2 bits)."""
+    f64 = numpy.float64
+    with numpy.errstate(over="ignore", invalid="ignore"):  # IEEE's inf and NaN are the point here
+        prod = numpy.asarray(x, f64) * numpy.asarray(y, f64)
+        addend = numpy.asarray(z, f64)
+        total = prod + addend
+        back = total - prod
+        error = (prod - (total - back)) + (addend - back)
+        even = (total.view(numpy.int64) & 1) == 0
+        odd = numpy.nextafter(total, numpy.where(error > 0, numpy.inf, -numpy.inf))
+        total = numpy.where(numpy.isfinite(total) & (error != 0) & even, odd, total)
+        return total.astype(numpy.float32)
+
+
 def _fused_fma(x, y, z):
     from triton.runtime import interpreter
 
-    # An fp32 product is exact in fp64, so round once from there (fp64 operands keep the
-    # unfused form: its rounding is far below fp64's tolerance).
-    with numpy.errstate(over="ignore", invalid="ignore"):  # IEEE's inf and NaN are the point here
+    # fp32: rounded once (fma_f32); fp64 operands keep the unfused form (its rounding is far below
+    # fp64's tolerance).
+    if z.data.dtype == numpy.float32:
+        return interpreter.TensorHandle(fma_f32(x.data, y.data, z.data), z.dtype.scalar)
+    with numpy.errstate(over="ignore", invalid="ignore"):
         wide = x.data.astype(numpy.float64) * y.data.astype(numpy.float64) + z.data.astype(numpy.float64)
         return interpreter.TensorHandle(wide.astype(z.data.dtype), z.dtype.scalar)
 

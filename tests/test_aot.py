@@ -159,7 +159,7 @@ def test_family_headers_declare_what_the_schemas_imply(families):
     assert ("at::Tensor& sum_IntList_out(const at::Tensor& self, at::OptionalIntArrayRef dim, bool keepdim, "
             "std::optional<at::ScalarType> dtype, at::Tensor& out);") in header
     with pytest.raises(ValueError, match="has no C\\+\\+ type"):
-        schemas.cpp_signature(schemas.parse("f(Tensor[] xs) -> Tensor"))
+        schemas.cpp_signature(schemas.parse("f(Tensor?[] xs) -> Tensor"))
 
 
 def test_build_names_what_it_is_missing(tmp_path):

@@ -45,6 +45,8 @@ LoadedDriver load() {
   resolve(lib, "cuLaunchKernelEx", a.cuLaunchKernelEx, d.error);
   resolve(lib, "cuOccupancyMaxActiveBlocksPerMultiprocessor", a.cuOccupancyMaxActiveBlocksPerMultiprocessor, d.error);
   resolve(lib, "cuMemsetD32Async", a.cuMemsetD32Async, d.error);
+  resolve(lib, "cuMemcpyHtoDAsync_v2", a.cuMemcpyHtoDAsync, d.error);
+  resolve(lib, "cuStreamIsCapturing", a.cuStreamIsCapturing, d.error);
   // Idempotent; lets device queries work before PyTorch has initialised CUDA.
   if (d.error.empty() && a.cuInit(0) != CUDA_SUCCESS) d.error = "cuInit failed: no usable CUDA device or driver";
   return d;

@@ -22,6 +22,8 @@ struct DriverApi {
   decltype(&::cuLaunchKernelEx) cuLaunchKernelEx;
   decltype(&::cuOccupancyMaxActiveBlocksPerMultiprocessor) cuOccupancyMaxActiveBlocksPerMultiprocessor;
   decltype(&::cuMemsetD32Async) cuMemsetD32Async;
+  decltype(&::cuMemcpyHtoDAsync) cuMemcpyHtoDAsync;
+  decltype(&::cuStreamIsCapturing) cuStreamIsCapturing;
 };
 
 // The driver's entry points; raises c10::Error (once per call, cached failure) when libcuda

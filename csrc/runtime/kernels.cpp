@@ -226,6 +226,22 @@ void zero_words_async(void* ptr, size_t words, c10::DeviceIndex device) {
         device);
 }
 
+void copy_to_device_async(void* dst, const void* src, size_t bytes, c10::DeviceIndex device) {
+  if (bytes == 0) return;
+  ensure_context(device, "memcpy");
+  CUstream stream = c10::cuda::getCurrentCUDAStream(device).stream();
+  check(driver().cuMemcpyHtoDAsync(reinterpret_cast<CUdeviceptr>(dst), src, bytes, stream), "cuMemcpyHtoDAsync",
+        "memcpy", device);
+}
+
+bool stream_is_capturing(c10::DeviceIndex device) {
+  ensure_context(device, "capture status");
+  CUstreamCaptureStatus status = CU_STREAM_CAPTURE_STATUS_NONE;
+  check(driver().cuStreamIsCapturing(c10::cuda::getCurrentCUDAStream(device).stream(), &status),
+        "cuStreamIsCapturing", "capture status", device);
+  return status != CU_STREAM_CAPTURE_STATUS_NONE;
+}
+
 const char* vendor_unsupported(const char* vendor) {
   if (std::strcmp(vendor, "nvidia") == 0) return nullptr;
   return "this build's runtime is NVIDIA's (the CUDA driver API); its images for this vendor are packed but "

@@ -127,6 +127,13 @@ void launch(const LoadedKernel& k, c10::DeviceIndex device, uint32_t gx, uint32_
 // no kernel of ours, no dispatcher call).
 void zero_words_async(void* ptr, size_t words, c10::DeviceIndex device);
 
+// Copies `bytes` from host memory at `src` to `dst` on the current CUDA stream of `device` (a
+// driver copy: asynchronous for pinned `src`, which must then stay untouched until it ran).
+void copy_to_device_async(void* dst, const void* src, size_t bytes, c10::DeviceIndex device);
+
+// Whether the current CUDA stream of `device` is capturing a CUDA graph.
+bool stream_is_capturing(c10::DeviceIndex device);
+
 // Number of kernels and targets in this build, for info().
 int kernel_count();
 int image_count_for_arch(int arch);
