@@ -45,6 +45,7 @@ from torch import nn
 from gems_aot._fused import rotary_embedding
 
 _ORIGINAL_ROTARY = "_gems_original_apply_rotary_pos_emb"
+_FUSED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)  # what the fused kernels take
 
 
 def _is_hf_rms_norm(module: nn.Module) -> bool:
@@ -59,7 +60,8 @@ def _rms_norm_has_autograd() -> bool:
 
 def _rms_norm_forward(self: nn.Module, hidden_states: torch.Tensor) -> torch.Tensor:
     x = hidden_states
-    if x.is_cuda and x.dtype == self.weight.dtype and x.dtype in (torch.float32, torch.float16, torch.bfloat16):
+    if (x.is_cuda and x.dtype == self.weight.dtype and x.dtype in _FUSED_DTYPES and x.is_contiguous()
+            and not torch.is_autocast_enabled()):
         return torch.ops.gems.rms_norm(x, [x.shape[-1]], self.weight, self.variance_epsilon)
     return type(self).forward(self, hidden_states)
 
@@ -67,7 +69,7 @@ def _rms_norm_forward(self: nn.Module, hidden_states: torch.Tensor) -> torch.Ten
 def _takes_gems_rotary(q, k, cos, sin) -> bool:
     return (all(t.is_cuda for t in (q, k, cos, sin)) and q.dim() == 4 and k.dim() == 4 and cos.dim() == 3
             and len({q.dtype, k.dtype, cos.dtype, sin.dtype}) == 1
-            and q.dtype in (torch.float32, torch.float16, torch.bfloat16)
+            and q.dtype in _FUSED_DTYPES
             and cos.shape == sin.shape and cos.shape[-1] == q.shape[-1] <= 256 and q.shape[-1] % 2 == 0
             and not (cos.requires_grad or sin.requires_grad))
 
@@ -162,7 +164,6 @@ def _gated_mlp_forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 # optimizer -> the (foreach, fused) flags of each group patch() switched, by group index.
 _OPTIMIZER_FLAGS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_FUSED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
 def _fusable(p: torch.Tensor) -> bool:
