@@ -56,13 +56,16 @@ def test_patched_optimizer_matches_foreach(gems):
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     ref = torch.optim.AdamW(twin.parameters(), lr=1e-3)
     ids = torch.randint(0, 256, (2, 32), device="cuda")
-    assert gems.patch(model, opt)["fused_optimizer_groups"] == 1
+    # The optimizer alone (a patched model's gradients differ in rounding, and Adam's update of a
+    # near-zero gradient turns that into differences of up to lr).
+    unrelated = torch.nn.Identity()
+    assert gems.patch(unrelated, opt) == {"fused_optimizer_groups": 1}
     try:
         for _ in range(3):
             for m, o in ((model, opt), (twin, ref)):
                 loss_and_grads(m, ids)
                 o.step()
     finally:
-        gems.unpatch(model, opt)
+        gems.unpatch(unrelated, opt)
     for (name, p), q in zip(model.named_parameters(), twin.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5, msg=name)
