@@ -65,6 +65,8 @@ SIGNATURE = (
 
 
 def make_adam(point, arch):
+    if TARGETS[arch].backend == "hip":
+        return None  # build_tools/vendors.py AMD_NOT_BUILT: CUDA 13's powf, transcribed, needs CUDA libdevice
     dtype = point["dtype"]
     constexprs = (("DTYPE", triton_dtype(dtype)), ("ADAMW", point["mode"] == "adamw"),
                   ("AMSGRAD", point["amsgrad"] == "yes"), ("GRAD_SCALE", point["grad_scale"] == "yes"),

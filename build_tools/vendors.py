@@ -45,6 +45,8 @@ AMD_NOT_BUILT = {
                                   "run mm_kernel for every matmul",
     "kernels.gemm_wgmma:mm_wgmma_kernel": "Gluon's Hopper dialect (wgmma, TMA, mbarrier)",
     "kernels.gemm_skinny:mm_skinny_kernel": "compiles, but serves buckets of the NVIDIA tuning table only",
+    "kernels.multi_tensor:adam_kernel": "its bias corrections are CUDA 13's powf, transcribed with CUDA libdevice's "
+                                        "fast_dividef and mul_rn (ATen's CUDA formula): AMD targets run ATen's fused Adam",
     **{f"gems_generated_pointwise:pow_pow_bf16_{layout}": "pow_bf16 uses CUDA libdevice's fast_log2f: AMD "
        "targets run bf16 pow with pow" for layout in ("contig", "strided3", "strided8")},
 }
