@@ -302,6 +302,8 @@ Fallback plan_nll_backward(bool two_d, const at::Tensor& grad_output, const at::
   Fallback r = two_d ? view_nll2d(self, target, weight, reduction, p.v) : view_nll(self, target, weight, reduction, p.v);
   if (r != Fallback::kNone) return r;
   if (total_weight.numel() != 1) return Fallback::kArgs;
+  // nll_loss2d's gradient is empty_like(self), which ATen's kernel requires to be contiguous.
+  if (two_d && !self.is_contiguous()) return Fallback::kLayout;
   if (p.v.none) {
     const bool shaped = two_d ? grad_output.sizes() == target.sizes() : grad_output.dim() == 1 &&
                                                                             grad_output.size(0) == p.v.rows;
