@@ -101,7 +101,7 @@ def test_cross_entropy_forward_and_backward(gems, counts, shape, dtype, reductio
         names = cuda_kernel_names(lambda: cross_entropy(x, t, w, reduction))
     assert counts() == {}
     assert not [n for n in names if "at::native" in n and ("nll" in n or "SoftMax" in n or "softmax" in n)], names
-    assert {"nll_fwd", "nll_bwd"} <= {n.split("(")[0].split(" ")[-1] for n in names}, names
+    assert any("nll_fwd" in n for n in names) and any("nll_bwd" in n for n in names), names
     with gems.use_gems(include=[]):
         loss_aten, dx_aten, _ = cross_entropy(x, t, w, reduction)
         x64 = x.double().requires_grad_()
