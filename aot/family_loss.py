@@ -164,7 +164,9 @@ def _aten_schema_text(name: str) -> str:
     return str(schemas.aten_schema(name)).removeprefix("aten::")
 
 
-GEMS_OPS = [GemsOp(_aten_schema_text(name)) for name in OPS]
+# The gems ops mirror the aten ops (same names and schemas): the aten op is their fake
+# implementation (gems_aot registers it at load), which traces symbolic shapes.
+GEMS_OPS = [GemsOp(_aten_schema_text(name), meta_from_aten=True) for name in OPS]
 ATEN_OVERRIDES = [AtenOverride(o) for name in OPS for o in (name, f"{name}.{OUT_FORMS[name]}")]
 
 

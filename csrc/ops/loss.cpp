@@ -8,7 +8,8 @@
 // for arguments ATen rejects: the plans accept a subset of what ATen's meta functions and CUDA
 // kernels accept (aten/src/ATen/native/LossNLL.cpp, cuda/Loss.cu, cuda/NLLLoss2d.cu, Loss.cpp).
 // A torch.ops.gems call on arguments ATen rejects raises ATen's error from its meta function
-// (run on meta copies), and on arguments gems does not cover a gems error saying why.
+// (run on meta copies), and on arguments gems does not cover a gems error saying why. The gems
+// ops' fake implementations are the aten ops' (aot/family_loss.py GEMS_OPS, meta_from_aten).
 //
 // Fallback reasons: kArgs   shapes or a reduction value ATen rejects, or an out= of a reduced
 //                           mse_loss (ATen's resize order is particular there)
@@ -24,7 +25,6 @@
 #include <ATen/core/Reduction.h>
 #include <ATen/cuda/EmptyTensor.h>
 #include <ATen/native/Resize.h>
-#include <ATen/ops/empty.h>
 #include <ATen/ops/empty_strided.h>
 #include <ATen/ops/mse_loss_backward_cuda_dispatch.h>
 #include <ATen/ops/mse_loss_cuda_dispatch.h>
@@ -592,8 +592,8 @@ const at::Tensor& or_undefined(const std::optional<at::Tensor>& w) {
   return w.has_value() ? *w : undefined;
 }
 
-// nll_loss2d has no meta function in ATen's C++ (torch's Python meta registration serves it):
-// its checks (check_inputs_nll_loss2d) and shapes.
+// nll_loss2d has no meta function in ATen's C++: the checks of its CUDA kernel
+// (check_inputs_nll_loss2d), for a torch.ops.gems call ATen would reject.
 void check_nll2d(const at::Tensor& self, const at::Tensor& target, const at::Tensor& weight) {
   TORCH_CHECK(target.dim() == 3, "only batches of spatial targets supported (3D tensors) but got targets of size: : ",
               target.sizes());
@@ -648,12 +648,6 @@ std::tuple<at::Tensor, at::Tensor> cuda::nll_loss_forward(const at::Tensor& self
   return result;
 }
 
-std::tuple<at::Tensor, at::Tensor> meta::nll_loss_forward(const at::Tensor& self, const at::Tensor& target,
-                                                          const std::optional<at::Tensor>& weight, int64_t reduction,
-                                                          int64_t ignore_index) {
-  return at::meta::nll_loss_forward(self, target, weight, reduction, ignore_index);
-}
-
 // -- nll_loss2d_forward --
 
 std::tuple<at::Tensor, at::Tensor> aten_impl::nll_loss2d_forward(const at::Tensor& self, const at::Tensor& target,
@@ -687,16 +681,6 @@ std::tuple<at::Tensor, at::Tensor> cuda::nll_loss2d_forward(const at::Tensor& se
   if (r == Fallback::kArgs) check_nll2d(self, target, or_undefined(weight));
   if (r != Fallback::kNone) unsupported("gems::nll_loss2d_forward", r, {&self, &target});
   return result;
-}
-
-std::tuple<at::Tensor, at::Tensor> meta::nll_loss2d_forward(const at::Tensor& self, const at::Tensor& target,
-                                                            const std::optional<at::Tensor>& weight,
-                                                            int64_t reduction, int64_t ignore_index) {
-  check_nll2d(self, target, or_undefined(weight));
-  const auto sizes = reduction == at::Reduction::None
-                         ? std::vector<int64_t>{self.size(0), self.size(2), self.size(3)}
-                         : std::vector<int64_t>{};
-  return {at::empty(sizes, self.options()), at::empty({}, self.options())};
 }
 
 // -- nll_loss_backward --
@@ -743,12 +727,6 @@ at::Tensor cuda::nll_loss_backward(const at::Tensor& grad_output, const at::Tens
   return result;
 }
 
-at::Tensor meta::nll_loss_backward(const at::Tensor& grad_output, const at::Tensor& self, const at::Tensor& target,
-                                   const std::optional<at::Tensor>& weight, int64_t reduction, int64_t ignore_index,
-                                   const at::Tensor& total_weight) {
-  return at::meta::nll_loss_backward(grad_output, self, target, weight, reduction, ignore_index, total_weight);
-}
-
 // -- nll_loss2d_backward --
 
 at::Tensor aten_impl::nll_loss2d_backward(const at::Tensor& grad_output, const at::Tensor& self,
@@ -791,13 +769,6 @@ at::Tensor cuda::nll_loss2d_backward(const at::Tensor& grad_output, const at::Te
   return result;
 }
 
-at::Tensor meta::nll_loss2d_backward(const at::Tensor& grad_output, const at::Tensor& self, const at::Tensor& target,
-                                     const std::optional<at::Tensor>& weight, int64_t reduction, int64_t ignore_index,
-                                     const at::Tensor& total_weight) {
-  check_nll2d(self, target, or_undefined(weight));
-  return at::empty(self.sizes(), self.options());
-}
-
 // -- mse_loss --
 
 at::Tensor aten_impl::mse_loss(const at::Tensor& self, const at::Tensor& target, int64_t reduction) {
@@ -822,10 +793,6 @@ at::Tensor cuda::mse_loss(const at::Tensor& self, const at::Tensor& target, int6
   if (r == Fallback::kArgs) at::meta::mse_loss(to_meta(self), to_meta(target), reduction);
   if (r != Fallback::kNone) unsupported("gems::mse_loss", r, {&self, &target});
   return result;
-}
-
-at::Tensor meta::mse_loss(const at::Tensor& self, const at::Tensor& target, int64_t reduction) {
-  return at::meta::mse_loss(self, target, reduction);
 }
 
 // -- mse_loss_backward --
@@ -855,13 +822,6 @@ at::Tensor cuda::mse_loss_backward(const at::Tensor& grad_output, const at::Tens
   const Fallback r = mse_backward_functional(grad_output, self, target, reduction, result);
   if (r != Fallback::kNone) unsupported("gems::mse_loss_backward", r, {&grad_output, &self, &target});
   return result;
-}
-
-// ATen's functional form: a contiguous result of the input's shape, filled by a TensorIterator
-// over (input, target, grad_output), which must broadcast to it.
-at::Tensor meta::mse_loss_backward(const at::Tensor& grad_output, const at::Tensor& self, const at::Tensor& target,
-                                   int64_t reduction) {
-  return at::empty(self.sizes(), self.options());
 }
 
 }  // namespace gems
