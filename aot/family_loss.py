@@ -89,7 +89,7 @@ def _make_nll_fwd(point, arch):
     reduce = point["reduce"] == "reduce"
     sig = (("x_ptr", ptr(dtype)), ("t_ptr", ptr("i64")), ("w_ptr", ptr(dtype)), ("out_ptr", ptr(dtype)),
            ("tw_ptr", ptr(dtype)), ("part_ptr", ptr("fp32")))
-    sig += _i64("ROWS_N", "INNER", "C", "x_so", "x_si", "x_sc", "t_s", "w_s", "out_s", "ignore_index")
+    sig += _i64("ROWS_N", "INNER", "C", "x_so", "x_si", "x_sc", "t_s", "w_s", "ignore_index")
     sig += (("has_weight", "i32"), ("mode", "i32"), ("chunk", "i64"), ("REDUCE", "constexpr"), ("BLOCK", "constexpr"))
     return Variant(kernel=f"{KERNELS}:nll_fwd", signature=sig, constexprs=(("REDUCE", reduce), ("BLOCK", NLL_BLOCK)),
                    divisible16=("chunk",) if reduce else (), num_warps=NLL_WARPS, launch_params=("BLOCK",))

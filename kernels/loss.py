@@ -94,7 +94,6 @@ def nll_fwd(
     x_sc,
     t_s,
     w_s,
-    out_s,
     ignore_index,
     has_weight,
     mode,
@@ -130,7 +129,7 @@ def nll_fwd(
         t, valid, bad, x, w = _nll_rows(x_ptr, t_ptr, w_ptr, r, ROWS_N, INNER, C, x_so, x_si, x_sc, t_s, w_s,
                                         ignore_index, has_weight)
         loss = tl.where(bad, float("nan"), tl.where(valid, -_round(x * w, in_ty), 0.0))
-        tl.store(out_ptr + r * out_s, loss.to(out_ptr.dtype.element_ty), mask=r < ROWS_N)
+        tl.store(out_ptr + r, loss.to(out_ptr.dtype.element_ty), mask=r < ROWS_N)
         if pid == 0:
             tl.store(tw_ptr, tl.full([], 0.0, tl.float32).to(tw_ptr.dtype.element_ty))
 

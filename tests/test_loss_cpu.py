@@ -67,7 +67,7 @@ def nll_forward(x, target, weight=None, reduction=1, ignore_index=-100, two_d=Fa
     parts = torch.full((2 * programs,), NAN)
     k = kernels()
     k.nll_fwd[(programs,)](x, target, x if weight is None else weight, out, tw, parts, rows, inner, c, x_so, x_si, x_sc,
-                           t_s, 0 if weight is None else weight.stride(0), 1, ignore_index, int(weight is not None),
+                           t_s, 0 if weight is None else weight.stride(0), ignore_index, int(weight is not None),
                            mode, chunk, REDUCE=not none, BLOCK=fam.NLL_BLOCK)
     if programs > 1 and not none:
         k.loss_finish[(1,)](parts, out, tw, programs, mode, 1.0, WEIGHTED=True, BLOCK_P=fam.MAX_PARTIALS)

@@ -223,7 +223,6 @@ void launch_nll_forward(const NllForwardPlan& p, const at::Tensor& self, const a
   args.ptr(total_weight.mutable_data_ptr());
   args.ptr(parts.defined() ? parts.mutable_data_ptr() : nullptr);
   for (int64_t v : {p.v.rows, p.v.inner, p.v.classes, p.v.x_so, p.v.x_si, p.v.x_sc, p.v.t_s, p.v.w_s}) args.i64(v);
-  args.i64(p.v.none && output.dim() == 1 ? output.stride(0) : 1);
   args.i64(ignore_index);
   args.i32(weight.defined() ? 1 : 0);
   args.i32(p.v.mode);
@@ -276,9 +275,8 @@ Fallback nll_forward_into(bool two_d, const at::Tensor& self, const at::Tensor& 
     total_weight.resize_({});
   }
   if (r != Fallback::kNone) return r;
-  // The loss of reduction none may be strided (a stride argument); the rest are one element.
-  const bool strided_ok = p.v.none && !two_d;
-  if (!(strided_ok || output.is_contiguous()) || !plain(output) || !plain(total_weight)) return Fallback::kLayout;
+  // A strided loss of reduction none: ATen's kernel writes it as if contiguous; left to ATen.
+  if (!output.is_contiguous() || !plain(output) || !plain(total_weight)) return Fallback::kLayout;
   for (const at::Tensor* o : {&output, &total_weight}) {
     for (const at::Tensor* x : {&self, &target, &weight}) {
       if (x->defined() && at::get_overlap_status(*o, *x) != at::MemOverlapStatus::No) return Fallback::kLayout;
