@@ -21,6 +21,7 @@ FAMILIES = (
     "aot.family_pointwise",
     "aot.family_reduce",
     "aot.family_rowwise",
+    "aot.family_loss",
     "aot.family_gemm",
     "aot.family_gemv",
     "aot.family_fused",
@@ -98,8 +99,10 @@ def families(modules=FAMILIES) -> list:
 # elementwise: every input (n,); rows: one (n / cols, cols) input reduced over dim 1; matmul:
 # (n, n) @ (n, n) with n the matrix size; act_and_mul: one (n / 2H, 2H) input; matvec: a
 # (n / K, K) matrix and a (K,) vector; dot: two (n,) vectors; rowwise: every input (rows, n / rows)
-# normalised along dim 1, 4096 rows at the large sizes (so the size picks the row length).
-BENCH_KINDS = ("elementwise", "rows", "matmul", "act_and_mul", "matvec", "dot", "rowwise", "rotary")
+# normalised along dim 1, 4096 rows at the large sizes (so the size picks the row length); loss:
+# inputs by role (each call's "roles": a (rows, classes) input, int64 targets, one-element
+# gradients), the class count a vocabulary dividing the size (aot/family_loss.py bench_cases).
+BENCH_KINDS = ("elementwise", "rows", "matmul", "act_and_mul", "matvec", "dot", "rowwise", "rotary", "loss")
 
 
 def bench_case(op: str, call: str, family: str, kind: str, dtypes, inputs: int = 1, out=None, kwargs=None,

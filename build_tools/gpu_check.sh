@@ -36,6 +36,9 @@ echo "== benchmark"
 $PY build_tools/bench.py --out "$OUT_DIR" >"$OUT_DIR/bench.log" 2>&1 || tail -30 "$OUT_DIR/bench.log"
 $PY -m gems_aot bench --out "$OUT_DIR" --layouts contiguous,transposed --no-flaggems \
   >"$OUT_DIR/bench_ops.log" 2>&1 || tail -30 "$OUT_DIR/bench_ops.log"
+# Class-index losses at LLM sizes: 4096 and 16384 rows of a 32000 and a 128256 vocabulary.
+$PY -m gems_aot bench --out "$OUT_DIR/losses" --ops nll_loss_forward,nll_loss_backward,cross_entropy --no-flaggems \
+  --sizes 131072000,524288000,525336576,2101346304 >"$OUT_DIR/bench_losses.log" 2>&1 || tail -30 "$OUT_DIR/bench_losses.log"
 $PY build_tools/bench_fused.py --out "$OUT_DIR" >"$OUT_DIR/bench_fused.log" 2>&1 || tail -30 "$OUT_DIR/bench_fused.log"
 $PY build_tools/bench_optim.py --out "$OUT_DIR" >"$OUT_DIR/bench_optim.log" 2>&1 || tail -30 "$OUT_DIR/bench_optim.log"
 $PY -m gems_aot bench --family gemm --out "$OUT_DIR" >"$OUT_DIR/bench_gemm.log" 2>&1 || tail -30 "$OUT_DIR/bench_gemm.log"
@@ -60,6 +63,7 @@ grep "\[gems-aot\].*compiled" "$OUT_DIR/rebuild.log" | tail -2 | cut -c1-3000
 tail -1 "$OUT_DIR/tests.log"
 cat "$OUT_DIR/bench.md" 2>/dev/null || echo "no benchmark results"
 grep -A20 "^| summary" "$OUT_DIR/bench_ops.md" 2>/dev/null || echo "no op benchmark results"
+cat "$OUT_DIR/losses/bench_ops.md" 2>/dev/null || echo "no loss benchmark results"
 cat "$OUT_DIR/bench_fused.md" 2>/dev/null || echo "no fused benchmark results"
 cat "$OUT_DIR/bench_optim.md" 2>/dev/null || echo "no optimizer benchmark results"
 grep -A30 "^| summary" "$OUT_DIR/bench_gemm.md" 2>/dev/null || echo "no gemm benchmark results"

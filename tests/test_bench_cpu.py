@@ -23,8 +23,10 @@ def test_every_op_has_a_case_from_its_declaration():
     assert CASES == json.loads(json.dumps(declared))  # the extension's copy is the declarations'
     reductions = {"sum", "mean", "prod", "amax", "amin", "all", "any", "var", "std", "var_mean"}
     softmax = {"_softmax", "_log_softmax", "_softmax_backward_data", "_log_softmax_backward_data"}
-    assert {op.name for op in fam.OPS} | reductions | softmax | {"mm", "mv", "dot", "silu_and_mul",
-                                                                "gelu_and_mul", "rotary_embedding"} == set(BY_OP)
+    losses = {"nll_loss_forward", "nll_loss_backward", "cross_entropy", "mse_loss", "mse_loss_backward"}
+    assert {op.name for op in fam.OPS} | reductions | softmax | losses | {"mm", "mv", "dot", "silu_and_mul",
+                                                                         "gelu_and_mul",
+                                                                         "rotary_embedding"} == set(BY_OP)
     assert len({(c["op"], c["call"]) for c in CASES}) == len(CASES)
     # Ops whose functional overload is a composite reach gems through their out= form.
     assert BY_OP["abs"]["call"] == "abs" and BY_OP["frexp"]["call"] == "frexp.Tensor"

@@ -50,6 +50,10 @@ ROW_LENGTH = 4096
 ROWWISE_ROWS = 4096
 ACT_WIDTH = 8192  # "act_and_mul" rows hold 2H = this many elements
 ROTARY_HEADS = (32, 8, 128, 4)  # "rotary": q heads, k heads, head dim, batch
+# "loss" cases take (rows, classes) inputs: the class count is the first of these vocabularies that
+# divides the size (--sizes 131072000: 4096 x 32000; 2101346304: 16384 x 128256), else rows as the
+# "rowwise" cases take them.
+LOSS_VOCABS = (128256, 32000)
 # The unfused ATen form of gems' fused ops, and FlagGems' own fused op, from the same input.
 def _rotate_half(x):
     return torch.cat((-x[..., x.shape[-1] // 2:], x[..., : x.shape[-1] // 2]), dim=-1)
@@ -110,8 +114,18 @@ def select(all_cases: list[dict], ops: Optional[list[str]], dtypes: Optional[lis
     return [(c, dt) for c in all_cases if not ops or c["op"] in ops for dt in chosen(c)]
 
 
+def loss_shape(n: int) -> tuple[int, int]:
+    """(rows, classes) of a "loss" case of size n."""
+    cols = next((v for v in LOSS_VOCABS if n % v == 0), None)
+    if cols is None:
+        cols = n // ROWWISE_ROWS if n >= ROWWISE_ROWS * 1024 else min(n, 1024)
+    return n // cols, cols
+
+
 def input_shapes(kind: str, count: int, n: int) -> list[tuple[int, ...]]:
     """The shape of each input for size n (elements, or the matrix size of a matmul)."""
+    if kind == "loss":
+        return [loss_shape(n)] * count
     if kind == "elementwise":
         cols = int(math.sqrt(n)) if n >= 4 * 1024 else n
         return [(n // cols, cols)] * count
@@ -143,6 +157,8 @@ def make_inputs(case: dict, dtype: str, n: int, layout: str = "contiguous", devi
     """The call's inputs: floats 0.5 + rand (in [0.5, 1.5] once rounded), integers 1..7, random
     bools (every op is defined there); transposed: views of (cols, rows) tensors."""
     spec = case["calls"][dtype]
+    if "roles" in spec:
+        return _role_inputs(spec, n, device)
     out = []
     for shape, name in zip(input_shapes(case["kind"], len(spec["tensors"]), n), spec["tensors"]):
         dt = DTYPES[name]
@@ -154,6 +170,26 @@ def make_inputs(case: dict, dtype: str, n: int, layout: str = "contiguous", devi
         else:
             t = torch.randint(1, 8, stored, device=device, dtype=dt)
         out.append(t.t() if layout == "transposed" else t)
+    return out
+
+
+def _role_inputs(spec: dict, n: int, device: str) -> list[torch.Tensor]:
+    """A "loss" case's inputs by role: input (rows, classes) floats 0.5 + rand, target int64
+    classes uniform over the classes, grad a one-element 1, total_weight the row count."""
+    rows, cols = loss_shape(n)
+    out = []
+    for role, name in zip(spec["roles"], spec["tensors"]):
+        dt = DTYPES[name]
+        if role == "input":
+            out.append((torch.rand((rows, cols), device=device) + 0.5).to(dt))
+        elif role == "target":
+            out.append(torch.randint(0, cols, (rows,), device=device, dtype=dt))
+        elif role == "grad":
+            out.append(torch.ones((), device=device, dtype=dt))
+        elif role == "total_weight":
+            out.append(torch.full((), float(rows), device=device, dtype=dt))
+        else:
+            raise ValueError(f"unknown input role {role!r}")
     return out
 
 
@@ -199,7 +235,9 @@ def work(case: dict, dtype: str, inputs: list[torch.Tensor]) -> tuple[float, str
         return 2 * m * n * k / 1e12, "TFLOP/s"
     read = sum(inputs[i].numel() * inputs[i].element_size() for i in spec["reads"])
     out_elements = inputs[0].numel()
-    if case["kind"] in ("rows", "matvec"):
+    if "writes" in spec:  # "one" result element, or "all": as many as the (first) input role
+        out_elements = 1 if spec["writes"] == "one" else inputs[spec["roles"].index("input")].numel()
+    elif case["kind"] in ("rows", "matvec"):
         out_elements = inputs[0].shape[0]
     elif case["kind"] == "dot":
         out_elements = 1
