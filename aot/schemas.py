@@ -28,7 +28,7 @@ CPP_TYPES = {
     "List[int]": "at::IntArrayRef",
     "Optional[List[int]]": "at::OptionalIntArrayRef",
 }
-HEADER_INCLUDES = ("ATen/core/Tensor.h", "c10/core/ScalarType.h", "c10/util/OptionalArrayRef.h",
+HEADER_INCLUDES = ("array", "ATen/core/Tensor.h", "c10/core/ScalarType.h", "c10/util/OptionalArrayRef.h",
                    "c10/util/string_view.h")
 
 
@@ -88,6 +88,8 @@ def cpp_params(schema) -> list:
         t = str(a.real_type)
         if t == "Tensor" and a.alias_info is not None and a.alias_info.is_write:
             out.append(("at::Tensor&", a.name))
+        elif t == "List[bool]" and a.N:  # bool[3]: a fixed-size array, as the dispatcher passes it
+            out.append((f"::std::array<bool, {a.N}>", a.name))
         elif t in CPP_TYPES:
             out.append((CPP_TYPES[t], a.name))
         else:

@@ -25,7 +25,7 @@ from gems_aot._override import (
 )
 from gems_aot._info import __version__, info
 from gems_aot._record import OpRecord, Recorder, record
-from gems_aot._fused import gelu_and_mul, silu_and_mul
+from gems_aot._fused import gelu_and_mul, rms_norm, silu_and_mul
 
 _load()
 
@@ -44,6 +44,7 @@ __all__ = [
     "opt_in_ops",
     "registered_ops",
     "reset_fallback_counts",
+    "rms_norm",
     "silu_and_mul",
     "use_gems",
     "warn_on_fallback",
