@@ -275,7 +275,7 @@ def test_cuda_graph_and_kernels(gems):
         bwd = cuda_kernel_names(lambda: torch.ops.aten.native_layer_norm_backward(grad, x, [2048], mean, rstd, w, b,
                                                                                    [True, True, True]))
         assert len(fwd) == 1 and "norm_fwd" in next(iter(fwd)), fwd
-        assert sorted(bwd) == ["norm_bwd", "norm_cols"], bwd
+        assert len(bwd) == 2 and {"norm_bwd", "norm_cols"} == {k for n in bwd for k in ("norm_bwd", "norm_cols") if k in n}, bwd
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
             y, mean, rstd = torch.ops.aten.native_layer_norm(x, [2048], w, b, 1e-5)
