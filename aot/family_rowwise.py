@@ -149,12 +149,13 @@ class Norm:
 
     @property
     def aten_overrides(self) -> tuple:
-        """The forward and backward where this torch has them with a CUDA kernel of their own
-        (_fused_rms_norm came in torch 2.8). Their out= forms are composites of these. RMSNorm's
-        forward is also CompositeImplicitAutograd (for other devices), but its Autograd kernel
-        runs first, so its gradient still comes from the backward op."""
-        return tuple(name for name in (self.forward, self.backward)
-                     if schemas.has_schema(name) and schemas.has_kernel(name, "CUDA"))
+        """The forward and backward where this torch has them with a CUDA kernel of their own and
+        a derivative (an Autograd kernel, which runs in front of ours; _fused_rms_norm came in
+        torch 2.8). Their out= forms are composites of these. RMSNorm's forward is also
+        CompositeImplicitAutograd (for other devices), but its Autograd kernel runs first, so its
+        gradient still comes from the backward op."""
+        return tuple(name for name in (self.forward, self.backward) if schemas.has_schema(name)
+                     and schemas.has_kernel(name, "CUDA") and schemas.has_kernel(name, "Autograd"))
 
 
 NORMS = (
