@@ -138,6 +138,9 @@ class Norm:
     backward: str  # the aten backward op
     forward_schema: str  # the gems ops' schemas: aten's, written out for a torch that lacks the op
     backward_schema: str
+    # Measured slower than ATen's kernels: enable() routes the overrides only where `include`
+    # names them (no GPU measurement yet).
+    opt_in: bool = False
 
     @property
     def bias(self) -> bool:
@@ -308,7 +311,7 @@ RMS_NORM = GemsOp("rms_norm(Tensor input, int[] normalized_shape, Tensor? weight
 GEMS_OPS = ([GemsOp(_aten_schema_text(name)) for s in SOFTMAXES for name in s.gems_ops] + [RMS_NORM]
             + [op for m in NORMS for op in m.gems_ops])
 ATEN_OVERRIDES = ([AtenOverride(name) for s in SOFTMAXES for name in s.aten_overrides]
-                  + [AtenOverride(name) for m in NORMS for name in m.aten_overrides])
+                  + [AtenOverride(name, opt_in=m.opt_in) for m in NORMS for name in m.aten_overrides])
 
 
 # The norms' benchmark shapes (rows x hidden): LLM token counts and hidden sizes, and an uneven one.
