@@ -1,7 +1,9 @@
 """Row-wise family: ops that normalise along one dim (softmax and log_softmax, forward and
-backward, any dim; RMSNorm over the trailing dims, forward, as gems::rms_norm).
+backward, any dim) and over the trailing dims (LayerNorm and RMSNorm, forward and backward, and
+the fused gems::rms_norm with autograd).
 
-Its three places: the kernels (kernels/rowwise.py: `softmax_fwd`, `softmax_bwd`), these
+Its three places: the kernels (kernels/rowwise.py: `softmax_fwd`, `softmax_bwd`, `norm_fwd`,
+`norm_bwd`, `norm_cols`), these
 declarations, and the C++ driver (csrc/ops/rowwise.cpp). The driver views a contiguous tensor,
 with no copy, as (outer, N, inner) around the normalised dim and picks a kind by the layout
 (contiguous rows where inner = 1, strided rows otherwise) and the row length N: the first kind of
@@ -20,9 +22,11 @@ fp32 -> fp16 backward (ATen's CUDA kernels allow Half only). "16": the pointers 
 and the contiguous extent (N for contiguous rows, inner for strided ones) is a multiple of 16, so
 rows load in 16-byte vectors.
 
-Grid "rms_norm" (`rms_norm_fwd`), indexed by kind (contiguous ones: the normalised dims are the
-trailing ones), dtype (the input's, the weight's and the result's), weight (none, or given) and
-alignment. eps defaults to fp32's epsilon, as ATen's composite rms_norm (its opmath type's).
+A norm is a `Norm` of NORMS (its aten ops, gems ops of the same schemas, overrides where torch
+has them); its tiles are NORM_KINDS. Grids "norm_fwd" (norm, kind, dtype of input, weight, bias
+and result, weight, bias, alignment), "norm_bwd" (norm, kind, dtype, weight, the partial sums it
+writes, alignment) and "norm_cols" (dtype, alignment). Statistics are fp32; RMSNorm's eps defaults
+to fp32's epsilon, as ATen's (its opmath type's).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """Row-wise ops: one kernel per direction for every op of aot/family_rowwise.py (softmax and
-log_softmax, forward and backward), and the RMSNorm forward.
+log_softmax, forward and backward), and the norms over trailing dims (LayerNorm and RMSNorm,
+forward and backward: norm_fwd, norm_bwd, norm_cols; contiguous rows only).
 
 The driver views a contiguous tensor, with no copy, as (outer, N, inner): N the length of the
 normalised dim, each "row" the N elements of one (outer, inner) index. Two layouts, by the
@@ -12,8 +13,8 @@ constexpr STRIDED:
 
 A row either fits one tile (LOOP false: it is loaded once and kept in registers) or is walked in
 BLOCK_N chunks (LOOP true): the softmax forward keeps a running max and sum of exp per lane
-(online softmax) in a first pass and writes in a second; the backward and rms_norm sum in a first
-pass and write in a second. A first pass loads with evict_last, so that the second finds the row
+(online softmax) in a first pass and writes in a second; the backward and the norms sum in a
+first pass and write in a second. A first pass loads with evict_last, so that the second finds the row
 in L2; loads read once evict first. Masked lanes load -inf (softmax forward) or 0 (the others),
 which leave the max and sums as they are. Math is fp32 whatever the input dtype; the result is
 cast to the output's dtype once.
@@ -22,7 +23,10 @@ softmax:     y = exp(x - m) / s                  m = max(x), s = sum(exp(x - m))
 log_softmax: y = x - m - log(s)
 backward of softmax:     dx = y * (g - sum(g * y))
 backward of log_softmax: dx = g - exp(y) * sum(g)
-rms_norm:    y = x * rsqrt(sum(x * x) / N + eps) * w   (contiguous rows only; w optional)
+layer_norm:  y = (x - mean) * rstd * w + b          rstd = rsqrt(var + eps), var = mean((x - mean)^2)
+rms_norm:    y = x * rstd * w                      rstd = rsqrt(mean(x * x) + eps)   (w, b optional)
+their backward: dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * w (RMSNorm: no
+mean(g)); dw = sum over rows of dy * xhat, db = sum of dy (per program, then norm_cols)
 
 A row of -inf only gives m = -inf and NaN, as torch does. Sizes and offsets are 64-bit; the grid
 is below 2**31 programs.
