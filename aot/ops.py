@@ -101,20 +101,38 @@ def families(modules=FAMILIES) -> list:
 # (n / K, K) matrix and a (K,) vector; dot: two (n,) vectors; rowwise: every input (rows, n / rows)
 # normalised along dim 1, 4096 rows at the large sizes (so the size picks the row length); loss:
 # inputs by role (each call's "roles": a (rows, classes) input, int64 targets, one-element
-# gradients), the class count a vocabulary dividing the size (aot/family_loss.py bench_cases).
-BENCH_KINDS = ("elementwise", "rows", "matmul", "act_and_mul", "matvec", "dot", "rowwise", "rotary", "loss")
+# gradients), the class count a vocabulary dividing the size (aot/family_loss.py bench_cases); norm:
+# rows x hidden, normalised over hidden, each input by its role (NORM_ROLES), 4096 rows at the
+# large sizes unless the size names both ("16384x4096"; a case's own `sizes` are such names).
+BENCH_KINDS = ("elementwise", "rows", "matmul", "act_and_mul", "matvec", "dot", "rowwise", "rotary", "loss", "norm")
+# A norm case's inputs: "x" (rows, hidden) of the call's dtype, "vec" (hidden,) of the call's
+# dtype (weight, bias), "stat" (rows, 1) fp32 (a saved mean or rstd).
+NORM_ROLES = ("x", "vec", "stat")
 
 
 def bench_case(op: str, call: str, family: str, kind: str, dtypes, inputs: int = 1, out=None, kwargs=None,
-               extra_args=(), dtype_arg: bool = False) -> dict:
+               extra_args=(), dtype_arg: bool = False, roles=None, args=None, writes=(), sizes=()) -> dict:
     """A benchmark case of an op whose inputs all share the call's dtype. call: the aten overload
     ("sum.dim_IntList") or the gems op ("gems::silu_and_mul"). out: the result dtype per input
     dtype (default: the same). extra_args: literal arguments after the inputs; dtype_arg: then the
-    call's dtype as a ScalarType argument (a softmax backward's input_dtype)."""
+    call's dtype as a ScalarType argument (a softmax backward's input_dtype).
+
+    norm cases: roles, one of NORM_ROLES per input (its shape and dtype); args, the call's
+    arguments in order, each {"tensor": i}, {"hidden": 1} (the list [hidden]) or {"value": v};
+    writes, the roles of the results beyond the first (their bytes count as work); sizes, the
+    shapes measured by default ("4096x1024")."""
     if kind not in BENCH_KINDS:
         raise ValueError(f"{op}: unknown bench kind {kind!r}")
-    args = [{"tensor": i} for i in range(inputs)] + [{"value": v} for v in extra_args]
-    calls = {dt: {"tensors": [dt] * inputs, "args": args + ([{"dtype": dt}] if dtype_arg else []),
+    roles = tuple(roles or ("x",) * inputs)
+    if len(roles) != inputs or not set(roles) <= set(NORM_ROLES) or not set(writes) <= set(NORM_ROLES):
+        raise ValueError(f"{op}: roles {roles} and writes {writes} must name {inputs} inputs of {NORM_ROLES}")
+    if args is None:
+        args = [{"tensor": i} for i in range(inputs)] + [{"value": v} for v in extra_args]
+    calls = {dt: {"tensors": ["fp32" if r == "stat" else dt for r in roles],
+                  "args": list(args) + ([{"dtype": dt}] if dtype_arg else []),
                   "kwargs": dict(kwargs or {}), "reads": list(range(inputs)), "out": out(dt) if out else dt}
              for dt in dtypes}
-    return {"op": op, "call": call, "family": family, "kind": kind, "calls": calls}
+    case = {"op": op, "call": call, "family": family, "kind": kind, "calls": calls}
+    if kind == "norm":
+        case.update(roles=list(roles), writes=list(writes), sizes=list(sizes))
+    return case

@@ -31,7 +31,7 @@ CPP_TYPES = {
     # list is read-only, its tensors' data is what an op writes.
     "List[Tensor]": "at::TensorList",
 }
-HEADER_INCLUDES = ("ATen/core/Tensor.h", "c10/core/ScalarType.h", "c10/util/OptionalArrayRef.h",
+HEADER_INCLUDES = ("array", "ATen/core/Tensor.h", "c10/core/ScalarType.h", "c10/util/OptionalArrayRef.h",
                    "c10/util/string_view.h")
 
 
@@ -91,6 +91,8 @@ def cpp_params(schema) -> list:
         t = str(a.real_type)
         if t == "Tensor" and a.alias_info is not None and a.alias_info.is_write:
             out.append(("at::Tensor&", a.name))
+        elif t == "List[bool]" and a.N:  # bool[3]: a fixed-size array, as the dispatcher passes it
+            out.append((f"::std::array<bool, {a.N}>", a.name))
         elif t in CPP_TYPES:
             out.append((CPP_TYPES[t], a.name))
         else:

@@ -26,7 +26,7 @@ from gems_aot._override import (
 )
 from gems_aot._info import __version__, info
 from gems_aot._record import OpRecord, Recorder, record
-from gems_aot._fused import apply_rotary_pos_emb, gelu_and_mul, rotary_embedding, silu_and_mul
+from gems_aot._fused import apply_rotary_pos_emb, gelu_and_mul, rms_norm, rotary_embedding, silu_and_mul
 from gems_aot._patch import patch, unpatch
 
 _load()
@@ -48,6 +48,7 @@ __all__ = [
     "opt_in_ops",
     "registered_ops",
     "reset_fallback_counts",
+    "rms_norm",
     "rotary_embedding",
     "silu_and_mul",
     "unpatch",

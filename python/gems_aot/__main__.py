@@ -23,8 +23,10 @@ def main(argv=None) -> int:
     p_bench.add_argument("--ops", default="", help="comma-separated op names (default: all)")
     p_bench.add_argument("--dtypes", default="", help="comma-separated, of fp32, fp16, bf16, i32, i64, bool (default: "
                                                       "fp32 and bf16, and an integer-only op at its first dtype)")
-    p_bench.add_argument("--sizes", default="16M", help="comma-separated element counts (16M, 4k, 1000); a matmul "
-                                                       "takes square matrices of about that many elements")
+    p_bench.add_argument("--sizes", default="", help="comma-separated element counts (16M, 4k, 1000) or rows x "
+                                                     "hidden (16384x4096, norms); a matmul takes square matrices "
+                                                     "of about that many elements (default: 16M, a norm's LLM "
+                                                     "shapes)")
     p_bench.add_argument("--layouts", default="contiguous", help="comma-separated: contiguous, transposed "
                                                                  "(elementwise ops)")
     p_bench.add_argument("--no-flaggems", action="store_true", help="skip FlagGems even where it is installed")
@@ -65,7 +67,7 @@ def main(argv=None) -> int:
             return [s for s in text.split(",") if s] or None
 
         try:
-            run_bench(names(args.ops), names(args.dtypes), [parse_size(s) for s in names(args.sizes) or ["16M"]],
+            run_bench(names(args.ops), names(args.dtypes), [parse_size(s) for s in names(args.sizes) or ()] or None,
                       names(args.layouts) or ["contiguous"], args.out, flaggems=not args.no_flaggems)
         except ValueError as e:
             print(e, file=sys.stderr)

@@ -48,6 +48,9 @@ ROW_LENGTH = 4096
 # "rowwise" cases normalise this many rows at sizes of at least ROWWISE_ROWS * 1024 elements, so the
 # size picks the row length (--sizes 131072000: 4096 x 32000); smaller sizes: rows of up to 1024.
 ROWWISE_ROWS = 4096
+# "norm" cases normalise rows x hidden: a size of elements takes NORM_ROWS rows at the large sizes
+# (rows of up to 1024 below), a size "16384x4096" names both.
+NORM_ROWS = 4096
 ACT_WIDTH = 8192  # "act_and_mul" rows hold 2H = this many elements
 ROTARY_HEADS = (32, 8, 128, 4)  # "rotary": q heads, k heads, head dim, batch
 # "loss" cases take (rows, classes) inputs: the class count is the first of these vocabularies that
@@ -70,6 +73,7 @@ BASELINES = {
     "gelu_and_mul": lambda x, approximate: F.gelu(x[..., : x.shape[-1] // 2], approximate=approximate)
     * x[..., x.shape[-1] // 2:],
     "rotary_embedding": _hf_rotary,
+    "rms_norm": lambda x, shape, weight, eps: torch.rms_norm(x, shape, weight, eps),
 }
 FLAGGEMS_FUSED = {
     "silu_and_mul": lambda fg, x: fg.silu_and_mul(x[..., : x.shape[-1] // 2], x[..., x.shape[-1] // 2:]),
@@ -83,8 +87,12 @@ def cases() -> list[dict]:
     return json.loads(torch.ops.gems._bench_cases())
 
 
-def parse_size(text: str) -> int:
-    """'16M' -> 16777216, '4k' -> 4096, '1000' -> 1000."""
+def parse_size(text: str):
+    """'16M' -> 16777216, '4k' -> 4096, '1000' -> 1000; '16384x4096' -> (16384, 4096), rows x
+    hidden of a norm case (other cases take it as that many elements)."""
+    if "x" in text:
+        rows, hidden = (parse_size(part) for part in text.split("x", 1))
+        return rows, hidden
     scale = {"k": 2**10, "m": 2**20, "g": 2**30}.get(text[-1:].lower(), 1)
     value = int(text[:-1] if scale > 1 else text)
     if value <= 0:
@@ -122,8 +130,27 @@ def loss_shape(n: int) -> tuple[int, int]:
     return n // cols, cols
 
 
-def input_shapes(kind: str, count: int, n: int) -> list[tuple[int, ...]]:
-    """The shape of each input for size n (elements, or the matrix size of a matmul)."""
+def norm_shape(n) -> tuple[int, int]:
+    """(rows, hidden) of a norm case at size n: elements, or (rows, hidden) itself."""
+    if isinstance(n, (tuple, list)):
+        return tuple(n)
+    hidden = n // NORM_ROWS if n >= NORM_ROWS * 1024 else min(n, 1024)
+    return n // hidden, hidden
+
+
+def elements(n) -> int:
+    """The element count of a size (rows x hidden: their product)."""
+    return math.prod(n) if isinstance(n, (tuple, list)) else n
+
+
+def input_shapes(kind: str, count: int, n, roles=None) -> list[tuple[int, ...]]:
+    """The shape of each input for size n (elements, or the matrix size of a matmul; a norm case's
+    inputs by their roles)."""
+    if kind == "norm":
+        rows, hidden = norm_shape(n)
+        by_role = {"x": (rows, hidden), "vec": (hidden,), "stat": (rows, 1)}
+        return [by_role[r] for r in roles or ("x",) * count]
+    n = elements(n)
     if kind == "loss":
         return [loss_shape(n)] * count
     if kind == "elementwise":
@@ -160,7 +187,8 @@ def make_inputs(case: dict, dtype: str, n: int, layout: str = "contiguous", devi
     if "roles" in spec:
         return _role_inputs(spec, n, device)
     out = []
-    for shape, name in zip(input_shapes(case["kind"], len(spec["tensors"]), n), spec["tensors"]):
+    shapes = input_shapes(case["kind"], len(spec["tensors"]), n, case.get("roles"))
+    for shape, name in zip(shapes, spec["tensors"]):
         dt = DTYPES[name]
         stored = shape[::-1] if layout == "transposed" else shape
         if dt == torch.bool:
@@ -211,6 +239,8 @@ def make_call(case: dict, dtype: str, inputs: list[torch.Tensor], side: str = "a
             args.append(torch.empty_like(inputs[0], dtype=DTYPES[a["empty"]]))
         elif "dtype" in a:
             args.append(DTYPES[a["dtype"]])
+        elif "hidden" in a:
+            args.append([inputs[0].shape[-1]])
         else:
             args.append(a["value"])
     kwargs = spec["kwargs"]
@@ -234,6 +264,11 @@ def work(case: dict, dtype: str, inputs: list[torch.Tensor]) -> tuple[float, str
         (m, k), (_, n) = inputs[0].shape, inputs[1].shape
         return 2 * m * n * k / 1e12, "TFLOP/s"
     read = sum(inputs[i].numel() * inputs[i].element_size() for i in spec["reads"])
+    if case["kind"] == "norm":  # the first result like the first input, the others by role
+        rows, hidden = inputs[0].shape[0], inputs[0].shape[-1]
+        written = inputs[0].numel() * DTYPES[spec["out"]].itemsize
+        written += sum(rows * 4 if r == "stat" else hidden * DTYPES[spec["out"]].itemsize for r in case["writes"])
+        return (read + written) / 1e9, "GB/s"
     out_elements = inputs[0].numel()
     if "writes" in spec:  # "one" result element, or "all": as many as the (first) input role
         out_elements = 1 if spec["writes"] == "one" else inputs[spec["roles"].index("input")].numel()
@@ -301,7 +336,11 @@ def _sides(case: dict) -> tuple[str, str]:
     return ("aten", "gems") if case["call"].startswith("gems::") else ("aten", "aten")
 
 
-def measure(case: dict, dtype: str, sizes: list[int], layouts: list[str], rounds: int) -> dict:
+def size_key(n) -> str:
+    return "x".join(map(str, n)) if isinstance(n, (tuple, list)) else str(n)
+
+
+def measure(case: dict, dtype: str, sizes: list, layouts: list[str], rounds: int) -> dict:
     """ATen and gems on one case and dtype: host µs and device time per size and layout."""
     aten_side, gems_side = _sides(case)
     tiny = HOST_MATRIX if case["kind"] == "matmul" else HOST_ELEMENTS
@@ -324,7 +363,7 @@ def measure(case: dict, dtype: str, sizes: list[int], layouts: list[str], rounds
                 t_aten = device_ms([make_call(case, dtype, s, aten_side) for s in sets])
             with gems_aot.use_gems(include=gems_aot.registered_ops()):
                 t_gems = device_ms([make_call(case, dtype, s, gems_side) for s in sets])
-            row["device"][f"{n}/{layout}"] = {"unit": unit, "aten_ms": t_aten, "gems_ms": t_gems,
+            row["device"][f"{size_key(n)}/{layout}"] = {"unit": unit, "aten_ms": t_aten, "gems_ms": t_gems,
                                               "aten": amount / t_aten * 1e3, "gems": amount / t_gems * 1e3}
             del sets
     row["served_by_gems"] = not gems_aot.fallback_counts()
@@ -359,7 +398,7 @@ def measure_flaggems(flag_gems, case: dict, dtype: str, row: dict) -> None:
         row["host_us"]["flaggems"] = host_us(fn, calls=200, repeats=3)
         for key, figures in row["device"].items():
             n, layout = key.split("/")
-            sets = [make_inputs(case, dtype, int(n), layout) for _ in range(2)]
+            sets = [make_inputs(case, dtype, parse_size(n), layout) for _ in range(2)]
             amount, _ = work(case, dtype, sets[0])
             t = device_ms([make_call(case, dtype, s, side, flag_gems) for s in sets])
             figures["flaggems_ms"], figures["flaggems"] = t, amount / t * 1e3
@@ -453,7 +492,15 @@ def plot(rows: list[dict], out: pathlib.Path) -> list[pathlib.Path]:
     return paths
 
 
-def run(ops: Optional[list[str]], dtypes: Optional[list[str]], sizes: list[int], layouts: list[str],
+def case_sizes(case: dict, sizes: Optional[list]) -> list:
+    """The sizes a case is measured at: those asked for (a matmul's as matrix sizes), else the
+    case's own (a norm's LLM shapes), else 16M elements."""
+    if not sizes:
+        return [parse_size(s) for s in case.get("sizes") or ()] or [16 * 2**20]
+    return [_matrix(elements(s)) for s in sizes] if case["kind"] == "matmul" else list(sizes)
+
+
+def run(ops: Optional[list[str]], dtypes: Optional[list[str]], sizes: Optional[list], layouts: list[str],
         out: Optional[pathlib.Path], flaggems: bool = True, rounds: int = 7) -> dict:
     bad = sorted(set(layouts) - set(LAYOUTS))
     if bad:
@@ -470,7 +517,7 @@ def run(ops: Optional[list[str]], dtypes: Optional[list[str]], sizes: list[int],
     progress = Progress(len(todo) * (2 if flag_gems else 1))
     rows = []
     for case, dtype in todo:
-        rows.append(measure(case, dtype, [s if case["kind"] != "matmul" else _matrix(s) for s in sizes], layouts, rounds))
+        rows.append(measure(case, dtype, case_sizes(case, sizes), layouts, rounds))
         progress.step(f"{case['op']} {dtype}")
     if flag_gems is not None:
         gems_aot.disable()

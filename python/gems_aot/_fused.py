@@ -2,6 +2,7 @@
 
     y = gems_aot.silu_and_mul(x)                 # silu(x[..., :H]) * x[..., H:]
     y = gems_aot.gelu_and_mul(x, approximate="tanh")
+    y = gems_aot.rms_norm(x, [hidden], weight, eps=1e-6)
     q, k = gems_aot.rotary_embedding(q, k, cos, sin)   # q * cos + rotate_half(q) * sin
 
 x: a CUDA tensor of dtype float32, float16 or bfloat16 whose last dim is even (2H); the result has
@@ -11,6 +12,8 @@ fp16 / bf16) with one rounding at the end. Gradients flow through one fused back
 """
 
 from __future__ import annotations
+
+from typing import Optional, Sequence
 
 import torch
 
@@ -34,6 +37,20 @@ def gelu_and_mul(x: torch.Tensor, approximate: str = "none") -> torch.Tensor:
     Differentiable. Raises as silu_and_mul does, and for another `approximate`.
     """
     return torch.ops.gems.gelu_and_mul(x, approximate)
+
+
+def rms_norm(x: torch.Tensor, normalized_shape: Sequence[int], weight: Optional[torch.Tensor] = None,
+             eps: Optional[float] = None) -> torch.Tensor:
+    """RMSNorm over the trailing dims: ``x * rsqrt(mean(x * x) + eps) * weight``, in one kernel.
+
+    Equal to ``torch.rms_norm(x, normalized_shape, weight, eps)`` (float32 math for fp16 / bf16,
+    rounded once; eps defaults to float32's epsilon, as torch's). x and weight: CUDA tensors of one
+    dtype of float32, float16, bfloat16, contiguous. Differentiable in x and weight: the forward
+    then also keeps each row's rstd, and the backward is one kernel for grad_x plus a fixed-order
+    sum for grad_weight (deterministic); double backward is not supported. Raises torch's errors
+    for shapes torch rejects, and a gems error for inputs no kernel covers (another dtype, a
+    non-contiguous tensor)."""
+    return torch.ops.gems.rms_norm(x, list(normalized_shape), weight, eps)
 
 
 def rotary_embedding(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
