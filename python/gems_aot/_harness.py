@@ -448,8 +448,6 @@ def run(cfg: HarnessConfig, out: Optional[pathlib.Path]) -> dict:
         except Exception as e:  # one model's failure is reported, and the others still run
             traceback.print_exc()
             results[name] = {"error": f"{type(e).__name__}: {e}"}
-    patched = ", ".join(f"{k}: {v}" for k, v in gems_aot.patch(model, opt).items()) or "nothing recognised"
-    gems_aot.unpatch(model, opt)
     device = torch.cuda.get_device_name() if cfg.device == "cuda" else cfg.device
     meta = {"device": device, "torch": torch.__version__, "gems_aot": gems_aot.__version__,
             "config": dataclasses.asdict(cfg), "entropy_floor": task.entropy_floor(), "not_available": missing}
