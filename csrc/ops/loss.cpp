@@ -213,8 +213,11 @@ void launch_nll_forward(const NllForwardPlan& p, const at::Tensor& self, const a
                         const at::Tensor& weight, int64_t ignore_index, const at::Tensor& output,
                         const at::Tensor& total_weight) {
   const c10::DeviceIndex device = self.device().index();
+  // A reduction over several programs sums their partials in a second launch (the plan loaded
+  // its `finish` kernel); reduction none writes each row's loss directly, whatever the count.
+  const bool split = p.finish != nullptr;
   at::Tensor parts;
-  if (p.programs > 1) parts = at::detail::empty_cuda({2 * p.programs}, at::kFloat, self.device(), std::nullopt);
+  if (split) parts = at::detail::empty_cuda({2 * p.programs}, at::kFloat, self.device(), std::nullopt);
   KernelArgs args;
   args.ptr(self.const_data_ptr());
   args.ptr(target.const_data_ptr());
@@ -228,7 +231,7 @@ void launch_nll_forward(const NllForwardPlan& p, const at::Tensor& self, const a
   args.i32(p.v.mode);
   args.i64(p.split.chunk);
   launch(*p.kernel, device, static_cast<uint32_t>(p.programs), 1, 1, args);
-  if (p.programs > 1) {
+  if (split) {
     KernelArgs fin;
     fin.ptr(parts.const_data_ptr());
     fin.ptr(output.mutable_data_ptr());
@@ -447,8 +450,9 @@ void launch_mse(const MsePlan& p, const at::Tensor& self, const at::Tensor& targ
   const float scale = reduction != at::Reduction::Mean ? 1.0f
                       : p.n == 0 ? std::numeric_limits<float>::quiet_NaN()
                                  : 1.0f / static_cast<float>(p.n);
+  const bool split = p.finish != nullptr;  // as in launch_nll_forward: reduction none has none
   at::Tensor parts;
-  if (p.programs > 1) parts = at::detail::empty_cuda({p.programs}, at::kFloat, self.device(), std::nullopt);
+  if (split) parts = at::detail::empty_cuda({p.programs}, at::kFloat, self.device(), std::nullopt);
   KernelArgs args;
   args.ptr(self.const_data_ptr());
   args.ptr(target.const_data_ptr());
@@ -458,7 +462,7 @@ void launch_mse(const MsePlan& p, const at::Tensor& self, const at::Tensor& targ
   args.i64(p.split.chunk);
   args.f32(scale);
   launch(*p.kernel, device, static_cast<uint32_t>(p.programs), 1, 1, args);
-  if (p.programs > 1) {
+  if (split) {
     KernelArgs fin;
     fin.ptr(parts.const_data_ptr());
     fin.ptr(out.mutable_data_ptr());
