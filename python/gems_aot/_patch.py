@@ -66,11 +66,13 @@ def _rms_norm_forward(self: nn.Module, hidden_states: torch.Tensor) -> torch.Ten
     return type(self).forward(self, hidden_states)
 
 
-def _takes_gems_rotary(q, k, cos, sin) -> bool:
+def _takes_gems_rotary(q, k, cos, sin, seq_dim) -> bool:
+    """Inputs the kernel computes exactly as transformers' broadcasting does; others keep its code."""
     return (all(t.is_cuda for t in (q, k, cos, sin)) and q.dim() == 4 and k.dim() == 4 and cos.dim() == 3
             and len({q.dtype, k.dtype, cos.dtype, sin.dtype}) == 1
             and q.dtype in _FUSED_DTYPES
             and cos.shape == sin.shape and cos.shape[-1] == q.shape[-1] <= 256 and q.shape[-1] % 2 == 0
+            and cos.shape[0] in (1, q.shape[0]) and cos.shape[1] == q.shape[seq_dim] == k.shape[seq_dim]
             and not (cos.requires_grad or sin.requires_grad))
 
 
@@ -84,7 +86,8 @@ def _gems_apply_rotary(original):
 
     def apply_rotary_pos_emb(q, k, cos, sin, *args, **kwargs):
         unsqueeze_dim = kwargs.get("unsqueeze_dim", args[at] if at is not None and len(args) > at else default)
-        if isinstance(unsqueeze_dim, int) and unsqueeze_dim in (1, 2) and _takes_gems_rotary(q, k, cos, sin):
+        if isinstance(unsqueeze_dim, int) and unsqueeze_dim in (1, 2) and _takes_gems_rotary(
+                q, k, cos, sin, seq_dim=3 - unsqueeze_dim):
             if unsqueeze_dim == 2:
                 q_rot, k_rot = rotary_embedding(q.transpose(1, 2), k.transpose(1, 2), cos, sin)
                 return q_rot.transpose(1, 2), k_rot.transpose(1, 2)
