@@ -55,6 +55,18 @@ def interpreted(module: str):
     return mod
 
 
+def fallback_reader(gems, overloads):
+    """Resets gems' fallback counts; returns a reader of those of `overloads` since then (each GPU
+    family's `counts` fixture)."""
+    gems.reset_fallback_counts()
+    names = set(overloads)
+
+    def read():
+        return {k: v for k, v in gems.fallback_counts().items() if k[0] in names}
+
+    return read
+
+
 @pytest.fixture
 def seeded():
     torch.manual_seed(0)

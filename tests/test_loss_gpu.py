@@ -9,7 +9,7 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import cuda_kernel_names, requires_gpu
+from conftest import cuda_kernel_names, fallback_reader, requires_gpu
 
 from aot import family_loss as fam
 
@@ -31,12 +31,7 @@ def gems():
 
 @pytest.fixture
 def counts(gems):
-    gems.reset_fallback_counts()
-
-    def read():
-        return {k: v for k, v in gems.fallback_counts().items() if k[0] in LOSS_OPS or k[0] in CE_OPS}
-
-    return read
+    return fallback_reader(gems, LOSS_OPS + CE_OPS)
 
 
 def make(shape, dtype, seed=0, scale=3.0):

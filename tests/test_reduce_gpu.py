@@ -5,7 +5,7 @@ import warnings
 
 import pytest
 import torch
-from conftest import requires_gpu
+from conftest import fallback_reader, requires_gpu
 
 from aot import family_reduce as fam
 
@@ -41,13 +41,7 @@ def gems():
 
 @pytest.fixture
 def counts(gems):
-    """Fallback counts of the reduce overrides during the test."""
-    gems.reset_fallback_counts()
-
-    def read():
-        return {k: v for k, v in gems.fallback_counts().items() if k[0] in OVERRIDES}
-
-    return read
+    return fallback_reader(gems, OVERRIDES)
 
 
 def covered_dtypes(name):

@@ -5,7 +5,7 @@ import warnings
 
 import pytest
 import torch
-from conftest import cuda_kernel_names, requires_gpu
+from conftest import cuda_kernel_names, fallback_reader, requires_gpu
 
 from aot import family_rowwise as fam
 
@@ -39,13 +39,7 @@ def gems():
 
 @pytest.fixture
 def counts(gems):
-    """Fallback counts of the row-wise overrides during the test."""
-    gems.reset_fallback_counts()
-
-    def read():
-        return {k: v for k, v in gems.fallback_counts().items() if k[0] in OVERRIDES}
-
-    return read
+    return fallback_reader(gems, OVERRIDES)
 
 
 def make(shape, dtype, seed=0, scale=4.0):

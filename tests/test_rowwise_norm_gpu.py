@@ -6,7 +6,7 @@ shapes and strides, every output mask, deterministic weight and bias gradients, 
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import cuda_kernel_names, requires_gpu
+from conftest import cuda_kernel_names, fallback_reader, requires_gpu
 
 from aot import family_rowwise as fam
 
@@ -38,12 +38,7 @@ def gems():
 
 @pytest.fixture
 def counts(gems):
-    gems.reset_fallback_counts()
-
-    def read():
-        return {k: v for k, v in gems.fallback_counts().items() if k[0] in OVERRIDES}
-
-    return read
+    return fallback_reader(gems, OVERRIDES)
 
 
 def make(shape, dtype, seed=0, scale=1.0, offset=0.0):
