@@ -21,7 +21,8 @@ CPU_MISSING = {("mm", "fp16"), ("gcd", "i32")}
 def test_every_op_has_a_case_from_its_declaration():
     declared = [c for f in aot_ops.families() if f.bench_cases for c in f.bench_cases()]
     assert CASES == json.loads(json.dumps(declared))  # the extension's copy is the declarations'
-    reductions = {"sum", "mean", "prod", "amax", "amin", "all", "any", "var", "std", "var_mean"}
+    reductions = {"sum", "mean", "prod", "amax", "amin", "all", "any", "var", "std", "var_mean", "argmax", "argmax_all",
+                  "max"}
     softmax = {"_softmax", "_log_softmax", "_softmax_backward_data", "_log_softmax_backward_data"}
     assert {op.name for op in fam.OPS} | reductions | softmax | {"mm", "mv", "dot", "silu_and_mul",
                                                                 "gelu_and_mul"} == set(BY_OP)
@@ -86,6 +87,7 @@ def test_inputs_and_layouts():
     assert _bench.input_shapes("matmul", 2, 512) == [(512, 512), (512, 512)]
     assert _bench.input_shapes("matvec", 2, 1 << 24) == [(4096, 4096), (4096,)]
     assert _bench.input_shapes("dot", 2, 1000) == [(1000,), (1000,)]
+    assert _bench.input_shapes("full", 1, 1 << 24) == [(1 << 24,)]
     a, v = _bench.make_inputs(BY_OP["mv"], "bf16", 1 << 20, layout="transposed", device="cpu")
     assert a.shape == (256, 4096) and a.stride() == (1, 256) and v.shape == (4096,)  # mv of a column-major A
     assert _bench._matrix(1 << 24) == 4096 and _bench._matrix(100) == 64

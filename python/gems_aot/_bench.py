@@ -117,7 +117,7 @@ def input_shapes(kind: str, count: int, n: int) -> list[tuple[int, ...]]:
     if kind == "matvec":
         cols = min(ROW_LENGTH, n)
         return [(n // cols, cols), (cols,)]
-    if kind == "dot":
+    if kind in ("dot", "full"):
         return [(n,)] * count
     raise ValueError(f"unknown bench kind {kind!r}")
 
@@ -184,7 +184,7 @@ def work(case: dict, dtype: str, inputs: list[torch.Tensor]) -> tuple[float, str
     out_elements = inputs[0].numel()
     if case["kind"] in ("rows", "matvec"):
         out_elements = inputs[0].shape[0]
-    elif case["kind"] == "dot":
+    elif case["kind"] in ("dot", "full"):
         out_elements = 1
     elif case["kind"] == "act_and_mul":
         out_elements //= 2
