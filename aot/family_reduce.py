@@ -499,10 +499,10 @@ def bench_cases() -> list:
             bench_case("std", "std.correction", "reduce", "rows", FLOAT_DTYPES, extra_args=([1],)),
             bench_case("var_mean", "var_mean.correction", "reduce", "rows", FLOAT_DTYPES, extra_args=([1],)),
             # Rows of logits (4096 rows; --sizes 131072000: a 32000 vocabulary) and a full reduction.
-            bench_case("argmax", "argmax", "reduce", "rowwise", FLOAT_DTYPES + ("i32",), extra_args=(1,),
+            bench_case("argmax", "argmax", "reduce", "rowwise_reduce", FLOAT_DTYPES + ("i32",), extra_args=(1,),
                        out=lambda dt: "i64"),
             bench_case("argmax_all", "argmax", "reduce", "full", FLOAT_DTYPES, out=lambda dt: "i64"),
-            bench_case("max", "max.dim", "reduce", "rowwise", FLOAT_DTYPES + ("i32",), extra_args=(1,)),
+            bench_case("max", "max.dim", "reduce", "rowwise_reduce", FLOAT_DTYPES + ("i32",), extra_args=(1,)),
             bench_case("max", "max", "reduce", "full", FLOAT_DTYPES + ("i32",))]
 
 

@@ -92,9 +92,10 @@ def families(modules=FAMILIES) -> list:
 # elementwise: every input (n,); rows: one (n / cols, cols) input reduced over dim 1; matmul:
 # (n, n) @ (n, n) with n the matrix size; act_and_mul: one (n / 2H, 2H) input; matvec: a
 # (n / K, K) matrix and a (K,) vector; dot: two (n,) vectors; rowwise: every input (rows, n / rows)
-# normalised (or reduced) along dim 1, 4096 rows at the large sizes (so the size picks the row
-# length); full: one (n,) input reduced to one element.
-BENCH_KINDS = ("elementwise", "rows", "matmul", "act_and_mul", "matvec", "dot", "rowwise", "full")
+# normalised along dim 1, 4096 rows at the large sizes (so the size picks the row length);
+# rowwise_reduce: one such input reduced along dim 1 (--sizes 131072000: 4096 rows of 32000 logits);
+# full: one (n,) input reduced to one element.
+BENCH_KINDS = ("elementwise", "rows", "matmul", "act_and_mul", "matvec", "dot", "rowwise", "rowwise_reduce", "full")
 
 
 def bench_case(op: str, call: str, family: str, kind: str, dtypes, inputs: int = 1, out=None, kwargs=None,

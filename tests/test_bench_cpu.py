@@ -88,6 +88,7 @@ def test_inputs_and_layouts():
     assert _bench.input_shapes("matvec", 2, 1 << 24) == [(4096, 4096), (4096,)]
     assert _bench.input_shapes("dot", 2, 1000) == [(1000,), (1000,)]
     assert _bench.input_shapes("full", 1, 1 << 24) == [(1 << 24,)]
+    assert _bench.input_shapes("rowwise_reduce", 1, 4096 * 32000) == [(4096, 32000)]
     a, v = _bench.make_inputs(BY_OP["mv"], "bf16", 1 << 20, layout="transposed", device="cpu")
     assert a.shape == (256, 4096) and a.stride() == (1, 256) and v.shape == (4096,)  # mv of a column-major A
     assert _bench._matrix(1 << 24) == 4096 and _bench._matrix(100) == 64

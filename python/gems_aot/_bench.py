@@ -106,7 +106,7 @@ def input_shapes(kind: str, count: int, n: int) -> list[tuple[int, ...]]:
     if kind == "rows":
         cols = min(ROW_LENGTH, n)
         return [(n // cols, cols)]
-    if kind == "rowwise":
+    if kind in ("rowwise", "rowwise_reduce"):
         cols = n // ROWWISE_ROWS if n >= ROWWISE_ROWS * 1024 else min(n, 1024)
         return [(n // cols, cols)] * count
     if kind == "matmul":
@@ -182,7 +182,7 @@ def work(case: dict, dtype: str, inputs: list[torch.Tensor]) -> tuple[float, str
         return 2 * m * n * k / 1e12, "TFLOP/s"
     read = sum(inputs[i].numel() * inputs[i].element_size() for i in spec["reads"])
     out_elements = inputs[0].numel()
-    if case["kind"] in ("rows", "matvec"):
+    if case["kind"] in ("rows", "matvec", "rowwise_reduce"):
         out_elements = inputs[0].shape[0]
     elif case["kind"] in ("dot", "full"):
         out_elements = 1
