@@ -953,6 +953,9 @@ def test_registered(gems):
     try:
         assert gems.enable(include=["mean", "prod", "amax"]) == [
             "amax", "amax.out", "mean.dim", "mean.out", "prod", "prod.dim_int", "prod.int_out"]
+        assert gems.enable(include=["argmin", "max"]) == [  # max: max() and max.dim, and their out= forms
+            "argmin", "argmin.out", "max", "max.dim", "max.dim_max", "max.unary_out"]
+        assert {"argmax", "max.dim", "min.unary_out"} <= set(gems.enable()) and "argmax" not in gems.opt_in_ops()
     finally:
         gems.enable(include=before) if before else gems.disable()
 
