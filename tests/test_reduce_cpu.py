@@ -405,7 +405,7 @@ def spread_extremes(x, dims, value, count=4):
 
 
 # (shape, dims): both kernels, a full and a multi-dim reduction; long enough to split below.
-TIE_CASES = [((3, 5000), [1]), ((5000, 3), [0]), ((6000,), [0]), ((40, 30, 20), [0, 2])]
+TIE_CASES = [((3, 20000), [1]), ((5000, 3), [0]), ((20000,), [0]), ((40, 30, 20), [0, 2])]
 
 
 @pytest.mark.parametrize("name", INDEXED)
@@ -440,9 +440,10 @@ def test_nan_is_the_extreme(name, monkeypatch):
     for dtype in (torch.float32, torch.float16, torch.bfloat16):
         for dim in (0, 1, None):
             check(gems_reduce(name, small.to(dtype), dim), name, small.to(dtype), dim)
-    x = torch.linspace(-1, 1, 3 * 6000).reshape(3, 6000)
-    x[:, 4500] = f  # after the largest and smallest numbers, in a later split
-    x[1, 5000] = f
+    x = torch.linspace(-1, 1, 20000).repeat(3, 1)
+    x[1] = x[1].flip(0)  # row 0: the largest number last, row 1: first (a split before the NaN's)
+    x[:, 15000] = f
+    x[1, 17000] = f
     x[2, 100] = inf
     x[2, 200] = -inf
     log = []
@@ -450,7 +451,7 @@ def test_nan_is_the_extreme(name, monkeypatch):
     assert log[0][1].count > 1
     check(res, name, x, 1)
     index = res if name in ("argmax", "argmin") else res[1]
-    assert index.tolist() == [4500, 4500, 4500]
+    assert index.tolist() == [15000, 15000, 15000]
 
 
 def test_argmax_writes_no_value(seeded):
