@@ -22,6 +22,7 @@ CPP_TYPES = {
     "float": "double",
     "Optional[float]": "std::optional<double>",
     "int": "int64_t",
+    "Optional[int]": "std::optional<int64_t>",
     "bool": "bool",
     "ScalarType": "at::ScalarType",
     "Optional[ScalarType]": "std::optional<at::ScalarType>",
