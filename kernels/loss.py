@@ -182,7 +182,7 @@ def nll_bwd(
     base = tl.where(mode == 2, _round(tl.math.div_rn(go, tl.broadcast_to(tw, go.shape)), in_ty), go)
     g = _round(w * -base, in_ty)
     g = tl.where(kept & ~valid, float("nan"), g)
-    value = tl.where(cols[None, :] == t[:, None], g[:, None], 0.0)
+    value = tl.where((cols[None, :] == t[:, None]) & kept[:, None], g[:, None], 0.0)  # an ignore_index may be a class
     value = tl.where((kept & ~valid)[:, None], float("nan"), value)
     mask = row_ok[:, None] & (cols < C)[None, :]
     tl.store(dx_ptr + row_off[:, None] + (cols * col_stride)[None, :], value.to(in_ty), mask=mask)

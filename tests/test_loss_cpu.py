@@ -139,6 +139,25 @@ def test_nll_forward_and_backward(shape, weighted, reduction, dtype, seeded):
     close(dx, reference_backward(grad, x, target, weight, reduction, -100, tw))
 
 
+@pytest.mark.parametrize("reduction", [0, 1, 2], ids=["none", "mean", "sum"])
+@pytest.mark.parametrize("weighted", [False, True], ids=["plain", "weight"])
+def test_nll_ignore_index_that_is_a_class(weighted, reduction, seeded):
+    """Rows whose target is an ignore_index inside [0, C) get no loss and a zero gradient row."""
+    x = torch.log_softmax(torch.randn(40, 9) * 3, -1)
+    target = torch.randint(0, 9, (40,))
+    target[::3] = 4
+    weight = torch.rand(9) + 0.5 if weighted else None
+    out, tw = nll_forward(x, target, weight, reduction, ignore_index=4)
+    ref_out, ref_tw = reference_forward(x, target, weight, reduction, 4)
+    close(out, ref_out, atol=1e-5 * 40)
+    close(tw, ref_tw)
+    grad = torch.randn(ref_out.shape)
+    dx = nll_backward(grad, x, target, weight, reduction, 4, tw)
+    ref_dx = reference_backward(grad, x, target, weight, reduction, 4, tw)
+    assert (dx[::3] == 0).all()
+    close(dx, ref_dx)
+
+
 @pytest.mark.parametrize("dtype", FLOATS, ids=str)
 def test_nll_edges_as_aten(dtype, seeded):
     """ATen's CUDA kernels' edge values: a mean over no kept rows is NaN (2-D) or 0 (the one row
