@@ -167,9 +167,7 @@ def _aten_schema_text(name: str) -> str:
 # The gems ops mirror the aten ops (same names and schemas): the aten op is their fake
 # implementation (gems_aot registers it at load), which traces symbolic shapes.
 GEMS_OPS = [GemsOp(_aten_schema_text(name), meta_from_aten=True) for name in OPS]
-# Opt-in (enable() routes them only where `include` names them): their GPU suite found a crash
-# (reduction none over more than one program, fixed since) and has not run through since.
-ATEN_OVERRIDES = [AtenOverride(o, opt_in=True) for name in OPS for o in (name, f"{name}.{OUT_FORMS[name]}")]
+ATEN_OVERRIDES = [AtenOverride(o) for name in OPS for o in (name, f"{name}.{OUT_FORMS[name]}")]
 
 
 # -- benchmark ----------------------------------------------------------------------------------

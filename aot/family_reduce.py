@@ -177,15 +177,17 @@ REDUCTIONS = (
               ("max", "max.unary_out")),
     Reduction("min", "min", FLOAT_DTYPES + ("i32", "i64", "bool"), "unary", "raise", ("min",),
               ("min", "min.unary_out")),
+    # The indexed reductions are opt-in: on an H100 they measured 0.56-0.84x ATen's device speed
+    # (argmax and max.dim over rows of 4096 and 32000, fp32 and bf16).
     Reduction("max.dim", "argmax", FLOAT_DTYPES + ("i32", "i64", "bool"), "input", "raise_arg", ("max.dim",),
-              ("max.dim", "max.dim_max"), finish="arg", results=("value", "index")),
+              ("max.dim", "max.dim_max"), finish="arg", results=("value", "index"), opt_in=True),
     Reduction("min.dim", "argmin", FLOAT_DTYPES + ("i32", "i64", "bool"), "input", "raise_arg", ("min.dim",),
-              ("min.dim", "min.dim_min"), finish="arg", results=("value", "index")),
+              ("min.dim", "min.dim_min"), finish="arg", results=("value", "index"), opt_in=True),
     # The index alone; dim=None indexes the flattened input. ATen refuses bool input.
     Reduction("argmax", "argmax", FLOAT_DTYPES + ("i32", "i64"), "arg", "raise_arg", ("argmax",),
-              ("argmax", "argmax.out"), finish="arg", results=("index",)),
+              ("argmax", "argmax.out"), finish="arg", results=("index",), opt_in=True),
     Reduction("argmin", "argmin", FLOAT_DTYPES + ("i32", "i64"), "arg", "raise_arg", ("argmin",),
-              ("argmin", "argmin.out"), finish="arg", results=("index",)),
+              ("argmin", "argmin.out"), finish="arg", results=("index",), opt_in=True),
 )
 BY_NAME = {r.name: r for r in REDUCTIONS}
 
