@@ -9,12 +9,17 @@ warm-up, CUDA events) and the peak memory torch allocated during it beyond the i
 (torch.cuda.max_memory_allocated), for
 - unfused: F.cross_entropy(F.linear(hidden, weight).float(), target), ATen's kernels;
 - fused: gems_aot.fused_linear_cross_entropy with ATen's matmuls (cuBLAS);
-- fused+gems: the same under gems_aot.use_gems() (gems' matmuls where its table takes them).
+- fused+gems: the same under gems_aot.use_gems() (gems' matmuls where its table takes them);
+- fused/N: fused with N-row chunks (--chunk-sizes, default 1024). The default chunk (a chunk's
+  logits about the hidden states' size: 256 rows at 32000, 64 at 128256) re-reads and re-writes
+  the whole [V, H] weight gradient once per chunk (its addmm_ has K = the chunk's rows), which is
+  memory-bound below some 600 rows on an H100: these rows say what a larger chunk buys.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import pathlib
 import statistics
@@ -71,20 +76,25 @@ def main(argv=None) -> int:
     parser.add_argument("--vocabs", default="32000,128256")
     parser.add_argument("--dtype", choices=tuple(DTYPES), default="bf16")
     parser.add_argument("--reps", type=int, default=10)
+    parser.add_argument("--chunk-sizes", default="1024", help="further fused runs with these chunk rows")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         raise SystemExit("bench_linear_ce: needs a CUDA GPU")
     dtype = DTYPES[args.dtype]
-    fused = gems_aot.fused_linear_cross_entropy
-    sides = (("unfused", unfused_linear_cross_entropy, False), ("fused", fused, False), ("fused+gems", fused, True))
+    extra_chunks = [int(c) for c in args.chunk_sizes.split(",") if c]
     rows = []
     for vocab in (int(v) for v in args.vocabs.split(",")):
         x, w, t = inputs(args.tokens, args.hidden, vocab, dtype)
-        for name, fn, gems_on in sides:
+        default = default_chunk_size(args.tokens, args.hidden, vocab)
+        # (side, chunk rows (None: the unfused composition), gems' matmuls)
+        sides = [("unfused", None, False), ("fused", default, False), ("fused+gems", default, True)]
+        sides += [(f"fused/{c}", c, False) for c in extra_chunks]
+        for name, chunk, gems_on in sides:
+            fn = unfused_linear_cross_entropy if chunk is None else functools.partial(
+                gems_aot.fused_linear_cross_entropy, chunk_size=chunk)
             ms, peak = measure(fn, x, w, t, args.reps, gems_on)
             rows.append({"vocab": vocab, "tokens": args.tokens, "hidden": args.hidden, "dtype": args.dtype,
-                         "side": name, "ms": ms, "peak_bytes": peak,
-                         "chunk_rows": default_chunk_size(args.tokens, args.hidden, vocab)})
+                         "side": name, "chunk_rows": chunk, "ms": ms, "peak_bytes": peak})
         del x, w, t
         torch.cuda.empty_cache()
     lines = ["| vocab | side | ms (fwd+bwd) | peak MiB beyond inputs | speed-up over unfused | memory / unfused |",

@@ -58,10 +58,13 @@ def targets(rows, v, ignore_index=-100, seed=0):
 # -- the kernel ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
-@pytest.mark.parametrize("softcap", [None, 4.0], ids=["plain", "softcap"])
-@pytest.mark.parametrize("label_smoothing", [0.0, 0.1], ids=["hard", "smoothed"])
-@pytest.mark.parametrize("v,block_v", [(37, 16), (100, None), (64, 32)], ids=["37_in_16s", "100", "64_in_32s"])
+# (V, BLOCK_V (None: the declared one, slow to interpret), label smoothing, softcap, dtype)
+KERNEL_CASES = [(v, block_v, eps, cap, dtype) for v, block_v in ((37, 16), (64, 32)) for eps in (0.0, 0.1)
+                for cap in (None, 4.0) for dtype in (torch.float32, torch.bfloat16, torch.float16)]
+KERNEL_CASES += [(100, None, 0.1, cap, torch.bfloat16) for cap in (None, 4.0)]
+
+
+@pytest.mark.parametrize("v,block_v,label_smoothing,softcap,dtype", KERNEL_CASES, ids=str)
 def test_kernel_against_autograd(v, block_v, label_smoothing, softcap, dtype, seeded):
     z = (torch.randn(9, v) * 5).to(dtype)
     t = targets(9, v)
@@ -326,6 +329,9 @@ def test_meta_function(gems):
     wide = torch.empty(4, 64, device="meta")[:, :50]
     assert op(wide, torch.empty(8, dtype=torch.long, device="meta")[::2]).shape == (4,)
     assert op(torch.empty(0, 5, device="meta"), torch.empty(0, dtype=torch.long, device="meta")).shape == (0,)
+    result = torch.library.opcheck(op.default, (torch.empty(4, 10, device="meta"),
+                                                torch.empty(4, dtype=torch.long, device="meta"), -100, 0.1, 5.0))
+    assert set(result.values()) == {"SUCCESS"}, result  # schema, fake tensors, dynamic shapes
 
 
 def test_op_errors(gems):
