@@ -330,11 +330,12 @@ def cross_entropy_loss_and_grad(
     for v0 in range(0, V, BLOCK_V):
         in_row = v0 + cols < V
         z = tl.load(z_row + v0 + cols, mask=in_row & live, other=0.0, eviction_policy="evict_first").to(tl.float32)
+        y = z
         if SOFTCAP:
             th = _tanh(z / softcap)
-            dz = tl.exp(softcap * th - row_max) * inv_sum - per_class - tl.where(v0 + cols == t, on_target, 0.0)
-            dz = dz * (1.0 - th * th)
-        else:
-            dz = tl.exp(z - row_max) * inv_sum - per_class - tl.where(v0 + cols == t, on_target, 0.0)
+            y = softcap * th
+        dz = tl.exp(y - row_max) * inv_sum - per_class - tl.where(v0 + cols == t, on_target, 0.0)
+        if SOFTCAP:
+            dz = dz * (1.0 - th * th)  # the cap's derivative
         dz = tl.where(bad, float("nan"), tl.where(live, dz * scale, 0.0))
         tl.store(z_row + v0 + cols, dz.to(z_ptr.dtype.element_ty), mask=in_row)
