@@ -107,7 +107,8 @@ def main(argv=None) -> int:
     print(title)
     print("\n".join(lines))
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "bench_linear_ce.md").write_text("\n".join([f"fused linear + cross entropy: {title}", ""] + lines) + "\n")
+    table = "\n".join([f"fused linear + cross entropy: {title}", ""] + lines)
+    (args.out / "bench_linear_ce.md").write_text(table + "\n")
     (args.out / "bench_linear_ce.json").write_text(json.dumps(
         {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "rows": rows}, indent=1))
     return 0

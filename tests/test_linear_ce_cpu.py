@@ -203,6 +203,16 @@ def test_driver_softcap_ignore_index_no_bias(linear_ce, softcap):
     grads_close([x.grad, w.grad], ref_grads, torch.float32)
 
 
+def test_driver_permuted_hidden(linear_ce):
+    x, w, t, b = inputs(torch.float32, tokens=(5, 6), seed=6)
+    permuted = x.detach().transpose(0, 1).contiguous().transpose(0, 1).requires_grad_()  # dense, not contiguous
+    loss = linear_ce._fused(permuted, w, t, b, -100, "sum", 0.0, None, 7)
+    loss.backward()
+    ref_loss, ref_grads = reference_step(permuted, w, t, b, 1.0, reduction="sum")
+    torch.testing.assert_close(loss.double(), ref_loss, **LOSS_TOL[torch.float32])
+    grads_close([permuted.grad, w.grad, b.grad], ref_grads, torch.float32)
+
+
 def test_driver_what_needs_no_gradient(linear_ce):
     x, w, t, b = inputs(torch.float32, seed=2)
     with torch.no_grad():

@@ -58,7 +58,8 @@ def _chunked(x, weight, target, bias, ignore_index, reduction, label_smoothing, 
     # grad_w's sum) without knowing the count of kept targets on the host (no sync).
     scale = 1.0 / n if reduction == "mean" and n else 1.0
     total = torch.zeros((), dtype=torch.float32, device=x.device)
-    grad_x = torch.empty_like(x) if need_x else None
+    # Contiguous, whatever x's strides: returned as a view of hidden's shape.
+    grad_x = torch.empty(x.shape, dtype=x.dtype, device=x.device) if need_x else None
     grad_w = None
     grad_b = torch.zeros(weight.shape[0], dtype=torch.float32, device=x.device) if need_b else None
     w_t = weight.t()
