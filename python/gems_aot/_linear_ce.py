@@ -49,9 +49,9 @@ def _loss_and_grad_(logits, target, ignore_index, label_smoothing, softcap, scal
 
 
 def _chunked(x, weight, target, bias, ignore_index, reduction, label_smoothing, softcap, chunk_size, needs):
-    """(loss, [grad_x, grad_w, grad_b]) over rows x [N, H]; gradients with respect to the mean or
-    sum over the N rows (the mean's kept as a 1 / N scale, corrected in _scale_grads), None where
-    `needs` (x, weight, bias) says no."""
+    """(loss, [grad_x, grad_w, grad_b], correction) over rows x [N, H]: the gradients of the sum,
+    or of the mean over all N rows, which `correction` (a tensor, None for the sum) turns into the
+    mean over the kept targets; None where `needs` (x, weight, bias) says no."""
     n = x.shape[0]
     need_x, need_w, need_b = needs
     # The kernel's scale: 1 / N keeps the gradients at the mean's magnitude (no fp16 overflow in
