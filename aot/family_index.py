@@ -35,10 +35,11 @@ from aot.variants import FLOAT_DTYPES, INT_DTYPES, KernelGrid, Variant, ptr
 KERNELS = "kernels.index"
 ALIGNS = ("any", "16")
 # Untuned (no GPU measurements yet): a gather tile of ROWS positions x BLOCK_D elements (one or
-# two 16-byte vectors a thread and row at 4 warps), the sum's columns a program, and the counting
-# sort's positions a program (SORT_J: the bucket entries each compare step loads).
-GATHER_ROWS, GATHER_BLOCK_D, SUM_BLOCK_D, WARPS = 4, 1024, 1024, 4
-SCATTER_BLOCK, SORT_BLOCK, SORT_J = 1024, 128, 32
+# two 16-byte vectors a thread and row at 4 warps), the sum's tile (SUM_ROWS gradient rows a step
+# x SUM_BLOCK_D columns), the counting sort's positions a program (SORT_J: the bucket entries each
+# compare step loads) and the scan's counts a step (its one program walks the vocabulary).
+GATHER_ROWS, GATHER_BLOCK_D, SUM_ROWS, SUM_BLOCK_D, WARPS = 4, 1024, 8, 1024, 4
+SCATTER_BLOCK, SORT_BLOCK, SORT_J, SCAN_BLOCK, SCAN_WARPS = 1024, 128, 32, 8192, 8
 STEPS = ("count", "bucket", "sort")
 
 
@@ -73,17 +74,17 @@ def _make_bucket(point, arch):
 
 def _make_scan(point, arch):
     sig = (("counts_ptr", ptr("i32")), ("starts_ptr", ptr("i32")), ("V", "i64"), ("BLOCK", "constexpr"))
-    return Variant(kernel=f"{KERNELS}:scan_counts", signature=sig, constexprs=(("BLOCK", SCATTER_BLOCK),),
-                   num_warps=WARPS)
+    return Variant(kernel=f"{KERNELS}:scan_counts", signature=sig, constexprs=(("BLOCK", SCAN_BLOCK),),
+                   num_warps=SCAN_WARPS)
 
 
 def _make_sum(point, arch):
     dtype, i32 = point["dtype"], ptr("i32")
     sig = (("g_ptr", ptr(dtype)), ("counts_ptr", i32), ("starts_ptr", i32), ("sorted_ptr", i32),
            ("out_ptr", ptr(dtype)), ("V", "i64"), ("D", "i64"), ("d_blocks", "i32"), ("FREQ", "constexpr"),
-           ("BLOCK_D", "constexpr"))
+           ("BLOCK_S", "constexpr"), ("BLOCK_D", "constexpr"))
     return Variant(kernel=f"{KERNELS}:sum_rows", signature=sig,
-                   constexprs=(("FREQ", point["freq"] == "scaled"), ("BLOCK_D", SUM_BLOCK_D)),
+                   constexprs=(("FREQ", point["freq"] == "scaled"), ("BLOCK_S", SUM_ROWS), ("BLOCK_D", SUM_BLOCK_D)),
                    divisible16=("g_ptr", "out_ptr", "D") if point["align"] == "16" else (), num_warps=WARPS,
                    launch_params=("BLOCK_D",))
 

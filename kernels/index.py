@@ -20,7 +20,7 @@ zeroed by the driver):
   sort_buckets     each position to its rank in its bucket (how many positions of the bucket
                    are smaller), so every bucket is in increasing position order
   sum_rows         one program a row and BLOCK_D columns: the bucket's gradient rows summed in
-                   that order; counts[V] > 0 (an index out of range) makes every row NaN, as the
+                   that order, BLOCK_S rows a step (their sum a fixed tree, then added); counts[V] > 0 (an index out of range) makes every row NaN, as the
                    forward gives NaN rows there
 """
 
@@ -65,7 +65,7 @@ def count_rows(idx_ptr, counts_ptr, N, V, padding_idx, BLOCK: tl.constexpr):
     valid = (idx >= 0) & (idx < V)
     row = tl.where(valid, idx, V)
     ones = tl.full([BLOCK], 1, tl.int32)
-    tl.atomic_add(counts_ptr + row, ones, mask=live & (~valid | (idx != padding_idx)))
+    tl.atomic_add(counts_ptr + row, ones, mask=live & (~valid | (idx != padding_idx)), sem="relaxed")
 
 
 @triton.jit
@@ -85,7 +85,7 @@ def bucket_positions(idx_ptr, counts_ptr, starts_ptr, unsorted_ptr, N, V, paddin
     i = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     idx = tl.load(idx_ptr + i, mask=i < N, other=0).to(tl.int64)
     keep = (i < N) & (idx >= 0) & (idx < V) & (idx != padding_idx)
-    left = tl.atomic_add(counts_ptr + idx, tl.full([BLOCK], -1, tl.int32), mask=keep)
+    left = tl.atomic_add(counts_ptr + idx, tl.full([BLOCK], -1, tl.int32), mask=keep, sem="relaxed")
     start = tl.load(starts_ptr + idx, mask=keep, other=0)
     tl.store(unsorted_ptr + start + left - 1, i.to(tl.int32), mask=keep)
 
@@ -110,7 +110,7 @@ def sort_buckets(idx_ptr, starts_ptr, unsorted_ptr, sorted_ptr, V, BLOCK: tl.con
 
 @triton.jit
 def sum_rows(g_ptr, counts_ptr, starts_ptr, sorted_ptr, out_ptr, V, D, d_blocks, FREQ: tl.constexpr,
-             BLOCK_D: tl.constexpr):
+             BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr):
     pid = tl.program_id(0)
     row = pid // d_blocks
     cols = (pid - row * d_blocks) * BLOCK_D + tl.arange(0, BLOCK_D)
@@ -120,9 +120,12 @@ def sum_rows(g_ptr, counts_ptr, starts_ptr, sorted_ptr, out_ptr, V, D, d_blocks,
     scale = 1.0
     if FREQ:  # ATen's: 1 / count in fp32, applied to each term
         scale = tl.math.div_rn(1.0, tl.maximum(end - start, 1).to(tl.float32))
+    # BLOCK_S gradient rows in flight a step (a hot row's loads overlap), added in a fixed tree.
     acc = tl.full([BLOCK_D], 0.0, tl.float32)
-    for s in range(start, end):
-        p = tl.load(sorted_ptr + s).to(tl.int64)
-        acc += tl.load(g_ptr + p * D + cols, mask=in_cols, other=0.0).to(tl.float32) * scale
+    for s0 in range(start, end, BLOCK_S):
+        s = s0 + tl.arange(0, BLOCK_S)
+        p = tl.load(sorted_ptr + s, mask=s < end, other=0).to(tl.int64)
+        g = tl.load(g_ptr + p[:, None] * D + cols[None, :], mask=(s < end)[:, None] & in_cols[None, :], other=0.0)
+        acc += tl.reduce(g.to(tl.float32) * scale, 0, _add)
     acc = tl.where(tl.load(counts_ptr + V) > 0, float("nan"), acc)
     tl.store(out_ptr + row.to(tl.int64) * D + cols, acc.to(out_ptr.dtype.element_ty), mask=in_cols)

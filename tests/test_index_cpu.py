@@ -60,7 +60,7 @@ def embedding_backward(grad, indices, num_weights, padding_idx, freq, workspace=
         return out, work
     if n:
         k.count_rows[(cdiv(n, fam.SCATTER_BLOCK),)](indices, counts, n, v, padding_idx, BLOCK=fam.SCATTER_BLOCK)
-    k.scan_counts[(1,)](counts, starts, v, BLOCK=fam.SCATTER_BLOCK)
+    k.scan_counts[(1,)](counts, starts, v, BLOCK=fam.SCAN_BLOCK)
     if n:
         k.bucket_positions[(cdiv(n, fam.SCATTER_BLOCK),)](indices, counts, starts, unsorted, n, v, padding_idx,
                                                           BLOCK=fam.SCATTER_BLOCK)
@@ -68,7 +68,7 @@ def embedding_backward(grad, indices, num_weights, padding_idx, freq, workspace=
                                                    BLOCK_J=fam.SORT_J)
     d_blocks = cdiv(d, fam.SUM_BLOCK_D)
     k.sum_rows[(v * d_blocks,)](grad.reshape(n, d), counts, starts, sorted_, out, v, d, d_blocks, FREQ=freq,
-                                BLOCK_D=fam.SUM_BLOCK_D)
+                                BLOCK_S=fam.SUM_ROWS, BLOCK_D=fam.SUM_BLOCK_D)
     return out, work
 
 
@@ -311,6 +311,6 @@ def test_ptx_vector_access_and_integer_atomics_only():
         assert "st.global.v4.b32" in text and "div.rn.f32" in text and "atom" not in text
     for step in fam.STEPS:
         text = ptx(grids["embedding_bucket"], {"step": step, "idx": "i32"})
-        atoms = [line.split()[0] for line in text.split("\n") if "atom." in line]
+        atoms = [w for line in text.split("\n") for w in line.split() if w.startswith("atom.")]
         assert all(".s32" in a or ".u32" in a for a in atoms) and ".f32" not in "".join(atoms), step
         assert bool(atoms) == (step != "sort"), step
