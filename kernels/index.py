@@ -20,8 +20,9 @@ zeroed by the driver):
   sort_buckets     each position to its rank in its bucket (how many positions of the bucket
                    are smaller), so every bucket is in increasing position order
   sum_rows         one program a row and BLOCK_D columns: the bucket's gradient rows summed in
-                   that order, BLOCK_S rows a step (their sum a fixed tree, then added); counts[V] > 0 (an index out of range) makes every row NaN, as the
-                   forward gives NaN rows there
+                   that order, BLOCK_S rows a step (their sum a fixed tree, then added);
+                   counts[V] > 0 (an index out of range) makes every row NaN, as the forward
+                   gives NaN rows there
 """
 
 import triton
