@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import requires_gpu
+from test_linear_ce_cpu import reference
 
 pytestmark = [requires_gpu, pytest.mark.gpu]
 
@@ -29,14 +30,6 @@ def targets(rows, vocab, ignore_index=-100, seed=0):
     t = torch.randint(0, vocab, (rows,), device="cuda", generator=g)
     t[torch.rand(rows, device="cuda", generator=g) < 0.2] = ignore_index
     return t
-
-
-def reference(z, t, ignore_index=-100, label_smoothing=0.0, softcap=None, scale=1.0):
-    z64 = z.double().requires_grad_()
-    y = z64 if softcap is None else softcap * torch.tanh(z64 / softcap)
-    losses = F.cross_entropy(y, t, ignore_index=ignore_index, reduction="none", label_smoothing=label_smoothing)
-    (losses.sum() * scale).backward()
-    return losses.detach(), z64.grad
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32, torch.float16], ids=str)
