@@ -13,8 +13,10 @@ from test_linear_ce_cpu import reference
 pytestmark = [requires_gpu, pytest.mark.gpu]
 
 OP = "cross_entropy_loss_and_grad_"
-# bf16 / fp16: the gradient's rounding to the dtype; fp32: exp and log of Triton (approximate).
-GRAD_TOL = {torch.float32: dict(rtol=2e-5, atol=1e-9), torch.float16: dict(rtol=1e-3, atol=1e-8),
+# bf16 / fp16: the gradient's rounding to the dtype (fp16's subnormal step is 6e-8); fp32: exp and
+# log of Triton (approximate), and softmax - 1 at a target near probability 1 (a few ulps of the
+# row's scale, 1 / 96 in these tests).
+GRAD_TOL = {torch.float32: dict(rtol=2e-5, atol=4e-9), torch.float16: dict(rtol=1e-3, atol=1.2e-7),
             torch.bfloat16: dict(rtol=8e-3, atol=1e-8)}
 
 

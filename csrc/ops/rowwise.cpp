@@ -590,6 +590,9 @@ struct RmsNormFn : public torch::autograd::Function<RmsNormFn> {
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const variable_list saved = ctx->get_saved_variables();
     const std::vector<int64_t> shape = ctx->saved_data["shape"].toIntVector();
+    // The input was contiguous; its gradient need not be (a transpose after the norm, as Qwen3's
+    // per-head q / k norms), and the backward kernels read contiguous rows.
+    grads[0] = grads[0].contiguous();
     // needs_input_grad counts the tensor arguments given: input 0, weight 1 where there is one.
     const bool grad_input = ctx->needs_input_grad(0), grad_weight = saved[1].defined() && ctx->needs_input_grad(1);
     at::Tensor dx, dw;
