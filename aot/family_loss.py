@@ -33,7 +33,7 @@ from __future__ import annotations
 import dataclasses
 
 from aot import schemas
-from aot.ops import AtenOverride, GemsOp
+from aot.ops import AtenOverride, Example, GemsOp, T
 from aot.variants import FLOAT_DTYPES, KernelGrid, Variant, ptr
 
 KERNELS = "kernels.loss"
@@ -166,7 +166,18 @@ def _aten_schema_text(name: str) -> str:
 
 # The gems ops mirror the aten ops (same names and schemas): the aten op is their fake
 # implementation (gems_aot registers it at load), which traces symbolic shapes.
-GEMS_OPS = [GemsOp(_aten_schema_text(name), meta_from_aten=True) for name in OPS]
+# Class-index losses over 10 classes (2d: 3 x 4 positions), mean reduction.
+_LOGITS = {"nll_loss": (T((6, 10)), T((6,), "i64")), "nll_loss2d": (T((2, 10, 3, 4)), T((2, 3, 4), "i64"))}
+_NLL = (None, 1, -100)  # weight, reduction, ignore_index
+EXAMPLES = {
+    "nll_loss_forward": Example(_LOGITS["nll_loss"] + _NLL),
+    "nll_loss2d_forward": Example(_LOGITS["nll_loss2d"] + _NLL),
+    "nll_loss_backward": Example((T(()),) + _LOGITS["nll_loss"] + _NLL + (T(()),)),
+    "nll_loss2d_backward": Example((T(()),) + _LOGITS["nll_loss2d"] + _NLL + (T(()),)),
+    "mse_loss": Example((T((6, 10)), T((6, 10)), 1)),
+    "mse_loss_backward": Example((T(()), T((6, 10)), T((6, 10)), 1)),
+}
+GEMS_OPS = [GemsOp(_aten_schema_text(name), meta_from_aten=True, example=EXAMPLES[name]) for name in OPS]
 # Opt-in (enable() routes them only where `include` names them): their GPU suite found a crash
 # (reduction none over more than one program, fixed since) and has not run through since.
 ATEN_OVERRIDES = [AtenOverride(o, opt_in=True) for name in OPS for o in (name, f"{name}.{OUT_FORMS[name]}")]

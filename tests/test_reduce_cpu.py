@@ -757,7 +757,8 @@ def test_generated_entry_points():
     assert "  if (reason == Fallback::kNone) return {result, mean};\n  return at::cuda::std_mean(" in text
     for op in fam.GEMS_OPS:
         ret = "std::tuple<at::Tensor, at::Tensor>" if fam.BY_NAME[op.name.split(".")[0]].with_mean else "at::Tensor"
-        assert f"{ret} cuda::{op.cpp}(" in text and f"{ret} meta::{op.cpp}(" in text
+        # No Meta function: the aten op is the gems op's fake implementation (meta_from_aten).
+        assert f"{ret} cuda::{op.cpp}(" in text and f"meta::{op.cpp}(" not in text and op.meta_from_aten
         assert f'reduce::unsupported("gems::{op.name}", reason, call)' in text
     for o in fam.ATEN_OVERRIDES:
         assert f'fallback_counter("{o.name}")' in text
@@ -828,8 +829,7 @@ def torch_and_gems_calls(x):
 
 
 def outcome(fn, x):
-    """(shape, dtype, strides) of fn(x), or its error. Errors are compared with ATen's on a CPU
-    tensor: torch's Python meta kernels word some differently."""
+    """(shape, dtype, strides) of fn(x), or its error."""
     try:
         r = fn(x)
         if isinstance(r, tuple):  # (var, mean)
@@ -841,13 +841,13 @@ def outcome(fn, x):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.int32, torch.bool, torch.uint8])
 def test_meta_functions(gems, dtype):
-    """Every gems op on meta tensors gives torch's shape, dtype and strides, and torch's errors
-    (mean of integers, amax over an empty dim, ...)."""
+    """Every gems op on meta tensors gives what the aten op gives there (its fake
+    implementation): shape, dtype and strides, or the error (mean of integers, amax over an empty
+    dim, ...)."""
     errors = 0
     for x in meta_inputs(dtype):
-        twin = torch.empty_strided(x.shape, x.stride(), dtype=dtype)
         for theirs, ours in torch_and_gems_calls(x):
-            expected = outcome(theirs, twin)
+            expected = outcome(theirs, x)
             errors += isinstance(expected[0], str)
             assert outcome(ours, x) == expected
             if not isinstance(expected[0], str):
@@ -878,7 +878,7 @@ def test_errors_match_torch(gems):
         (lambda x: torch.std(x, 2), lambda x: torch.ops.gems.std.correction(x, [2])),
     ]
     for theirs, ours in cases:
-        expected = outcome(theirs, torch.empty(3, 4))
+        expected = outcome(theirs, torch.empty(3, 4, device="meta"))
         assert expected[0] in ("RuntimeError", "IndexError")
         assert outcome(ours, torch.empty(3, 4, device="meta")) == expected
 

@@ -330,13 +330,6 @@ Fallback into(const Call& c, at::Tensor& out) {
   return r;
 }
 
-at::Tensor meta(const Call& c) {
-  const c10::ScalarType dtype = result_dtype(c);
-  DimMask mask;
-  const at::DimVector shape = reduction_shape(c, mask);
-  return at::empty(shape, c.self.options().dtype(dtype));
-}
-
 void unsupported(const char* op, Fallback reason, const Call& c) {
   std::ostringstream s;
   s << c.self.scalar_type() << c.self.sizes() << " strides " << c.self.strides() << " -> " << result_dtype(c);

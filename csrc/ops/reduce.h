@@ -29,8 +29,6 @@ struct Call {
 Fallback functional(const Call& call, at::Tensor& result, at::Tensor& mean);
 // Into out=, which is checked and resized as torch does first; or why no gems kernel ran.
 Fallback into(const Call& call, at::Tensor& out);
-// The result's shape and dtype on the meta device.
-at::Tensor meta(const Call& call);
 // The error of a torch.ops.gems call for input no gems kernel covers.
 [[noreturn]] void unsupported(const char* op, Fallback reason, const Call& call);
 
