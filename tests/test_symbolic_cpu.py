@@ -134,6 +134,18 @@ def test_every_gems_op_has_a_meta_path():
         assert (singleton.find(qualname).fake_impl.kernel is not None) == o.meta_from_aten, qualname
 
 
+def test_build_checks_declared_aten_fakes():
+    """meta_from_aten needs the aten op's arguments (int for SymInt is fine) and its fake."""
+    from aot import codegen, schemas
+
+    codegen._check_aten_fake(DECLARED["rms_norm"][0])
+    with pytest.raises(ValueError, match="schema is not aten's"):
+        codegen._check_aten_fake(declarations.GemsOp("mm(Tensor self, Tensor other) -> Tensor", True))
+    tensor_lr = str(schemas.aten_schema("_fused_adam_.tensor_lr")).removeprefix("aten::")
+    with pytest.raises(ValueError, match="no fake implementation"):
+        codegen._check_aten_fake(declarations.GemsOp(tensor_lr, True))
+
+
 def test_meta_tensors_still_served():
     out = torch.ops.gems.add(torch.empty(4, 1, 3, device="meta"), torch.empty(5, 1, device="meta"), alpha=2)
     assert out.shape == (4, 5, 3) and out.device.type == "meta"
