@@ -23,6 +23,13 @@ Grids:
 - "mse_fwd" (mse_fwd): reduce and dtype and alignment; "mse_bwd": the gradient's form (one
   element broadcast, as the reductions give it, or one per element) and dtype and alignment.
 
+- "ce_loss_and_grad" (cross_entropy_loss_and_grad): softcap (none or tanh), dtype and alignment
+  ("16": the logits' pointer 16-byte aligned, V and the row stride multiples of 16 elements). The
+  step of the chunked fused linear + cross entropy (python/gems_aot/_linear_ce.py): a chunk of
+  logits in, each row's fp32 loss out, the scaled gradient written over the logits. Its gems op
+  gems::cross_entropy_loss_and_grad_ has no aten mirror: its driver (csrc/ops/loss_and_grad.cpp)
+  has a Meta function of its own.
+
 Reductions are deterministic: the program count and each program's rows depend on the length
 alone (plan_partials; MAX_PARTIALS is the finish kernel's BLOCK_P), never on the GPU, and the
 partials are summed in a fixed order, with no atomics (ATen's nll_loss2d uses atomics).
@@ -43,6 +50,10 @@ NLL_BLOCK, NLL_WARPS = 256, 4  # rows a program takes per step
 MSE_LAUNCH = {"fp32": (2048, 8), "fp16": (2048, 4), "bf16": (2048, 4)}
 ALIGNS = ("any", "16")
 REDUCES = ("none", "reduce")
+# cross_entropy_loss_and_grad: row elements a program takes per step, and its warps (16 fp32
+# values per thread and lane array). Untuned (no GPU measurements yet).
+CE_BLOCK_V, CE_WARPS = 4096, 8
+SOFTCAPS = ("none", "tanh")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,6 +150,17 @@ def _make_mse_bwd(point, arch):
                    divisible16=hints, num_warps=warps, launch_params=("BLOCK",))
 
 
+def _make_ce_loss_and_grad(point, arch):
+    dtype = point["dtype"]
+    sig = (("z_ptr", ptr(dtype)), ("t_ptr", ptr("i64")), ("loss_ptr", ptr("fp32")), ("V", "i32"), ("row_stride", "i64"),
+           ("t_s", "i64"), ("ignore_index", "i64"), ("on_target", "fp32"), ("per_class", "fp32"), ("softcap", "fp32"),
+           ("scale", "fp32"), ("SOFTCAP", "constexpr"), ("BLOCK_V", "constexpr"))
+    return Variant(kernel=f"{KERNELS}:cross_entropy_loss_and_grad", signature=sig,
+                   constexprs=(("SOFTCAP", point["softcap"] == "tanh"), ("BLOCK_V", CE_BLOCK_V)),
+                   divisible16=("z_ptr", "V", "row_stride") if point["align"] == "16" else (), num_warps=CE_WARPS,
+                   launch_params=("BLOCK_V",))
+
+
 GRIDS = [
     KernelGrid("nll_fwd", (("reduce", REDUCES), ("dtype", FLOAT_DTYPES)), _make_nll_fwd,
                doc="nll loss per row (none) or its sum / mean over rows, split into fp32 partials"),
@@ -150,6 +172,9 @@ GRIDS = [
                doc="(a - b)^2 per element (none) or its sum / mean, split into fp32 partials"),
     KernelGrid("mse_bwd", (("grad", ("scalar", "full")), ("dtype", FLOAT_DTYPES), ("align", ALIGNS)), _make_mse_bwd,
                doc="alpha * (a - b) * grad, rounded as ATen's kernel"),
+    KernelGrid("ce_loss_and_grad", (("softcap", SOFTCAPS), ("dtype", FLOAT_DTYPES), ("align", ALIGNS)),
+               _make_ce_loss_and_grad,
+               doc="a chunk of logits: each row's (softcapped, smoothed) cross entropy, its gradient in place"),
 ]
 
 # The aten ops (each with a CUDA kernel of its own in ATen) and their out= forms.
@@ -178,9 +203,13 @@ EXAMPLES = {
     "mse_loss_backward": Example((T(()), T((6, 10)), T((6, 10)), 1)),
 }
 GEMS_OPS = [GemsOp(_aten_schema_text(name), meta_from_aten=True, example=EXAMPLES[name]) for name in OPS]
-# Opt-in (enable() routes them only where `include` names them): their GPU suite found a crash
-# (reduction none over more than one program, fixed since) and has not run through since.
-ATEN_OVERRIDES = [AtenOverride(o, opt_in=True) for name in OPS for o in (name, f"{name}.{OUT_FORMS[name]}")]
+# No aten op computes it: a Meta function of its own. logits is written (the gradient), the losses
+# are a new fp32 tensor.
+CE_LOSS_AND_GRAD = GemsOp("cross_entropy_loss_and_grad_(Tensor(a!) logits, Tensor target, int ignore_index=-100, "
+                          "float label_smoothing=0.0, float? softcap=None, float scale=1.0) -> Tensor",
+                          example=Example(_LOGITS["nll_loss"]))
+GEMS_OPS.append(CE_LOSS_AND_GRAD)
+ATEN_OVERRIDES = [AtenOverride(o) for name in OPS for o in (name, f"{name}.{OUT_FORMS[name]}")]
 
 
 # -- benchmark ----------------------------------------------------------------------------------

@@ -174,8 +174,7 @@ NORMS = (
     Norm("rms", True, "_fused_rms_norm", "_fused_rms_norm_backward",
          "_fused_rms_norm(Tensor input, int[] normalized_shape, Tensor? weight, float? eps) -> (Tensor, Tensor)",
          "_fused_rms_norm_backward(Tensor grad_out, Tensor input, int[] normalized_shape, Tensor rstd, "
-         "Tensor? weight, bool[2] output_mask) -> (Tensor, Tensor)",
-         opt_in=True),  # gems::rms_norm's GPU tests fail in part (torch 2.11): not on by default yet
+         "Tensor? weight, bool[2] output_mask) -> (Tensor, Tensor)"),
 )
 
 

@@ -119,12 +119,15 @@ def families(modules=FAMILIES) -> list:
 # elementwise: every input (n,); rows: one (n / cols, cols) input reduced over dim 1; matmul:
 # (n, n) @ (n, n) with n the matrix size; act_and_mul: one (n / 2H, 2H) input; matvec: a
 # (n / K, K) matrix and a (K,) vector; dot: two (n,) vectors; rowwise: every input (rows, n / rows)
-# normalised along dim 1, 4096 rows at the large sizes (so the size picks the row length); loss:
+# normalised along dim 1, 4096 rows at the large sizes (so the size picks the row length);
+# rowwise_reduce: one such input reduced along dim 1 (--sizes 131072000: 4096 rows of 32000 logits);
+# full: one (n,) input reduced to one element; loss:
 # inputs by role (each call's "roles": a (rows, classes) input, int64 targets, one-element
 # gradients), the class count a vocabulary dividing the size (aot/family_loss.py bench_cases); norm:
 # rows x hidden, normalised over hidden, each input by its role (NORM_ROLES), 4096 rows at the
 # large sizes unless the size names both ("16384x4096"; a case's own `sizes` are such names).
-BENCH_KINDS = ("elementwise", "rows", "matmul", "act_and_mul", "matvec", "dot", "rowwise", "rotary", "loss", "norm")
+BENCH_KINDS = ("elementwise", "rows", "matmul", "act_and_mul", "matvec", "dot", "rowwise", "rowwise_reduce", "full",
+               "rotary", "loss", "norm")
 # A norm case's inputs: "x" (rows, hidden) of the call's dtype, "vec" (hidden,) of the call's
 # dtype (weight, bias), "stat" (rows, 1) fp32 (a saved mean or rstd).
 NORM_ROLES = ("x", "vec", "stat")

@@ -22,6 +22,7 @@ CPP_TYPES = {
     "float": "double",
     "Optional[float]": "std::optional<double>",
     "int": "int64_t",
+    "Optional[int]": "std::optional<int64_t>",
     "bool": "bool",
     "ScalarType": "at::ScalarType",
     "Optional[ScalarType]": "std::optional<at::ScalarType>",
@@ -112,12 +113,13 @@ def cpp_params(schema) -> list:
 def cpp_return(schema) -> str:
     if not schema.returns:
         return "void"  # -> (): an op that only writes its arguments (the fused optimizer steps)
+    if not any(r.alias_info is not None and r.alias_info.is_write for r in schema.returns):
+        # New tensors, also from an op that writes an argument (gems::cross_entropy_loss_and_grad_)
+        return "at::Tensor" if len(schema.returns) == 1 else f"std::tuple<{', '.join(['at::Tensor'] * len(schema.returns))}>"
     names = written(schema)
     if len(names) > 1:
         return f"std::tuple<{', '.join(['at::Tensor&'] * len(names))}>"
-    if overload_kind(schema) != "functional":
-        return "at::Tensor&"
-    return "at::Tensor" if len(schema.returns) == 1 else f"std::tuple<{', '.join(['at::Tensor'] * len(schema.returns))}>"
+    return "at::Tensor&"
 
 
 def cpp_signature(schema) -> tuple:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one GPU script: on the GPU box, build with every core, run the benchmarks (ops, fused, fused AdamW,
-# gemm against cuBLAS, the realistic-size model speed), the CPU and GPU tests and the demo, write
-# logs and JSON to OUT_DIR, and print a summary table last.
+# the fused linear + cross entropy, gemm against cuBLAS, the realistic-size model speed), the CPU and
+# GPU tests and the demo, write logs and JSON to OUT_DIR, and print a summary table last.
 #   bash build_tools/gpu_check.sh OUT_DIR
 set -uo pipefail
 OUT_DIR=$(realpath -m "${1:-gpu_check_out}")
@@ -41,6 +41,7 @@ $PY -m gems_aot bench --out "$OUT_DIR/losses" --ops nll_loss_forward,nll_loss_ba
   --sizes 131072000,524288000,525336576,2101346304 >"$OUT_DIR/bench_losses.log" 2>&1 || tail -30 "$OUT_DIR/bench_losses.log"
 $PY build_tools/bench_fused.py --out "$OUT_DIR" >"$OUT_DIR/bench_fused.log" 2>&1 || tail -30 "$OUT_DIR/bench_fused.log"
 $PY build_tools/bench_optim.py --out "$OUT_DIR" >"$OUT_DIR/bench_optim.log" 2>&1 || tail -30 "$OUT_DIR/bench_optim.log"
+$PY build_tools/bench_linear_ce.py --out "$OUT_DIR" >"$OUT_DIR/bench_linear_ce.log" 2>&1 || tail -30 "$OUT_DIR/bench_linear_ce.log"
 $PY -m gems_aot bench --family gemm --out "$OUT_DIR" >"$OUT_DIR/bench_gemm.log" 2>&1 || tail -30 "$OUT_DIR/bench_gemm.log"
 $PY -m gems_aot models --speed --out "$OUT_DIR" >"$OUT_DIR/speed.log" 2>&1 || tail -30 "$OUT_DIR/speed.log"
 t3=$(date +%s)
@@ -66,6 +67,7 @@ grep -A20 "^| summary" "$OUT_DIR/bench_ops.md" 2>/dev/null || echo "no op benchm
 cat "$OUT_DIR/losses/bench_ops.md" 2>/dev/null || echo "no loss benchmark results"
 cat "$OUT_DIR/bench_fused.md" 2>/dev/null || echo "no fused benchmark results"
 cat "$OUT_DIR/bench_optim.md" 2>/dev/null || echo "no optimizer benchmark results"
+cat "$OUT_DIR/bench_linear_ce.md" 2>/dev/null || echo "no fused linear + cross entropy benchmark results"
 grep -A30 "^| summary" "$OUT_DIR/bench_gemm.md" 2>/dev/null || echo "no gemm benchmark results"
 cat "$OUT_DIR/speed.md" 2>/dev/null || echo "no model speed results"
 exit $tests_rc

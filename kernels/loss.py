@@ -31,6 +31,21 @@ or ROWS adjacent inner indices of one outer index and BLOCK_C classes (STRIDED, 
 Divisions are IEEE-rounded (tl.math.div_rn; Triton's `/` is div.full, within 2 ulp), as CUDA's
 `/` in ATen's kernels.
 
+cross_entropy_loss_and_grad: one program per row of a chunk of logits z (V classes, the row
+`row_stride` elements from the previous one, the classes contiguous), the fused linear + cross
+entropy's step (python/gems_aot/_linear_ce.py). With y = softcap * tanh(z / softcap) (Gemma 2's
+cap; y = z without SOFTCAP), lse = log(sum(exp(y))), t the row's target and eps the label
+smoothing (given as on_target = 1 - eps and per_class = eps / V):
+
+  loss = lse - on_target * y[t] - per_class * sum(y)        (torch's smoothed cross entropy)
+  dz   = scale * (softmax(y) - per_class - on_target * [j == t]) * (1 - tanh(z / softcap)^2)
+
+dz is written over z, in z's dtype; the loss (fp32) to loss_ptr. Ignored rows get loss 0 and a
+zero gradient, and read nothing; a target out of range gives NaN (loss and row). Not ATen's
+arithmetic: everything in fp32, exp and log approximate (Triton's), no rounding to the dtype
+before the end. Two passes over the row: an online max and sum of exp (per lane, as the row-wise
+softmax), then the gradient.
+
 mse: d = round(a - b), the loss round(d * d), summed in fp32 and scaled once (1 / n for the
 mean, as ATen's CUDA mean); the backward round(round(alpha * round(a - b)) * g) with alpha =
 2 / n (mean) or 2 rounded to the dtype on the host, g the gradient's element or its one
@@ -182,7 +197,7 @@ def nll_bwd(
     base = tl.where(mode == 2, _round(tl.math.div_rn(go, tl.broadcast_to(tw, go.shape)), in_ty), go)
     g = _round(w * -base, in_ty)
     g = tl.where(kept & ~valid, float("nan"), g)
-    value = tl.where(cols[None, :] == t[:, None], g[:, None], 0.0)
+    value = tl.where((cols[None, :] == t[:, None]) & kept[:, None], g[:, None], 0.0)  # an ignore_index may be a class
     value = tl.where((kept & ~valid)[:, None], float("nan"), value)
     mask = row_ok[:, None] & (cols < C)[None, :]
     tl.store(dx_ptr + row_off[:, None] + (cols * col_stride)[None, :], value.to(in_ty), mask=mask)
@@ -247,3 +262,80 @@ def mse_bwd(g_ptr, a_ptr, b_ptr, dx_ptr, N, alpha, G_SCALAR: tl.constexpr, BLOCK
         g = tl.load(g_ptr + offs, mask=mask, other=0.0, eviction_policy="evict_first").to(tl.float32)
     dx = _round(_round(alpha * _round(a - b, in_ty), in_ty) * g, in_ty)
     tl.store(dx_ptr + offs, dx.to(in_ty), mask=mask)
+
+
+@triton.jit
+def _tanh(x):
+    """tanh from exp (no libdevice: the CPU tests interpret this module): within about 1e-7 of
+    the true value, far below the logits' own precision, and no overflow at any x."""
+    e = tl.exp(-2.0 * tl.abs(x))
+    r = (1.0 - e) / (1.0 + e)
+    return tl.where(x < 0, -r, r)
+
+
+@triton.jit
+def _max(a, b):
+    return tl.maximum(a, b)
+
+
+@triton.jit
+def _online_max_sum(m, s, y):
+    """The running max m and sum s of exp(y - m) per lane after taking in y (-inf: nothing)."""
+    m_new = tl.maximum(m, y, propagate_nan=tl.PropagateNan.ALL)
+    s = tl.where(m_new != float("-inf"), s * tl.exp(m - m_new) + tl.exp(y - m_new), 0.0)
+    return m_new, s
+
+
+@triton.jit
+def cross_entropy_loss_and_grad(
+    z_ptr,
+    t_ptr,
+    loss_ptr,
+    V,
+    row_stride,
+    t_s,
+    ignore_index,
+    on_target,
+    per_class,
+    softcap,
+    scale,
+    SOFTCAP: tl.constexpr,
+    BLOCK_V: tl.constexpr,
+):
+    row = tl.program_id(0).to(tl.int64)
+    z_row = z_ptr + row * row_stride
+    t = tl.load(t_ptr + row * t_s)
+    live = t != ignore_index
+    bad = live & ((t < 0) | (t >= V))
+    cols = tl.arange(0, BLOCK_V)
+    m = tl.full([BLOCK_V], float("-inf"), tl.float32)
+    s = tl.full([BLOCK_V], 0.0, tl.float32)
+    y_sum = tl.full([BLOCK_V], 0.0, tl.float32)
+    for v0 in range(0, V, BLOCK_V):
+        in_row = v0 + cols < V
+        y = tl.load(z_row + v0 + cols, mask=in_row & live, other=0.0, eviction_policy="evict_last").to(tl.float32)
+        if SOFTCAP:
+            y = softcap * _tanh(y / softcap)
+        y_sum += tl.where(in_row, y, 0.0)
+        m, s = _online_max_sum(m, s, tl.where(in_row, y, float("-inf")))
+    row_max = tl.reduce(m, 0, _max)
+    row_sum = tl.reduce(tl.where(m != float("-inf"), s * tl.exp(m - row_max), 0.0), 0, _add)
+    y_t = tl.load(z_row + t, mask=live & ~bad, other=0.0).to(tl.float32)
+    if SOFTCAP:
+        y_t = softcap * _tanh(y_t / softcap)
+    loss = row_max + tl.log(row_sum) - on_target * y_t - per_class * tl.reduce(y_sum, 0, _add)
+    loss = tl.where(bad, float("nan"), tl.where(live, loss, 0.0))
+    tl.store(loss_ptr + row, loss)
+    inv_sum = 1.0 / row_sum
+    for v0 in range(0, V, BLOCK_V):
+        in_row = v0 + cols < V
+        z = tl.load(z_row + v0 + cols, mask=in_row & live, other=0.0, eviction_policy="evict_first").to(tl.float32)
+        y = z
+        if SOFTCAP:
+            th = _tanh(z / softcap)
+            y = softcap * th
+        dz = tl.exp(y - row_max) * inv_sum - per_class - tl.where(v0 + cols == t, on_target, 0.0)
+        if SOFTCAP:
+            dz = dz * (1.0 - th * th)  # the cap's derivative
+        dz = tl.where(bad, float("nan"), tl.where(live, dz * scale, 0.0))
+        tl.store(z_row + v0 + cols, dz.to(z_ptr.dtype.element_ty), mask=in_row)

@@ -16,17 +16,26 @@ What is reduced is the constexpr COMBINE, the name of a combine function below (
 dispatches on it), with IDENTITY its identity for the accumulator's type (the declaration's,
 aot/family_reduce.py COMBINES): masked lanes and the accumulator start from it. The accumulator
 is a tuple of values: one for most combines, three for "welford" (mean, m2 and count, the state
-of a variance). `_lift` turns each loaded element into such a tuple (its value; for and / or
-whether it is nonzero; for welford (x, 0, 1)).
+of a variance), two for "argmax" / "argmin" (the extreme and its index). `_lift` turns each loaded
+element into such a tuple (its value; for and / or whether it is nonzero; for welford (x, 0, 1);
+for argmax (x, its index)).
+
+An element's index (argmax, max.dim) is its position in the reduced dims in torch's (C) order,
+whatever the memory order the kernel walks: every reduced group has an index stride besides its
+memory stride (ix_r for the innermost reduced one, ix_ro0 / ix_ro1 for the outer ones), and the
+index is the sum of position times index stride. It is int64, as is the index output.
 
 What the kernel reads and writes is the constexpr pair SOURCE, FINISH (the grid's "stage"):
-SOURCE "elements" reads the input tensor, "state" a split's partial states (the VALUES planes of
-a workspace, in_value elements apart). FINISH "value" writes the combined value, times the
+SOURCE "elements" reads the input tensor, "state" a split's partial states (welford: the three
+planes of a workspace, in_value elements apart; argmax: the values at in_ptr and their indices at
+the same offsets of in_index_ptr). FINISH "value" writes the combined value, times the
 runtime `scale` for a floating result (1, or outputs / inputs for a declaration marked `scaled`:
 a mean, as ATen's CUDA kernel computes it); "state" writes the accumulator's values out_value
 elements apart (a split's first launch of a multi-valued combine); "var" projects a Welford
 state, m2 / max(count - correction, 0) (its square root where take_sqrt is set: std), and where
-has_mean is set also writes the mean at mean_ptr (with the output's offsets).
+has_mean is set also writes the mean at mean_ptr (with the output's offsets); "arg" writes the
+index of the extreme at index_ptr and, where has_value is set, the extreme at out_ptr (with the
+same offsets: a split's first launch writes its partials so, the second reads them back).
 
 Split reduction: a launch may cut the reduction into splits (program_id(1)); split s covers
 outer reduced indices [s*ro_step, s*ro_step + ro_len) and innermost reduced indices
@@ -71,6 +80,31 @@ def _min(a, b):
 
 
 @triton.jit
+def _arg(a, ia, b, ib, LARGER: tl.constexpr):
+    # (value, index) pairs as ATen's GreaterOrNan / LessOrNan compare them: the larger (smaller)
+    # value, a NaN beyond any number, and on a tie (equal values, or two NaNs) the lower index.
+    # A total order, so the first extreme wins whatever the order of combining (splits, trees).
+    a_nan = a != a
+    b_nan = b != b
+    if LARGER:
+        beyond = a > b
+    else:
+        beyond = a < b
+    take_a = beyond | (a_nan & (b == b)) | (((a == b) | (a_nan & b_nan)) & (ia < ib))
+    return tl.where(take_a, a, b), tl.where(take_a, ia, ib)
+
+
+@triton.jit
+def _argmax(a, ia, b, ib):
+    return _arg(a, ia, b, ib, True)
+
+
+@triton.jit
+def _argmin(a, ia, b, ib):
+    return _arg(a, ia, b, ib, False)
+
+
+@triton.jit
 def _and(a, b):
     return a & b
 
@@ -90,61 +124,94 @@ def _welford(mean_a, m2_a, n_a, mean_b, m2_b, n_b):
     return mean_a + delta * w, m2_a + m2_b + delta * delta * n_a * w, n
 
 
+# The index of a lane that holds no element (masked, or the identity state): above every index.
+NO_INDEX = tl.constexpr(2**63 - 1)
+
+
 @triton.jit
 def _init(shape: tl.constexpr, acc_ty: tl.constexpr, IDENTITY: tl.constexpr, COMBINE: tl.constexpr):
     # The accumulator at the combine's identity.
     if COMBINE == "welford":
         s = (tl.full(shape, 0, acc_ty), tl.full(shape, 0, acc_ty), tl.full(shape, 0, acc_ty))
+    elif COMBINE == "argmax" or COMBINE == "argmin":
+        s = (tl.full(shape, IDENTITY, acc_ty), tl.full(shape, NO_INDEX, tl.int64))
     else:
         s = (tl.full(shape, IDENTITY, acc_ty),)
     return s
 
 
 @triton.jit
-def _lift(x, acc_ty: tl.constexpr, COMBINE: tl.constexpr):
+def _lift(x, index, acc_ty: tl.constexpr, COMBINE: tl.constexpr):
     # An input element as the combine function takes it: and / or see whether it is nonzero
-    # (a NaN is), welford the state of one element, the others its value in the accumulator's type.
+    # (a NaN is), welford the state of one element, argmax the value and its index (`index`, the
+    # chunk's: see _index_lanes; the other combines ignore it), the others its value in the
+    # accumulator's type.
     if COMBINE == "and" or COMBINE == "or":
         s = ((x != 0).to(acc_ty),)
     elif COMBINE == "welford":
         v = x.to(acc_ty)
         s = (v, tl.full(v.shape, 0, acc_ty), tl.full(v.shape, 1, acc_ty))
+    elif COMBINE == "argmax" or COMBINE == "argmin":
+        s = (x.to(acc_ty), tl.full(x.shape, 0, tl.int64) + index)
     else:
         s = (x.to(acc_ty),)
     return s
 
 
 @triton.jit
-def _lift_masked(x, mask, acc_ty: tl.constexpr, IDENTITY: tl.constexpr, COMBINE: tl.constexpr):
+def _lift_masked(x, index, mask, acc_ty: tl.constexpr, IDENTITY: tl.constexpr, COMBINE: tl.constexpr):
     # _lift of an element loaded with other=0, the identity where the mask is off.
     if COMBINE == "welford":
         v = x.to(acc_ty)
         s = (v, tl.full(v.shape, 0, acc_ty), tl.where(mask, tl.full(v.shape, 1, acc_ty), 0))
+    elif COMBINE == "argmax" or COMBINE == "argmin":
+        s = (tl.where(mask, x.to(acc_ty), IDENTITY), tl.where(mask, tl.full(x.shape, 0, tl.int64) + index, NO_INDEX))
     else:
-        s = _lift(x, acc_ty, COMBINE)
+        s = _lift(x, index, acc_ty, COMBINE)
         if IDENTITY != 0:
             s = (tl.where(mask, s[0], IDENTITY),)
     return s
 
 
 @triton.jit
-def _read(ptrs, in_value, acc_ty: tl.constexpr, COMBINE: tl.constexpr, SOURCE: tl.constexpr):
-    if SOURCE == "state":  # a split's partial states (welford: three planes)
-        s = (tl.load(ptrs), tl.load(ptrs + in_value), tl.load(ptrs + 2 * in_value))
+def _read(ptrs, index_ptrs, index, in_value, acc_ty: tl.constexpr, COMBINE: tl.constexpr, SOURCE: tl.constexpr):
+    # The elements (or a split's partial states) at ptrs; `index`: their indices; index_ptrs: the
+    # partials' indices (argmax's second launch). Combines that use neither leave them to dead
+    # code elimination.
+    if SOURCE == "state":
+        if COMBINE == "welford":  # three planes
+            s = (tl.load(ptrs), tl.load(ptrs + in_value), tl.load(ptrs + 2 * in_value))
+        else:  # argmax: the extremes (output-typed) and their indices
+            s = (tl.load(ptrs).to(acc_ty), tl.load(index_ptrs))
     else:
-        s = _lift(tl.load(ptrs), acc_ty, COMBINE)
+        s = _lift(tl.load(ptrs), index, acc_ty, COMBINE)
     return s
 
 
 @triton.jit
-def _read_masked(ptrs, mask, in_value, acc_ty: tl.constexpr, IDENTITY: tl.constexpr, COMBINE: tl.constexpr,
-                 SOURCE: tl.constexpr):
-    if SOURCE == "state":  # zeros where the mask is off: the empty state
-        s = (tl.load(ptrs, mask=mask, other=0), tl.load(ptrs + in_value, mask=mask, other=0),
-             tl.load(ptrs + 2 * in_value, mask=mask, other=0))
+def _read_masked(ptrs, index_ptrs, index, mask, in_value, acc_ty: tl.constexpr, IDENTITY: tl.constexpr,
+                 COMBINE: tl.constexpr, SOURCE: tl.constexpr):
+    if SOURCE == "state":  # the identity state where the mask is off
+        if COMBINE == "welford":  # zeros: the empty state
+            s = (tl.load(ptrs, mask=mask, other=0), tl.load(ptrs + in_value, mask=mask, other=0),
+                 tl.load(ptrs + 2 * in_value, mask=mask, other=0))
+        else:
+            s = (tl.where(mask, tl.load(ptrs, mask=mask, other=0).to(acc_ty), IDENTITY),
+                 tl.load(index_ptrs, mask=mask, other=NO_INDEX))
     else:
-        s = _lift_masked(tl.load(ptrs, mask=mask, other=0), mask, acc_ty, IDENTITY, COMBINE)
+        s = _lift_masked(tl.load(ptrs, mask=mask, other=0), index, mask, acc_ty, IDENTITY, COMBINE)
     return s
+
+
+@triton.jit
+def _index_lanes(acc, lane_index, COMBINE: tl.constexpr, SOURCE: tl.constexpr):
+    # argmax reading elements keeps in each lane the index of the chunk its best element came
+    # from (run and step: the same for every lane, so the loop does no per-element index
+    # arithmetic, and within a lane it orders as the elements' own indices); the lane's offset in
+    # the chunk (`lane_index`) is added once, before the lanes are combined.
+    if (COMBINE == "argmax" or COMBINE == "argmin") and SOURCE == "elements":
+        acc = (acc[0], tl.where(acc[1] == NO_INDEX, NO_INDEX, acc[1] + lane_index))
+    return acc
 
 
 # The combine functions by name, as the declarations give them (aot/family_reduce.py COMBINES):
@@ -165,6 +232,10 @@ def _combine(a, b, COMBINE: tl.constexpr):
         c = (_or(a[0], b[0]),)
     elif COMBINE == "welford":
         c = _welford(a[0], a[1], a[2], b[0], b[1], b[2])
+    elif COMBINE == "argmax":
+        c = _argmax(a[0], a[1], b[0], b[1])
+    elif COMBINE == "argmin":
+        c = _argmin(a[0], a[1], b[0], b[1])
     else:
         tl.static_assert(False, "COMBINE names no combine function")
     return c
@@ -186,14 +257,18 @@ def _combine_along(acc, AXIS: tl.constexpr, COMBINE: tl.constexpr):
         total = (tl.reduce(acc[0], AXIS, _or),)
     elif COMBINE == "welford":
         total = tl.reduce(acc, AXIS, _welford)
+    elif COMBINE == "argmax":
+        total = tl.reduce(acc, AXIS, _argmax)
+    elif COMBINE == "argmin":
+        total = tl.reduce(acc, AXIS, _argmin)
     else:
         tl.static_assert(False, "COMBINE names no combine function")
     return total
 
 
 @triton.jit
-def _write(out_ptr, mean_ptr, off, total, mask, out_value, has_mean, take_sqrt, scale, correction,
-           FINISH: tl.constexpr):
+def _write(out_ptr, mean_ptr, index_ptr, off, total, mask, out_value, has_mean, has_value, take_sqrt, scale,
+           correction, FINISH: tl.constexpr):
     out_ty: tl.constexpr = out_ptr.dtype.element_ty
     if FINISH == "state":  # a split's partial state, one plane per value
         tl.store(out_ptr + off, total[0], mask=mask)
@@ -206,6 +281,10 @@ def _write(out_ptr, mean_ptr, off, total, mask, out_value, has_mean, take_sqrt, 
         tl.store(out_ptr + off, v.to(out_ty), mask=mask)
         if has_mean != 0:
             tl.store(mean_ptr + off, total[0].to(out_ty), mask=mask)
+    elif FINISH == "arg":  # the extreme's index, and the extreme where it is a result (max.dim, a split's partial)
+        if has_value != 0:
+            tl.store(out_ptr + off, total[0].to(out_ty), mask=mask)
+        tl.store(index_ptr + off, total[1], mask=mask)
     else:
         v = total[0]
         if out_ty.is_floating():
@@ -226,6 +305,8 @@ def reduce_inner(
     in_ptr,
     out_ptr,
     mean_ptr,
+    in_index_ptr,
+    index_ptr,
     KEPT1,
     KEPT2,
     in_k0,
@@ -239,6 +320,9 @@ def reduce_inner(
     RO1,
     in_ro0,
     in_ro1,
+    ix_r,
+    ix_ro0,
+    ix_ro1,
     r_step,
     r_len,
     ro_step,
@@ -247,6 +331,7 @@ def reduce_inner(
     in_value,
     out_value,
     has_mean,
+    has_value,
     take_sqrt,
     scale,
     correction,
@@ -269,7 +354,9 @@ def reduce_inner(
     k2 = (pid % blocks).to(tl.int64) * BLOCK_OUT + tl.arange(0, BLOCK_OUT)
     # Rows past KEPT2 re-read the last row, so whole chunks load with no mask; the store drops them.
     k2_in = tl.minimum(k2, KEPT2 - 1)
-    rows = in_ptr + (k0 * in_k0 + k1 * in_k1) * VEC + (k2_in * in_k2 * VEC)[:, None]
+    row_offsets = (k0 * in_k0 + k1 * in_k1) * VEC + (k2_in * in_k2 * VEC)[:, None]
+    rows = in_ptr + row_offsets
+    index_rows = in_index_ptr + row_offsets  # a split's partial indices, where argmax reads them
     cols = tl.arange(0, BLOCK_R)[None, :]
 
     r_begin = split * r_step
@@ -282,19 +369,25 @@ def reduce_inner(
     ro1 = ro_begin % RO1
     acc = _init([BLOCK_OUT, BLOCK_R], acc_ty, IDENTITY, COMBINE)
     for _ in range(ro_begin, ro_end):
-        run = rows + (ro0 * in_ro0 + ro1 * in_ro1) * VEC
+        run_offset = (ro0 * in_ro0 + ro1 * in_ro1) * VEC
+        run = rows + run_offset
+        index_run = index_rows + run_offset
+        run_index = ro0 * ix_ro0 + ro1 * ix_ro1
         for r0 in range(r_begin, r_full_end, BLOCK_R):
-            acc = _combine(acc, _read(run + r0 + cols, in_value, acc_ty, COMBINE, SOURCE), COMBINE)
+            x = _read(run + r0 + cols, index_run + r0 + cols, run_index + r0 * ix_r, in_value, acc_ty, COMBINE,
+                      SOURCE)
+            acc = _combine(acc, x, COMBINE)
         for r0 in range(r_full_end, r_end, BLOCK_R):
             mask = cols < r_end - r0
-            x = _read_masked(run + r0 + cols, mask, in_value, acc_ty, IDENTITY, COMBINE, SOURCE)
+            x = _read_masked(run + r0 + cols, index_run + r0 + cols, run_index + r0 * ix_r, mask, in_value, acc_ty,
+                             IDENTITY, COMBINE, SOURCE)
             acc = _combine(acc, x, COMBINE)
         ro0, ro1 = _next_outer_index(ro0, ro1, RO1)
-    total = _combine_along(acc, 1, COMBINE)
+    total = _combine_along(_index_lanes(acc, cols * ix_r, COMBINE, SOURCE), 1, COMBINE)
 
     out_off = k0 * out_k0 + k1 * out_k1 + k2 * out_k2 + split * out_split
-    _write(out_ptr, mean_ptr, out_off, total, k2 < KEPT2, out_value, has_mean, take_sqrt, scale, correction,
-           FINISH)
+    _write(out_ptr, mean_ptr, index_ptr, out_off, total, k2 < KEPT2, out_value, has_mean, has_value, take_sqrt, scale,
+           correction, FINISH)
 
 
 @triton.jit
@@ -302,6 +395,8 @@ def reduce_outer(
     in_ptr,
     out_ptr,
     mean_ptr,
+    in_index_ptr,
+    index_ptr,
     B,
     KEPT1,
     in_k0,
@@ -315,6 +410,9 @@ def reduce_outer(
     RO1,
     in_ro0,
     in_ro1,
+    ix_r,
+    ix_ro0,
+    ix_ro1,
     r_step,
     r_len,
     ro_step,
@@ -323,6 +421,7 @@ def reduce_outer(
     in_value,
     out_value,
     has_mean,
+    has_value,
     take_sqrt,
     scale,
     correction,
@@ -343,7 +442,9 @@ def reduce_outer(
     k0 = (pid // blocks // KEPT1.to(tl.int32)).to(tl.int64)
     b = (pid % blocks).to(tl.int64) * BLOCK_OUT + tl.arange(0, BLOCK_OUT)
     b_mask = b < B * VEC
-    base = in_ptr + (k0 * in_k0 + k1 * in_k1) * VEC + b[None, :]
+    base_offsets = (k0 * in_k0 + k1 * in_k1) * VEC + b[None, :]
+    base = in_ptr + base_offsets
+    index_base = in_index_ptr + base_offsets  # a split's partial indices, where argmax reads them
     rows = tl.arange(0, BLOCK_R)
 
     r_begin = split * r_step
@@ -354,15 +455,20 @@ def reduce_outer(
     ro1 = ro_begin % RO1
     acc = _init([BLOCK_R, BLOCK_OUT], acc_ty, IDENTITY, COMBINE)
     for _ in range(ro_begin, ro_end):
-        plane = base + (ro0 * in_ro0 + ro1 * in_ro1) * VEC
+        plane_offset = (ro0 * in_ro0 + ro1 * in_ro1) * VEC
+        plane = base + plane_offset
+        index_plane = index_base + plane_offset
+        plane_index = ro0 * ix_ro0 + ro1 * ix_ro1
         for r0 in range(r_begin, r_end, BLOCK_R):
             r = r0 + rows
             mask = (r < r_end)[:, None] & b_mask[None, :]
-            x = _read_masked(plane + (r * in_r * VEC)[:, None], mask, in_value, acc_ty, IDENTITY, COMBINE, SOURCE)
+            step = (r * in_r * VEC)[:, None]
+            x = _read_masked(plane + step, index_plane + step, plane_index + r0 * ix_r, mask, in_value, acc_ty,
+                             IDENTITY, COMBINE, SOURCE)
             acc = _combine(acc, x, COMBINE)
         ro0, ro1 = _next_outer_index(ro0, ro1, RO1)
-    total = _combine_along(acc, 0, COMBINE)
+    total = _combine_along(_index_lanes(acc, (rows * ix_r)[:, None], COMBINE, SOURCE), 0, COMBINE)
 
     out_off = k0 * out_k0 + k1 * out_k1 + b * out_b + split * out_split
-    _write(out_ptr, mean_ptr, out_off, total, b_mask, out_value, has_mean, take_sqrt, scale, correction,
-           FINISH)
+    _write(out_ptr, mean_ptr, index_ptr, out_off, total, b_mask, out_value, has_mean, has_value, take_sqrt, scale,
+           correction, FINISH)

@@ -22,7 +22,8 @@ CPU_MISSING = {("mm", "fp16"), ("gcd", "i32")}
 def test_every_op_has_a_case_from_its_declaration():
     declared = [c for f in aot_ops.families() if f.bench_cases for c in f.bench_cases()]
     assert CASES == json.loads(json.dumps(declared))  # the extension's copy is the declarations'
-    reductions = {"sum", "mean", "prod", "amax", "amin", "all", "any", "var", "std", "var_mean"}
+    reductions = {"sum", "mean", "prod", "amax", "amin", "all", "any", "var", "std", "var_mean", "argmax", "argmax_all",
+                  "max"}
     softmax = {"_softmax", "_log_softmax", "_softmax_backward_data", "_log_softmax_backward_data"}
     losses = {"nll_loss_forward", "nll_loss_backward", "cross_entropy", "mse_loss", "mse_loss_backward"}
     norms = {name for m in NORMS for name in m.aten_overrides} | {"rms_norm"}
@@ -103,6 +104,8 @@ def test_inputs_and_layouts():
     assert _bench.input_shapes("dot", 2, 1000) == [(1000,), (1000,)]
     assert _bench.input_shapes("norm", 3, (16384, 4096), ("x", "vec", "stat")) == [(16384, 4096), (4096,), (16384, 1)]
     assert _bench.input_shapes("norm", 1, 1 << 24) == [(4096, 4096)] and _bench.input_shapes("norm", 1, 1024) == [(1, 1024)]
+    assert _bench.input_shapes("full", 1, 1 << 24) == [(1 << 24,)]
+    assert _bench.input_shapes("rowwise_reduce", 1, 4096 * 32000) == [(4096, 32000)]
     a, v = _bench.make_inputs(BY_OP["mv"], "bf16", 1 << 20, layout="transposed", device="cpu")
     assert a.shape == (256, 4096) and a.stride() == (1, 256) and v.shape == (4096,)  # mv of a column-major A
     assert _bench._matrix(1 << 24) == 4096 and _bench._matrix(100) == 64

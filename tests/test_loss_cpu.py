@@ -1,6 +1,7 @@
 """CPU tests of the loss family: kernel math under the interpreter (nll forward and backward over
 1-D, 2-D and [N, C, H, W] input, every reduction, class weights, ignore_index, targets out of
-range, split reductions; mse forward and backward) against torch in float64, the planner's two
+range, split reductions; mse forward and backward; the fused linear + cross entropy's kernel is
+tests/test_linear_ce_cpu.py's) against torch in float64, the planner's two
 forms (Python and the generated C++), declarations, the built extension's schemas, registration
 and Meta functions, and the AOT compile.
 
@@ -137,6 +138,25 @@ def test_nll_forward_and_backward(shape, weighted, reduction, dtype, seeded):
     grad = torch.randn(ref_out.shape).to(dtype)
     dx = nll_backward(grad, x, target, weight, reduction, -100, tw)
     close(dx, reference_backward(grad, x, target, weight, reduction, -100, tw))
+
+
+@pytest.mark.parametrize("reduction", [0, 1, 2], ids=["none", "mean", "sum"])
+@pytest.mark.parametrize("weighted", [False, True], ids=["plain", "weight"])
+def test_nll_ignore_index_that_is_a_class(weighted, reduction, seeded):
+    """Rows whose target is an ignore_index inside [0, C) get no loss and a zero gradient row."""
+    x = torch.log_softmax(torch.randn(40, 9) * 3, -1)
+    target = torch.randint(0, 9, (40,))
+    target[::3] = 4
+    weight = torch.rand(9) + 0.5 if weighted else None
+    out, tw = nll_forward(x, target, weight, reduction, ignore_index=4)
+    ref_out, ref_tw = reference_forward(x, target, weight, reduction, 4)
+    close(out, ref_out, atol=1e-5 * 40)
+    close(tw, ref_tw)
+    grad = torch.randn(ref_out.shape)
+    dx = nll_backward(grad, x, target, weight, reduction, 4, tw)
+    ref_dx = reference_backward(grad, x, target, weight, reduction, 4, tw)
+    assert (dx[::3] == 0).all()
+    close(dx, ref_dx)
 
 
 @pytest.mark.parametrize("dtype", FLOATS, ids=str)
@@ -348,7 +368,8 @@ def test_overrides_and_gems_ops_are_atens():
     for name in names:  # an own CUDA kernel, never a composite
         assert schemas.has_kernel(name, "CUDA") and not schemas.has_kernel(name, "CompositeImplicitAutograd")
     for op in fam.GEMS_OPS:
-        assert "aten::" + op.schema == str(schemas.aten_schema(op.name))
+        if op is not fam.CE_LOSS_AND_GRAD:  # no aten op computes it (tests/test_linear_ce_cpu.py)
+            assert "aten::" + op.schema == str(schemas.aten_schema(op.name))
     # cross_entropy and nll_loss are composites over nll_loss_forward: never overridden.
     assert schemas.has_kernel("cross_entropy_loss", "CompositeImplicitAutograd")
     assert schemas.has_kernel("nll_loss", "CompositeImplicitAutograd")
@@ -358,7 +379,7 @@ def test_variants():
     counts = {g.name: {a: sum(g.make(p, a) is not None for p in g.points()) for a in ARCHS} for g in fam.GRIDS}
     assert counts == {"nll_fwd": dict.fromkeys(ARCHS, 6), "nll_bwd": dict.fromkeys(ARCHS, 3 * 2 * len(fam.KINDS)),
                       "loss_finish": dict.fromkeys(ARCHS, 6), "mse_fwd": dict.fromkeys(ARCHS, 12),
-                      "mse_bwd": dict.fromkeys(ARCHS, 12)}
+                      "mse_bwd": dict.fromkeys(ARCHS, 12), "ce_loss_and_grad": dict.fromkeys(ARCHS, 12)}
     for g in fam.GRIDS:
         for p in g.points():
             v = g.make(p, 90)
@@ -389,8 +410,8 @@ def gems():
 
 def test_registered(gems):
     for op in fam.GEMS_OPS:
-        assert str(getattr(torch.ops.gems, op.name).default._schema) == "gems::" + op.schema
-        assert op.meta_from_aten  # the aten op is its fake implementation
+        assert str(getattr(torch.ops.gems, op.name).default._schema) == str(schemas.parse("gems::" + op.schema))
+        assert op.meta_from_aten == (op is not fam.CE_LOSS_AND_GRAD)  # the aten op is its fake implementation
     assert {o.name for o in fam.ATEN_OVERRIDES} <= set(gems.registered_ops())
 
 

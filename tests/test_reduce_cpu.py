@@ -5,7 +5,7 @@ generated sources, Meta functions and the AOT compile.
 The interpreted kernels run the launches the driver makes: plan, VEC and split come from the
 Python planner in aot/family_reduce.py; `kernel_args` turns them into the kernel's arguments as
 csrc/ops/reduce.cpp launch_prepared does, and `run` sequences a split's two launches as its
-run() does.
+run() does. An indexed reduction (argmax, max.dim) gets the index strides reduce_into() gives.
 """
 
 import itertools
@@ -25,6 +25,7 @@ GRID = fam.GRIDS[0]
 ARCHS = (80, 90, 100)
 NAMES = [r.name for r in fam.REDUCTIONS]
 EXACT = {r.name for r in fam.REDUCTIONS if fam.COMBINES[r.combine].exact}  # results are input elements
+INDEXED = [r.name for r in fam.REDUCTIONS if fam.COMBINES[r.combine].indexed]  # argmax, max.dim: an index
 
 TORCH_DTYPE = {
     "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "i32": torch.int32,
@@ -46,8 +47,9 @@ def variant(combine, stage, kind, in_dtype, out_dtype, align="any"):
     return GRID.make(point, 90)
 
 
-def geometry(x, reduced, out, keepdim):
-    """x's dims against out: fam.Dims with out's strides and the contiguous workspace's."""
+def geometry(x, reduced, out, keepdim, indexed=False):
+    """x's dims against out: fam.Dims with out's strides and the contiguous workspace's, and for
+    an indexed reduction the reduced dims' index strides (csrc/ops/reduce.cpp reduce_into)."""
     ws_strides = torch.empty(out.shape, device="meta").stride()
     dims, j = [], 0
     for d in range(x.dim()):
@@ -56,11 +58,16 @@ def geometry(x, reduced, out, keepdim):
             dim.out_stride, dim.ws_stride = out.stride(j), ws_strides[j]
         dims.append(dim)
         j += keepdim or not reduced[d]
+    if indexed:
+        stride = 1
+        for dim in reversed(dims):
+            if dim.reduced:
+                dim.index_stride, stride = stride, stride * dim.size
     return dims
 
 
-def kernel_args(p, split, vec, to_workspace=False, out_split=0, in_value=0, out_value=0, has_mean=0, take_sqrt=0,
-                scale=1.0, correction=0.0):
+def kernel_args(p, split, vec, to_workspace=False, out_split=0, in_value=0, out_value=0, has_mean=0, has_value=1,
+                take_sqrt=0, scale=1.0, correction=0.0):
     """The runtime arguments of a launch, by name (csrc/ops/reduce.cpp launch_prepared)."""
     out_stride = (lambda d: d.ws_stride) if to_workspace else (lambda d: d.out_stride)
     k, ro = p.kept, p.reduced_outer
@@ -73,9 +80,10 @@ def kernel_args(p, split, vec, to_workspace=False, out_split=0, in_value=0, out_
                     out_k0=out_stride(k[1]), out_k1=out_stride(k[2]), out_b=out_stride(p.run), R=p.reduced_inner.size,
                     in_r=p.reduced_inner.in_stride // vec)
     args.update(RO=fam.outer_count(p), RO1=ro[1].size, in_ro0=ro[0].in_stride // vec, in_ro1=ro[1].in_stride // vec,
-                r_step=split.r_step, r_len=split.r_len, ro_step=split.ro_step, ro_len=split.ro_len, out_split=out_split,
-                in_value=in_value, out_value=out_value, has_mean=has_mean, take_sqrt=take_sqrt, scale=scale,
-                correction=correction)
+                ix_r=(p.run if p.inner else p.reduced_inner).index_stride, ix_ro0=ro[0].index_stride,
+                ix_ro1=ro[1].index_stride, r_step=split.r_step, r_len=split.r_len, ro_step=split.ro_step,
+                ro_len=split.ro_len, out_split=out_split, in_value=in_value, out_value=out_value, has_mean=has_mean,
+                has_value=has_value, take_sqrt=take_sqrt, scale=scale, correction=correction)
     return args
 
 
@@ -92,21 +100,25 @@ def prepare(reduction, x, dims, out_dtype, stage):
     return p, vec, fam.program_count(p)
 
 
-def launch(reduction, stage, p, vec, split, x, out, mean=None, **args):
+def launch(reduction, stage, p, vec, split, x, out, mean=None, in_index=None, index=None, **args):
     skip_without_interpreter_loops()
     k = fam.KINDS[p.kind]
     kernel = getattr(interpreted("kernels.reduce"), f"reduce_{k.kernel}")
     combine = reduction.combine
     source, finish = fam.STAGES[stage]
+    unused = torch.empty(1, dtype=torch.int64)  # the driver's nullptr
     kernel[(fam.program_count(p), split.count)](
-        x, out, out if mean is None else mean, **kernel_args(p, split, vec, has_mean=int(mean is not None), **args),
+        x, out, out if mean is None else mean, unused if in_index is None else in_index,
+        unused if index is None else index, **kernel_args(p, split, vec, has_mean=int(mean is not None), **args),
         COMBINE=combine, IDENTITY=fam.identity(combine, DTYPE_NAME[out.dtype]), SOURCE=source, FINISH=finish, VEC=vec,
         BLOCK_OUT=k.block_out, BLOCK_R=k.block_r)
 
 
-def run(reduction, x, reduced, out, keepdim, log=None, mean=None, correction=1):
-    """Reduces x over the dims flagged in `reduced` into `out` (and the mean into `mean` where
-    the reduction has one) the way the driver does; returns a fallback reason or None."""
+def run(reduction, x, reduced, out, keepdim, log=None, mean=None, correction=1, index=None):
+    """Reduces x over the dims flagged in `reduced` into `out` (and the mean into `mean`, the
+    index into `index`, where the reduction has one) the way the driver does; returns a fallback
+    reason or None. `out` has the value's dtype also where the reduction does not return the
+    value (argmax): its launches then leave it untouched."""
     if out.numel() == 0:
         return None
     if math.prod(s for s, r in zip(x.shape, reduced) if r) == 0:
@@ -117,9 +129,10 @@ def run(reduction, x, reduced, out, keepdim, log=None, mean=None, correction=1):
     # ATen's mean factor: (float) outputs / inputs, in fp32.
     scale = torch.tensor(out.numel(), dtype=torch.float32) / x.numel() if reduction.scaled else 1.0
     finish = dict(scale=float(scale), correction=float(torch.tensor(float(correction), dtype=torch.float32)),
-                  take_sqrt=int(reduction.sqrt), mean=mean)
+                  take_sqrt=int(reduction.sqrt), mean=mean, index=index, has_value=int("value" in reduction.results))
     whole, first_stage, second_stage = fam.stages(reduction)
-    dims = geometry(x, reduced, out, keepdim)
+    indexed = fam.COMBINES[reduction.combine].indexed
+    dims = geometry(x, reduced, out, keepdim, indexed)
     prepared = prepare(reduction, x, dims, out.dtype, whole)
     if isinstance(prepared, str):
         return prepared
@@ -129,22 +142,23 @@ def run(reduction, x, reduced, out, keepdim, log=None, mean=None, correction=1):
         log.append((p, split))
     if split.count > 1:
         ws_dtype = TORCH_DTYPE[fam.workspace(reduction, DTYPE_NAME[out.dtype])]
-        values = fam.COMBINES[reduction.combine].values
+        values = 1 if indexed else fam.COMBINES[reduction.combine].values  # an index: a plane of its own
         planes = torch.full((values, split.count, *out.shape), 7, dtype=ws_dtype)  # poisoned
         ws = planes[0]
         ws_value = planes.stride(0) if values > 1 else 0
+        ws_index = torch.full(ws.shape, -7, dtype=torch.int64) if indexed else None
         ws_dims = [fam.Dim(split.count, ws.stride(0), reduced=True)]
         ws_dims += [fam.Dim(out.shape[j], ws.stride(j + 1), out.stride(j), out.stride(j)) for j in range(out.dim())]
         first = prepare(reduction, x, dims, ws_dtype, first_stage)
         second = prepare(reduction, ws, ws_dims, out.dtype, second_stage)
         if not isinstance(first, str) and not isinstance(second, str):
             launch(reduction, first_stage, first[0], first[1], split, x, ws, to_workspace=True, out_split=ws.stride(0),
-                   out_value=ws_value)
+                   out_value=ws_value, index=ws_index)
             p2, vec2, programs2 = second
             split2 = fam.choose_split(p2, programs2, False)
             if log is not None:
                 log.append((p2, split2))
-            launch(reduction, second_stage, p2, vec2, split2, ws, out, in_value=ws_value, **finish)
+            launch(reduction, second_stage, p2, vec2, split2, ws, out, in_value=ws_value, in_index=ws_index, **finish)
             return None
     launch(reduction, whole, p, vec, fam.choose_split(p, programs, False), x, out, **finish)
     return None
@@ -162,39 +176,55 @@ def dim_list(ndim, dim, name="sum"):
     return sorted({d % ndim for d in ([dim] if isinstance(dim, int) else dim)})
 
 
-def expected_meta(name, x, dim, keepdim, dtype):
-    """torch's result (shape, dtype, strides) for the reduction, on the meta device."""
+def expected_meta(name, x, dim, keepdim, dtype, result="value"):
+    """torch's result (shape, dtype, strides) for the reduction, on the meta device: its value's,
+    or its index's (int64)."""
     m = torch.empty(x.shape, dtype=x.dtype, device="meta")
     dims = dim_list(x.dim(), dim, name)
     shape = [1 if d in dims else x.shape[d] for d in range(x.dim()) if keepdim or d not in dims]
     kwargs = {"dtype": dtype} if dtype is not None else {}
-    rule = fam.BY_NAME[name].result
-    result_dtype = x.dtype if rule in ("same", "real") else getattr(torch, name)(m, **kwargs).dtype
+    reduction = fam.BY_NAME[name]
+    if result == "index":
+        result_dtype = torch.int64
+    elif reduction.result in ("same", "real", "input", "arg", "unary"):
+        result_dtype = x.dtype
+    else:
+        result_dtype = getattr(torch, reduction.op)(m, **kwargs).dtype
     return torch.empty(shape, dtype=result_dtype, device="meta")
 
 
-def gems_reduce(name, x, dim=None, keepdim=False, dtype=None, log=None, correction=None):
-    """The reduction through the driver's launches on the interpreted kernels: its result, or
-    (result, mean) for a reduction with a mean."""
+def gems_reduce(name, x, dim=None, keepdim=False, dtype=None, log=None, correction=None, value=None):
+    """The reduction through the driver's launches on the interpreted kernels: its result, or its
+    results as a tuple (var_mean: (result, mean); max.dim: (values, indices); argmax: the index).
+    `value`: the (poisoned) value tensor of a reduction that does not return it."""
     reduction = fam.BY_NAME[name]
     meta = expected_meta(name, x, dim, keepdim, dtype)
-    out = torch.full(meta.shape, 123, dtype=meta.dtype)  # poisoned
-    mean = torch.full(meta.shape, 123, dtype=meta.dtype) if reduction.with_mean else None
+    poisoned = lambda dt: torch.full(meta.shape, 123, dtype=dt)  # noqa: E731
+    out = poisoned(meta.dtype) if value is None else value
+    mean = poisoned(meta.dtype) if reduction.with_mean else None
+    index = poisoned(torch.int64) if "index" in reduction.results else None
     reduced = [d in dim_list(x.dim(), dim, name) for d in range(x.dim())]
     reason = run(reduction, x, reduced, out, keepdim, log=log, mean=mean,
-                 correction=1 if correction is None else correction)
+                 correction=1 if correction is None else correction, index=index)
     assert reason is None, reason
-    return (out, mean) if reduction.with_mean else out
+    results = tuple({"value": out, "mean": mean, "index": index}[r] for r in reduction.results)
+    return results if len(results) > 1 else results[0]
 
 
 def reference(name, x, dim=None, keepdim=False, correction=None):
-    """The reduction in float64 (int64 for integers), with the reduced dims moved last."""
+    """The reduction in float64 (int64 for integers), with the reduced dims moved last (and
+    flattened: an index is torch's index into the flattened reduced dims)."""
+    reduction = fam.BY_NAME[name]
     wide = x.double() if x.is_floating_point() else x.long()
     dims = dim_list(x.dim(), dim, name)
     kept = [d for d in range(x.dim()) if d not in dims]
     flat = wide.permute(kept + dims).reshape([x.shape[d] for d in kept] + [math.prod(x.shape[d] for d in dims)])
     kwargs = {"correction": correction} if correction is not None else {}
-    result = getattr(torch, name)(flat, -1, **kwargs)
+    result = getattr(torch, reduction.op)(flat, -1, **kwargs)
+    if reduction.result == "unary":  # max() of every element: torch.max(x, dim)'s values
+        result = result.values
+    elif isinstance(result, tuple):
+        result = tuple(result)
     if keepdim:
         shape = [1 if d in dims else x.shape[d] for d in range(x.dim())]
         result = tuple(r.reshape(shape) for r in result) if isinstance(result, tuple) else result.reshape(shape)
@@ -202,16 +232,17 @@ def reference(name, x, dim=None, keepdim=False, correction=None):
 
 
 def check(res, name, x, dim=None, keepdim=False, dtype=None, correction=None):
-    if fam.BY_NAME[name].with_mean:  # (result, mean)
-        ref = reference(name, x, dim, keepdim, correction)
-        check_values(res[0], ref[0], name, x, dim, keepdim, dtype)
-        check_values(res[1], ref[1], name, x, dim, keepdim, dtype)
-        return
-    check_values(res, reference(name, x, dim, keepdim, correction), name, x, dim, keepdim, dtype)
+    results = fam.BY_NAME[name].results
+    ref = reference(name, x, dim, keepdim, correction)
+    if len(results) == 1:
+        res, ref = (res,), (ref,)
+    assert len(res) == len(ref) == len(results)
+    for r, f, result in zip(res, ref, results):
+        check_values(r, f, name, x, dim, keepdim, dtype, result)
 
 
-def check_values(res, ref, name, x, dim, keepdim, dtype):
-    meta = expected_meta(name, x, dim, keepdim, dtype)
+def check_values(res, ref, name, x, dim, keepdim, dtype, result="value"):
+    meta = expected_meta(name, x, dim, keepdim, dtype, result)
     assert (res.dtype, res.shape, res.stride()) == (meta.dtype, meta.shape, meta.stride())
     n = max(math.prod(x.shape[d] for d in dim_list(x.dim(), dim, name)), 1)
     if name in EXACT or not res.dtype.is_floating_point:
@@ -356,6 +387,102 @@ def test_integer_extremes(name):
                          dtype=dtype)
         for dim in (0, 1, None):
             assert torch.equal(gems_reduce(name, x, dim), getattr(torch, name)(x, dim if dim is not None else ()))
+
+
+def spread_extremes(x, dims, value, count=4):
+    """x with `value` at `count` places spread along the flattened reduced dims of every output
+    (so a long reduction has it in several splits, lanes and chunks)."""
+    x = x.clone()
+    kept = [d for d in range(x.dim()) if d not in dims]
+    view = x.permute(kept + dims).reshape(-1, math.prod(x.shape[d] for d in dims))  # a copy where not a view
+    n = view.shape[1]
+    for k in range(count):
+        view[:, (k * n) // count + k] = value
+    inverse = [0] * x.dim()
+    for i, d in enumerate(kept + dims):
+        inverse[d] = i
+    return view.reshape([x.shape[d] for d in kept + dims]).permute(inverse).contiguous()
+
+
+# (shape, dims): both kernels, a full and a multi-dim reduction; long enough to split below.
+TIE_CASES = [((3, 20000), [1]), ((5000, 3), [0]), ((20000,), [0]), ((40, 30, 20), [0, 2])]
+
+
+@pytest.mark.parametrize("name", INDEXED)
+@pytest.mark.parametrize("shape,dims", TIE_CASES)
+def test_first_extreme_on_ties(name, shape, dims, seeded, monkeypatch):
+    """The index of the FIRST extreme, as ATen's: the extreme at four places of every reduction,
+    so the tie is met within a lane, between lanes (tl.reduce's tree) and between a split's
+    partials; integer extremes equal to the accumulator's identity."""
+    monkeypatch.setattr(fam, "TARGET_PROGRAMS", 16)  # splits at interpreter sizes
+    low = fam.BY_NAME[name].combine == "argmin"
+    for dtype in (torch.float32, torch.bfloat16, torch.int32, torch.int64):
+        x = make_input("sum", shape, dtype, seeded)
+        extreme = (-1000 if low else 1000) if dtype != torch.int64 else (-(2**63) if low else 2**63 - 1)
+        x = spread_extremes(x, dims, extreme)
+        log = []
+        res = gems_reduce(name, x, dims if len(dims) > 1 else dims[0], log=log)
+        assert log[0][1].count > 1  # split
+        check(res, name, x, dims if len(dims) > 1 else dims[0])
+    everywhere = torch.full(shape, -(2**63) if not low else 2**63 - 1, dtype=torch.int64)  # all tie at the identity
+    check(gems_reduce(name, everywhere, dims[0]), name, everywhere, dims[0])
+
+
+@pytest.mark.parametrize("name", INDEXED)
+def test_nan_is_the_extreme(name, monkeypatch):
+    """A NaN is beyond every number for argmax and argmin alike (the first NaN's index), also
+    beside infinities and in a later split than the largest number; a row of one infinity is its
+    first element."""
+    monkeypatch.setattr(fam, "TARGET_PROGRAMS", 16)
+    f, inf = float("nan"), float("inf")
+    small = torch.tensor([[1.0, f, -3.0, f], [inf, 2.0, -inf, 0.0], [5.0, 6.0, 7.0, f], [-inf, -inf, -inf, -inf],
+                          [inf, inf, inf, inf], [f, f, f, f]])
+    for dtype in (torch.float32, torch.float16, torch.bfloat16):
+        for dim in (0, 1, None):
+            check(gems_reduce(name, small.to(dtype), dim), name, small.to(dtype), dim)
+    x = torch.linspace(-1, 1, 20000).repeat(3, 1)
+    x[1] = x[1].flip(0)  # row 0: the largest number last, row 1: first (a split before the NaN's)
+    x[:, 15000] = f
+    x[1, 17000] = f
+    x[2, 100] = inf
+    x[2, 200] = -inf
+    log = []
+    res = gems_reduce(name, x, 1, log=log)
+    assert log[0][1].count > 1
+    check(res, name, x, 1)
+    index = res if name in ("argmax", "argmin") else res[1]
+    assert index.tolist() == [15000, 15000, 15000]
+
+
+def test_argmax_writes_no_value(seeded):
+    """argmax returns the index alone: its launches leave the value tensor as they found it (a
+    split's partials are values too, in the workspace)."""
+    x = make_input("sum", (3, 4100), torch.float32, seeded)
+    for monkeypatched in (False, True):
+        value = torch.full((3,), 123.0)
+        with pytest.MonkeyPatch.context() as m:
+            if monkeypatched:
+                m.setattr(fam, "TARGET_PROGRAMS", 16)
+            index = gems_reduce("argmax", x, 1, value=value)
+        assert torch.equal(index, torch.argmax(x, 1)) and torch.equal(value, torch.full((3,), 123.0))
+
+
+def test_index_is_torchs_flattened_index(seeded):
+    """Every dim of a permuted, sliced or expanded tensor: the index into it as torch flattens it,
+    whatever the memory order the kernels walk (reduced dims coalesce only in torch's order)."""
+    base = make_input("sum", (12, 20, 10), torch.float32, seeded)
+    for x in (base.transpose(0, 2), base.permute(1, 2, 0)[2:, :, 3:9], base[:, :1].expand(12, 7, 10), base[:, 3]):
+        assert torch.equal(gems_reduce("argmax", x), torch.argmax(x))
+        assert torch.equal(gems_reduce("argmin", x, None, True), torch.argmin(x, None, True))
+    t = torch.empty(12, 20, 10).transpose(0, 2)  # shape (10, 20, 12), strides (1, 10, 200)
+    everything = [True] * 3
+    plain = fam.plan(geometry(t, everything, torch.empty(()), False))
+    assert plain.run.size == 2400 and fam.outer_count(plain) == 1  # one run in memory order
+    indexed = fam.plan(geometry(t, everything, torch.empty(()), False, indexed=True))
+    assert (indexed.run.size, indexed.run.index_stride) == (10, 240)
+    assert [(d.size, d.index_stride) for d in indexed.reduced_outer] == [(12, 1), (20, 12)]
+    contiguous = fam.plan(geometry(torch.empty(10, 20, 12), everything, torch.empty(()), False, indexed=True))
+    assert (contiguous.run.size, contiguous.run.index_stride) == (2400, 1)
 
 
 @pytest.mark.parametrize("name", ["all", "any"])
@@ -521,6 +648,11 @@ def test_out_strides(seeded):
         ("std", (3, 20000), 1, torch.bfloat16),
         ("var_mean", (9000, 3), 0, torch.float16),  # outer kernel split, the mean beside
         ("std_mean", (40, 60, 9), (0, 2), torch.float32),
+        ("argmax", (20000,), None, torch.bfloat16),  # value and index partials, the value output-typed
+        ("max.dim", (3, 20000), 1, torch.float16),
+        ("min.dim", (9000, 3), 0, torch.int32),  # outer kernel split
+        ("argmin", (40, 60, 9), (0, 2), torch.float32),  # split over the outer reduced dim
+        ("max.dim", (9000, 3), 0, torch.bool),
     ],
 )
 def test_split_reduction(name, shape, dim, dtype, seeded, monkeypatch):
@@ -572,7 +704,8 @@ def planner_cases():
                     out = torch.empty(torch.sum(x, dims, keepdim).shape, device="meta")
                     out_t = out.t() if out.dim() == 2 else out  # a transposed out= too
                     for o in (out, out_t):
-                        cases.append(geometry(x, [d in dims for d in range(x.dim())], o, keepdim))
+                        for indexed in (False, True):  # index strides: reduced dims coalesce only in torch's order
+                            cases.append(geometry(x, [d in dims for d in range(x.dim())], o, keepdim, indexed))
     lengths = sorted({v + d for k in fam.KINDS.values() if k.max_run for v in (k.max_run, k.block_r)
                       for d in (-1, 0, 1)} | {1, 3000, 1 << 16, 1 << 20, 1 << 26, (1 << 31) + 5})
     for n in lengths:
@@ -587,7 +720,7 @@ def describe(p, split_allowed=True):
     """One line per plan, printed alike by both planners."""
     if isinstance(p, str):
         return p
-    dim = lambda d: f"{d.size},{d.in_stride},{d.out_stride},{d.ws_stride}"  # noqa: E731
+    dim = lambda d: f"{d.size},{d.in_stride},{d.out_stride},{d.ws_stride},{d.index_stride}"  # noqa: E731
     programs = fam.program_count(p)
     s = fam.choose_split(p, programs, split_allowed)
     return " ".join([str(int(p.inner)), str(list(fam.KINDS).index(p.kind)), *map(dim, p.kept),
@@ -601,8 +734,10 @@ CPP_MAIN = r"""
 #include <vector>
 #include "reduce_plan.h"
 using namespace gems::reduce_plan;
-static void print_dim(const Dim& d) { std::printf(" %lld,%lld,%lld,%lld", (long long)d.size, (long long)d.in_stride,
-                                                   (long long)d.out_stride, (long long)d.ws_stride); }
+static void print_dim(const Dim& d) {
+  std::printf(" %lld,%lld,%lld,%lld,%lld", (long long)d.size, (long long)d.in_stride, (long long)d.out_stride,
+              (long long)d.ws_stride, (long long)d.index_stride);
+}
 int main() {
   const std::vector<std::vector<Dim>> cases = {
 CASES
@@ -635,7 +770,8 @@ def test_cpp_planner_is_the_python_one(tmp_path):
     (tmp_path / fam.TABLES_HEADER).write_text(fam.generated_sources()[fam.TABLES_HEADER])
     cases = planner_cases()
     literal = ",\n".join("    {" + ", ".join(f"{{{d.size}, {d.in_stride}, {d.out_stride}, {d.ws_stride}, "
-                                               f"{str(d.reduced).lower()}}}" for d in dims) + "}" for dims in cases)
+                                               f"{str(d.reduced).lower()}, {d.index_stride}}}" for d in dims) + "}"
+                          for dims in cases)
     (tmp_path / "main.cpp").write_text(CPP_MAIN.replace("CASES", literal))
     subprocess.run([cxx, "-std=c++20", "-O1", "-I", str(tmp_path), "-I", str(ROOT / "csrc" / "ops"), "-o",
                     str(tmp_path / "plan"), str(tmp_path / "main.cpp")], check=True)
@@ -653,17 +789,28 @@ def test_generated_tables_are_the_declarations():
     flags = [v.strip(" {}\n;") == "true" for v in body[body.index("= {") + 3:body.index("};")].split(",")]
     assert flags == [fam.covers(r, i, o) for r in fam.REDUCTIONS for i in fam.DTYPES for o in fam.DTYPES]
     assert ("enum Reduction : int { kSum = 0, kMean = 1, kProd = 2, kAmax = 3, kAmin = 4, kAll = 5, kAny = 6, "
-            "kVar = 7, kStd = 8, kVarMean = 9, kStdMean = 10 };") in text
+            "kVar = 7, kStd = 8, kVarMean = 9, kStdMean = 10, kMax = 11, kMin = 12, kMaxDim = 13, kMinDim = 14, "
+            "kArgmax = 15, kArgmin = 16 };") in text
     nan = "std::numeric_limits<double>::quiet_NaN()"
-    assert (f"kEmptyValue[kNumReductions] = {{0.0, {nan}, 1.0, 0.0, 0.0, 1.0, 0.0, {nan}, {nan}, {nan}, {nan}}};"
-            in text)
-    assert "kRaisesOnEmpty[kNumReductions] = {false, false, false, true, true, false, false, false, false, false, " in text
+    assert (f"kEmptyValue[kNumReductions] = {{0.0, {nan}, 1.0, 0.0, 0.0, 1.0, 0.0, {nan}, {nan}, {nan}, {nan}, 0.0, "
+            "0.0, 0.0, 0.0, 0.0, 0.0};") in text
+    assert ("kEmpty[kNumReductions] = {kIdentity, kNan, kIdentity, kRaise, kRaise, kIdentity, kIdentity, kNan, kNan, "
+            "kNan, kNan, kRaise, kRaise, kRaiseArg, kRaiseArg, kRaiseArg, kRaiseArg};") in text
+    assert text.index("enum EmptyRule") < text.index("kEmpty[kNumReductions]")
     assert "kEmptyDimsReduceAll[kNumReductions] = {true, true, true, true, true, false, false, true, true, true, " in text
     assert ("kResult[kNumReductions] = {kPromote, kFloating, kPromote, kSame, kSame, kBool, kBool, kReal, kReal, kReal, "
-            "kReal};") in text
-    assert "kValues[kNumReductions] = {1, 1, 1, 1, 1, 1, 1, 3, 3, 3, 3};" in text
-    assert "kStageSecond[kNumReductions] = {0, 0, 0, 0, 0, 0, 0, 3, 3, 3, 3};" in text
-    assert "kWithMean[kNumReductions] = {false, false, false, false, false, false, false, false, false, true, true};" in text
+            "kReal, kUnary, kUnary, kInput, kInput, kArg, kArg};") in text
+    assert "kValues[kNumReductions] = {1, 1, 1, 1, 1, 1, 1, 3, 3, 3, 3, 1, 1, 2, 2, 2, 2};" in text
+    assert "kStageSecond[kNumReductions] = {0, 0, 0, 0, 0, 0, 0, 3, 3, 3, 3, 0, 0, 5, 5, 5, 5};" in text
+    assert "kStageFirst[kNumReductions] = {0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 4, 4, 4, 4};" in text
+    flags = lambda name: [r.name in name for r in fam.REDUCTIONS]  # noqa: E731
+    cpp = lambda values: "{" + ", ".join("true" if v else "false" for v in values) + "};"  # noqa: E731
+    assert "kWithMean[kNumReductions] = " + cpp(flags({"var_mean", "std_mean"})) in text
+    assert "kWithIndex[kNumReductions] = " + cpp(flags(set(INDEXED))) in text
+    assert "kIndexed[kNumReductions] = " + cpp(flags(set(INDEXED))) in text
+    assert "kWithValue[kNumReductions] = " + cpp(flags(set(NAMES) - {"argmax", "argmin"})) in text
+    assert ('kName[kNumReductions] = {"sum", "mean", "prod", "amax", "amin", "all", "any", "var", "std", "var_mean", '
+            '"std_mean", "max", "min", "max", "min", "argmax", "argmin"};') in text
     assert 'kErrorName[kNumReductions] = {"sum", "mean", "prod", "amax", "amin", "all", "any", "std and var", ' in text
     assert "kKindMaxRun[kNumKinds] = {64, 512, 2048, -1, 4, 16, 64, -1};" in text
 
@@ -673,7 +820,7 @@ def test_generated_tables_are_the_declarations():
 
 def test_variant_count():
     per_arch = {a: sum(GRID.make(p, a) is not None for p in GRID.points()) for a in ARCHS}
-    assert per_arch == {80: 728, 90: 728, 100: 728}
+    assert per_arch == {80: 968, 90: 968, 100: 968}
 
 
 def test_declarations_match_kernels():
@@ -684,8 +831,8 @@ def test_declarations_match_kernels():
         sig = dict(v.signature)  # its names against the kernel: test_aot.py, for every family
         out_type = DTYPES[point["out_dtype"]][0]
         assert sig["in_ptr"] == DTYPES[point["in_dtype"]][0] and sig["out_ptr"] == sig["mean_ptr"] == out_type
-        assert sig["scale"] == sig["correction"] == "fp32"
-        floats = ("in_ptr", "out_ptr", "mean_ptr", "scale", "correction")
+        assert sig["in_index_ptr"] == sig["index_ptr"] == "*i64" and sig["scale"] == sig["correction"] == "fp32"
+        floats = ("in_ptr", "out_ptr", "mean_ptr", "in_index_ptr", "index_ptr", "scale", "correction")
         assert all(t == "i64" for n, t in v.signature if n not in floats and t != "constexpr")
         k = fam.KINDS[point["kind"]]
         combine = fam.COMBINES[point["combine"]]
@@ -723,6 +870,15 @@ def test_coverage():
     assert fam.stages(fam.BY_NAME["std_mean"]) == ("var", "state", "state_var")
     assert built("welford", "bf16", "fp32", "16", "state") and built("welford", "fp32", "bf16", stage="state_var")
     assert not built("welford", "bf16", "bf16", stage="value") and not built("welford", "fp32", "bf16", stage="var")
+    # An extreme and its index: the unsplit launch writes whole states (a split's first launch too),
+    # output-typed values beside int64 indices; argmax and max.dim share them (bool: max.dim only).
+    assert fam.stages(fam.BY_NAME["argmax"]) == fam.stages(fam.BY_NAME["min.dim"]) == ("arg", "arg", "state_arg")
+    assert fam.workspace(fam.BY_NAME["max.dim"], "bf16") == "bf16"
+    assert built("argmax", "bf16", "bf16", "16", "arg") and built("argmin", "i64", "i64", stage="state_arg")
+    assert built("argmax", "bool", "bool", stage="arg") and not built("argmax", "bf16", "fp32", stage="arg")
+    assert not built("argmax", "fp32", "fp32", stage="value") and not built("argmax", "u8", "u8", stage="arg")
+    # max() and min() of every element are amax's kernels.
+    assert fam.BY_NAME["max"].combine == "max" and fam.stages(fam.BY_NAME["max"]) == ("value",) * 3
 
 
 def test_schemas_are_atens():
@@ -732,17 +888,21 @@ def test_schemas_are_atens():
         "sum.dim_IntList", "sum.IntList_out", "mean.dim", "mean.out", "prod", "prod.dim_int", "prod.int_out", "amax",
         "amax.out", "amin", "amin.out", "all", "all.dim", "all.dims", "all.all_out", "all.out", "all.dims_out", "any",
         "any.dim", "any.dims", "any.all_out", "any.out", "any.dims_out", "var.correction", "var.correction_out",
-        "std.correction", "std.correction_out", "var_mean.correction", "std_mean.correction"]
+        "std.correction", "std.correction_out", "var_mean.correction", "std_mean.correction", "max", "max.unary_out",
+        "min", "min.unary_out", "max.dim", "max.dim_max", "min.dim", "min.dim_min", "argmax", "argmax.out", "argmin",
+        "argmin.out"]
     for o in fam.ATEN_OVERRIDES:  # an own CUDA kernel, never a composite (test_extension, decision 4)
         assert schemas.has_kernel(o.name, "CUDA"), o.name
 
 
 def test_generated_entry_points():
     text = fam.generated_sources()[fam.OPS_SOURCE]
-    assert "  if (reason == Fallback::kNone) return result;\n  return at::cuda::prod(self, dim, keepdim, dtype);" in text
+    assert ("  if (reason == Fallback::kNone) return r.value;\n  return at::cuda::prod(self, dim, keepdim, dtype);"
+            in text)
     assert ("const reduce::Call call{reduce_tables::kProd, self, at::IntArrayRef(dim), keepdim, dtype, std::nullopt};"
             in text)
     assert "const reduce::Call call{reduce_tables::kAmax, self, dim, keepdim, std::nullopt, std::nullopt};" in text
+    assert "  const Fallback reason = reduce::into(call, {&out, nullptr});" in text
     assert "return reason == Fallback::kNone ? out : at::cuda::amax_outf(self, dim, keepdim, out);" in text
     assert "return reason == Fallback::kNone ? out : at::cuda::amin_outf(self, dim, keepdim, out);" in text
     assert "return reason == Fallback::kNone ? out : at::cuda::all_outf(self, out);" in text
@@ -754,9 +914,23 @@ def test_generated_entry_points():
     assert "return reason == Fallback::kNone ? out : at::cuda::std_outf(self, dim, correction, keepdim, out);" in text
     assert ("std::tuple<at::Tensor, at::Tensor> aten_impl::var_mean_correction(const at::Tensor& self, "
             "at::OptionalIntArrayRef dim, const std::optional<at::Scalar>& correction, bool keepdim) {") in text
-    assert "  if (reason == Fallback::kNone) return {result, mean};\n  return at::cuda::std_mean(" in text
+    assert "  if (reason == Fallback::kNone) return {r.value, r.mean};\n  return at::cuda::std_mean(" in text
+    # Indexed: argmax returns the index alone (dim=None: every dim), max.dim the values and indices, into
+    # max.dim_max's out= tensors (named max and max_values) in that order.
+    assert ("const reduce::Call call{reduce_tables::kArgmax, self, dim ? at::OptionalIntArrayRef(*dim) : std::nullopt, "
+            "keepdim, std::nullopt, std::nullopt};") in text
+    assert "  if (reason == Fallback::kNone) return r.index;\n  return at::cuda::argmin(self, dim, keepdim);" in text
+    assert "  const Fallback reason = reduce::into(call, {nullptr, &out});" in text
+    assert ("  if (reason == Fallback::kNone) return {r.value, r.index};\n  return at::cuda::max(self, dim, keepdim);"
+            in text)
+    assert "  const Fallback reason = reduce::into(call, {&min, &min_indices});" in text
+    assert ("return reason == Fallback::kNone ? std::tie(max, max_values) : "
+            "at::cuda::max_outf(self, dim, keepdim, max, max_values);") in text
+    assert "  if (reason == Fallback::kNone) return r.value;\n  return at::cuda::max(self);" in text
+    assert "return reason == Fallback::kNone ? out : at::cuda::min_outf(self, out);" in text
     for op in fam.GEMS_OPS:
-        ret = "std::tuple<at::Tensor, at::Tensor>" if fam.BY_NAME[op.name.split(".")[0]].with_mean else "at::Tensor"
+        pair = len(fam.BY_NAME[op.name if op.name in fam.BY_NAME else op.name.split(".")[0]].results) == 2
+        ret = "std::tuple<at::Tensor, at::Tensor>" if pair else "at::Tensor"
         # No Meta function: the aten op is the gems op's fake implementation (meta_from_aten).
         assert f"{ret} cuda::{op.cpp}(" in text and f"meta::{op.cpp}(" not in text and op.meta_from_aten
         assert f'reduce::unsupported("gems::{op.name}", reason, call)' in text
@@ -781,6 +955,11 @@ def test_registered(gems):
     try:
         assert gems.enable(include=["mean", "prod", "amax"]) == [
             "amax", "amax.out", "mean.dim", "mean.out", "prod", "prod.dim_int", "prod.int_out"]
+        assert gems.enable(include=["argmin", "max"]) == [  # max: max() and max.dim, and their out= forms
+            "argmin", "argmin.out", "max", "max.dim", "max.dim_max", "max.unary_out"]
+        enabled = set(gems.enable())  # the indexed reductions are opt-in, max() and min() are not
+        assert "min.unary_out" in enabled and not {"argmax", "max.dim", "min.dim", "argmin.out"} & enabled
+        assert {"argmax", "argmax.out", "max.dim", "max.dim_max"} <= set(gems.opt_in_ops())
     finally:
         gems.enable(include=before) if before else gems.disable()
 
@@ -824,7 +1003,15 @@ def torch_and_gems_calls(x):
             for correction in (None, 0, 2.5):
                 yield (lambda t: getattr(torch, name)(t, dim, correction=correction, keepdim=keepdim)), (
                     lambda t: getattr(g, name).correction(t, dim, correction=correction, keepdim=keepdim))
-    for name in ("sum", "mean", "prod", "all", "any"):
+        if dtype is None and (dim is None or len(dim) == 1):  # argmax (dim None: flattened), max.dim
+            d = None if dim is None else dim[0]
+            for name in ("argmax", "argmin"):
+                yield (lambda t: getattr(torch, name)(t, d, keepdim)), (lambda t: getattr(g, name)(t, d, keepdim))
+            if d is not None:
+                for name in ("max", "min"):
+                    yield (lambda t: tuple(getattr(torch, name)(t, d, keepdim))), (
+                        lambda t: getattr(g, name).dim(t, d, keepdim))
+    for name in ("sum", "mean", "prod", "all", "any", "max", "min"):
         yield (lambda t: getattr(torch, name)(t)), (lambda t: getattr(g, name)(t))
 
 
@@ -876,6 +1063,17 @@ def test_errors_match_torch(gems):
         (lambda x: torch.std_mean(x.bool(), 0), lambda x: torch.ops.gems.std_mean.correction(x.bool(), [0])),
         (lambda x: torch.var(x, [1, 1]), lambda x: torch.ops.gems.var.correction(x, [1, 1])),
         (lambda x: torch.std(x, 2), lambda x: torch.ops.gems.std.correction(x, [2])),
+        (lambda x: torch.max(x[:0]), lambda x: torch.ops.gems.max(x[:0])),
+        (lambda x: torch.min(x[:, :0]), lambda x: torch.ops.gems.min(x[:, :0])),
+        (lambda x: torch.max(x[:0], -2), lambda x: torch.ops.gems.max.dim(x[:0], -2)),
+        (lambda x: torch.min(x, 2), lambda x: torch.ops.gems.min.dim(x, 2)),
+        (lambda x: torch.max(x.cfloat(), 0), lambda x: torch.ops.gems.max.dim(x.to(torch.complex64), 0)),
+        (lambda x: torch.argmax(x[:0]), lambda x: torch.ops.gems.argmax(x[:0])),
+        (lambda x: torch.argmin(x[:0], -2, True), lambda x: torch.ops.gems.argmin(x[:0], -2, True)),
+        (lambda x: torch.argmax(x, -3), lambda x: torch.ops.gems.argmax(x, -3)),
+        (lambda x: torch.argmax(x.bool(), 0), lambda x: torch.ops.gems.argmax(x.bool(), 0)),
+        (lambda x: torch.argmin(x[:0].bool()), lambda x: torch.ops.gems.argmin(x[:0].bool())),
+        (lambda x: torch.argmax(x.cfloat()), lambda x: torch.ops.gems.argmax(x.to(torch.complex64))),
     ]
     errors = 0
     for theirs, ours in cases:  # on meta tensors: torch's meta functions check less than its kernels
@@ -901,6 +1099,11 @@ SAMPLES = [
     {"combine": "welford", "stage": "state", "kind": "inner_r32", "in_dtype": "fp16", "out_dtype": "fp32",
      "align": "any"},
     {"combine": "welford", "stage": "state_var", "kind": "outer_b4", "in_dtype": "fp32", "out_dtype": "fp16",
+     "align": "any"},
+    {"combine": "argmax", "stage": "arg", "kind": "inner_r2k", "in_dtype": "bf16", "out_dtype": "bf16", "align": "16"},
+    {"combine": "argmin", "stage": "arg", "kind": "outer_b128", "in_dtype": "fp32", "out_dtype": "fp32", "align": "16"},
+    {"combine": "argmax", "stage": "arg", "kind": "inner_r32", "in_dtype": "bool", "out_dtype": "bool", "align": "any"},
+    {"combine": "argmax", "stage": "state_arg", "kind": "outer_b16", "in_dtype": "i64", "out_dtype": "i64",
      "align": "any"},
 ]
 

@@ -24,11 +24,22 @@ struct Call {
   std::optional<at::Scalar> correction;
 };
 
-// The result in `result` (and the mean in `mean` for a reduction declared with_mean), or why no
-// gems kernel ran (results then undefined). Raises torch's errors for arguments torch rejects.
-Fallback functional(const Call& call, at::Tensor& result, at::Tensor& mean);
-// Into out=, which is checked and resized as torch does first; or why no gems kernel ran.
-Fallback into(const Call& call, at::Tensor& out);
+// What a reduction returns (aot/family_reduce.py Reduction.results): the value, the mean beside a
+// variance, the index of an extreme (int64); those it does not return stay undefined.
+struct Results {
+  at::Tensor value, mean, index;
+};
+// The out= tensors of an overload by the result each receives; nullptr for a result it has none of.
+struct Outs {
+  at::Tensor* value = nullptr;
+  at::Tensor* index = nullptr;
+};
+
+// The results, or why no gems kernel ran (results then undefined). Raises torch's errors for
+// arguments torch rejects.
+Fallback functional(const Call& call, Results& results);
+// Into the out= tensors, which are checked and resized as torch does first; or why no gems kernel ran.
+Fallback into(const Call& call, const Outs& outs);
 // The error of a torch.ops.gems call for input no gems kernel covers.
 [[noreturn]] void unsupported(const char* op, Fallback reason, const Call& call);
 

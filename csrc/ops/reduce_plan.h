@@ -16,13 +16,16 @@ namespace t = reduce_tables;
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // A dim, or a coalesced group of dims. Strides in elements: of the input, of the output (0 for
-// reduced dims) and of the contiguous split workspace.
+// reduced dims) and of the contiguous split workspace; and for a reduced dim of an indexed
+// reduction, of the index (the reduced dims' strides in a contiguous tensor of their sizes, in
+// torch's order; else 0).
 struct Dim {
   int64_t size = 1;
   int64_t in_stride = 0;
   int64_t out_stride = 0;
   int64_t ws_stride = 0;
   bool reduced = false;
+  int64_t index_stride = 0;
 };
 
 // The kernels' view of a reduction (kernels/reduce.py).
@@ -46,8 +49,8 @@ inline int kind_for(bool inner, int64_t run) {
 
 inline bool coalesces(const Dim& outer, const Dim& inner) {
   if (outer.reduced != inner.reduced || outer.in_stride != inner.size * inner.in_stride) return false;
-  return inner.reduced ||
-         (outer.out_stride == inner.size * inner.out_stride && outer.ws_stride == inner.size * inner.ws_stride);
+  if (inner.reduced) return outer.index_stride == inner.size * inner.index_stride;
+  return outer.out_stride == inner.size * inner.out_stride && outer.ws_stride == inner.size * inner.ws_stride;
 }
 
 // Groups dims in memory order and fits them to a kernel; kLayout when the innermost dim is
@@ -73,6 +76,7 @@ inline Planned plan(const Dim* dims, int ndim, Plan& p) {
       last.in_stride = groups[i].in_stride;
       last.out_stride = groups[i].out_stride;
       last.ws_stride = groups[i].ws_stride;
+      last.index_stride = groups[i].index_stride;
     } else {
       groups[num_groups++] = groups[i];
     }

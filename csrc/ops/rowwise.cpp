@@ -511,17 +511,20 @@ const RmsBackwardOp& rms_backward_op() {
 
 std::tuple<at::Tensor, at::Tensor> call_rms_backward(const at::Tensor& grad, const at::Tensor& input,
                                                      at::IntArrayRef shape, const at::Tensor& rstd,
-                                                     const at::Tensor& weight, std::array<bool, 2> mask) {
+                                                     const std::optional<at::Tensor>& weight, std::array<bool, 2> mask) {
   at::AutoDispatchBelowADInplaceOrView guard;
-  return rms_backward_op().call(grad, input, shape, rstd, weight.defined() ? std::optional<at::Tensor>(weight)
-                                                                           : std::nullopt, mask);
+  return rms_backward_op().call(grad, input, shape, rstd, weight, mask);
 }
+
+// An absent weight as torch::autograd::Function::apply needs it: an empty optional, not an
+// undefined tensor (torch 2.11 reads the device of every tensor argument it is given).
+std::optional<at::Tensor> present(const at::Tensor& t) { return t.defined() ? std::optional<at::Tensor>(t) : std::nullopt; }
 
 // The backward's own node: differentiating the gradient (double backward) raises.
 struct RmsNormBackwardFn : public torch::autograd::Function<RmsNormBackwardFn> {
   static variable_list forward(AutogradContext* ctx, const at::Tensor& grad, const at::Tensor& input,
-                               const at::Tensor& rstd, const at::Tensor& weight, std::vector<int64_t> shape,
-                               bool grad_input, bool grad_weight) {
+                               const at::Tensor& rstd, const std::optional<at::Tensor>& weight,
+                               std::vector<int64_t> shape, bool grad_input, bool grad_weight) {
     auto [dx, dw] = call_rms_backward(grad, input, shape, rstd, weight, {grad_input, grad_weight});
     variable_list out;  // the gradients asked for only (a node's outputs must be defined)
     if (grad_input) out.push_back(dx);
@@ -538,14 +541,13 @@ struct RmsNormBackwardFn : public torch::autograd::Function<RmsNormBackwardFn> {
 
 struct RmsNormFn : public torch::autograd::Function<RmsNormFn> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input, std::vector<int64_t> shape,
-                            const at::Tensor& weight, std::optional<double> eps) {
+                            const std::optional<at::Tensor>& weight, std::optional<double> eps) {
     std::tuple<at::Tensor, at::Tensor> result;
     {
       at::AutoDispatchBelowADInplaceOrView guard;
-      result = rms_forward_op().call(input, shape, weight.defined() ? std::optional<at::Tensor>(weight) : std::nullopt,
-                                     eps);
+      result = rms_forward_op().call(input, shape, weight, eps);
     }
-    ctx->save_for_backward({input, weight, std::get<1>(result)});
+    ctx->save_for_backward({input, weight.value_or(at::Tensor()), std::get<1>(result)});
     ctx->saved_data["shape"] = shape;
     return std::get<0>(result);
   }
@@ -553,16 +555,18 @@ struct RmsNormFn : public torch::autograd::Function<RmsNormFn> {
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const variable_list saved = ctx->get_saved_variables();
     const std::vector<int64_t> shape = ctx->saved_data["shape"].toIntVector();
-    // needs_input_grad counts the tensor arguments only: input 0, weight 1.
-    const bool grad_input = ctx->needs_input_grad(0), grad_weight = ctx->needs_input_grad(1) && saved[1].defined();
+    // needs_input_grad counts the tensor arguments given: input 0, weight 1 where there is one.
+    const bool grad_input = ctx->needs_input_grad(0), grad_weight = saved[1].defined() && ctx->needs_input_grad(1);
     at::Tensor dx, dw;
     if (!grad_input && !grad_weight) return {at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
     if (at::GradMode::is_enabled()) {
-      variable_list r = RmsNormBackwardFn::apply(grads[0], saved[0], saved[2], saved[1], shape, grad_input, grad_weight);
+      variable_list r =
+          RmsNormBackwardFn::apply(grads[0], saved[0], saved[2], present(saved[1]), shape, grad_input, grad_weight);
       if (grad_input) dx = r[0];
       if (grad_weight) dw = r.back();
     } else {
-      std::tie(dx, dw) = call_rms_backward(grads[0], saved[0], shape, saved[2], saved[1], {grad_input, grad_weight});
+      std::tie(dx, dw) =
+          call_rms_backward(grads[0], saved[0], shape, saved[2], present(saved[1]), {grad_input, grad_weight});
     }
     return {dx, at::Tensor(), dw, at::Tensor()};
   }
@@ -575,7 +579,7 @@ at::Tensor rms_norm_autograd(const at::Tensor& input, at::IntArrayRef shape, con
   const at::Tensor w = weight.value_or(at::Tensor());
   at::native::_check_rms_norm_inputs_symint(input, c10::fromIntArrayRefSlow(shape), w);
   if (at::GradMode::is_enabled() && (input.requires_grad() || (w.defined() && w.requires_grad()))) {
-    return RmsNormFn::apply(input, shape.vec(), w, eps);
+    return RmsNormFn::apply(input, shape.vec(), weight, eps);
   }
   at::AutoDispatchBelowADInplaceOrView guard;
   return rms_norm_op().call(input, shape, weight, eps);

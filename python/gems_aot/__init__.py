@@ -9,6 +9,7 @@
     rec.report()
     torch.ops.gems.add(a, b)     # the gems ops themselves (with Meta functions)
     gems_aot.patch(model)        # a transformers model's RMSNorm and rotary embedding on fused kernels
+    gems_aot.fused_linear_cross_entropy(hidden, lm_head.weight, labels)  # no [tokens x vocab] logits
 """
 
 from gems_aot._library import load as _load
@@ -27,6 +28,7 @@ from gems_aot._override import (
 from gems_aot._info import __version__, info
 from gems_aot._record import OpRecord, Recorder, record
 from gems_aot._fused import apply_rotary_pos_emb, gelu_and_mul, rms_norm, rotary_embedding, silu_and_mul
+from gems_aot._linear_ce import fused_linear_cross_entropy
 from gems_aot._patch import patch, unpatch
 
 _load()
@@ -38,6 +40,7 @@ __all__ = [
     "enable",
     "enabled_ops",
     "fallback_counts",
+    "fused_linear_cross_entropy",
     "gelu_and_mul",
     "info",
     "OpRecord",

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import pathlib
 import sys
 
 import torch
 
-from gems_aot._harness import HarnessConfig, run as run_harness
+from gems_aot._harness import HarnessConfig, SpeedConfig, run as run_harness
 
 
 def main(argv=None) -> int:
@@ -43,6 +44,10 @@ def main(argv=None) -> int:
     p_models.add_argument("--speed", action="store_true",
                           help="instead: ms per training step and per prefill of a realistic-size Llama (hidden 2048, "
                                "8 layers, 4 x 1024 tokens, bf16), gems against ATen (speed.json, speed.md)")
+    p_models.add_argument("--vocab", type=int, default=SpeedConfig().decoder.vocab_size,
+                          help="--speed: the model's vocabulary (e.g. 128256, Llama 3's)")
+    p_models.add_argument("--seq-lens", default=",".join(map(str, SpeedConfig.seq_lens)),
+                          help="--speed: comma-separated tokens per sequence, 4 sequences each")
     args = parser.parse_args(argv)
 
     import gems_aot
@@ -78,9 +83,11 @@ def main(argv=None) -> int:
             print("the model harness needs a CUDA GPU", file=sys.stderr)
             return 1
         if args.speed:
-            from gems_aot._harness import SpeedConfig, speed
+            from gems_aot._harness import speed
 
-            speed(SpeedConfig(), args.out)
+            decoder = dataclasses.replace(SpeedConfig().decoder, vocab_size=args.vocab)
+            speed(SpeedConfig(decoder=decoder, seq_lens=tuple(int(n) for n in args.seq_lens.split(",") if n)),
+                  args.out)
             return 0
         cfg = HarnessConfig(models=tuple(filter(None, args.models.split(","))), steps=args.steps)
         results = run_harness(cfg, args.out)

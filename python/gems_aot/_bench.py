@@ -159,7 +159,7 @@ def input_shapes(kind: str, count: int, n, roles=None) -> list[tuple[int, ...]]:
     if kind == "rows":
         cols = min(ROW_LENGTH, n)
         return [(n // cols, cols)]
-    if kind == "rowwise":
+    if kind in ("rowwise", "rowwise_reduce"):
         cols = n // ROWWISE_ROWS if n >= ROWWISE_ROWS * 1024 else min(n, 1024)
         return [(n // cols, cols)] * count
     if kind == "matmul":
@@ -170,7 +170,7 @@ def input_shapes(kind: str, count: int, n, roles=None) -> list[tuple[int, ...]]:
     if kind == "matvec":
         cols = min(ROW_LENGTH, n)
         return [(n // cols, cols), (cols,)]
-    if kind == "dot":
+    if kind in ("dot", "full"):
         return [(n,)] * count
     if kind == "rotary":  # q of n elements: a Llama-8B-like attention, 4 sequences
         heads, kv_heads, head_dim, batch = ROTARY_HEADS
@@ -272,9 +272,9 @@ def work(case: dict, dtype: str, inputs: list[torch.Tensor]) -> tuple[float, str
     out_elements = inputs[0].numel()
     if "writes" in spec:  # "one" result element, or "all": as many as the (first) input role
         out_elements = 1 if spec["writes"] == "one" else inputs[spec["roles"].index("input")].numel()
-    elif case["kind"] in ("rows", "matvec"):
+    elif case["kind"] in ("rows", "matvec", "rowwise_reduce"):
         out_elements = inputs[0].shape[0]
-    elif case["kind"] == "dot":
+    elif case["kind"] in ("dot", "full"):
         out_elements = 1
     elif case["kind"] == "act_and_mul":
         out_elements //= 2

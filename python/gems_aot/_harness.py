@@ -25,8 +25,9 @@ Writes models.json, models.md and loss_<model>.png (with matplotlib) to the outp
     python -m gems_aot models --speed --out DIR
 
 measures speed at a realistic size instead (`SpeedConfig`: the Llama of hidden 2048, 8 layers,
-16 / 4 heads, vocabulary 32000, bf16 weights, batch 4 x 1024 tokens, AdamW; Hugging Face's
-LlamaForCausalLM where transformers is installed, else the built-in TinyLlama at that size):
+16 / 4 heads, vocabulary 32000 (--vocab), bf16 weights, batch 4 x 1024 tokens (--seq-lens), AdamW;
+Hugging Face's LlamaForCausalLM, trained through its own loss (labels=), where transformers is
+installed, else the built-in TinyLlama at that size):
 ms per training step and per prefill, gems enabled against ATen, rounds interleaved, also at an
 uneven token count (4 x 750), with the fallbacks of a gems step; then the same with
 `gems_aot.patch(model, optimizer)` on top of `enable()`, and each side's peak memory of a training step.
@@ -349,8 +350,10 @@ def speed(cfg: SpeedConfig, out: Optional[pathlib.Path]) -> dict:
         ids, labels = x[:, :-1], x[:, 1:]
 
         def train_step():
-            logits = logits_of(model, ids)
-            loss = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten())
+            if isinstance(model, TinyLlama):
+                loss = F.cross_entropy(logits_of(model, ids).float().flatten(0, 1), labels.flatten())
+            else:  # transformers' own loss (labels shifted inside), as its Trainer computes it
+                loss = model(input_ids=ids, labels=ids, use_cache=False).loss
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -398,7 +401,7 @@ def speed(cfg: SpeedConfig, out: Optional[pathlib.Path]) -> dict:
     meta = {"device": device, "torch": torch.__version__, "gems_aot": gems_aot.__version__, "model": name, "decoder": dataclasses.asdict(cfg.decoder), "batch": cfg.batch,
             "parameters": sum(p.numel() for p in model.parameters())}
     lines = [f"Device: {meta['device']}, torch {meta['torch']}; {name}, {meta['parameters'] / 1e6:.0f}M parameters, "
-             f"hidden {cfg.decoder.hidden}, {cfg.decoder.layers} layers, bf16, AdamW", "",
+             f"hidden {cfg.decoder.hidden}, {cfg.decoder.layers} layers, vocabulary {cfg.decoder.vocab_size}, bf16, AdamW", "",
              "| tokens | train step ms gems / ATen | speed-up | prefill ms gems / ATen | speed-up | fallbacks per gems step |",
              "|---|---|---|---|---|---|"]
     for tokens, t in results.items():

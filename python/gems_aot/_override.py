@@ -25,7 +25,7 @@ def registered_ops() -> list[str]:
 
 def opt_in_ops() -> list[str]:
     """The overloads `enable()` leaves to ATen unless `include` names them: gems' kernel measured
-    slower than ATen's there (var, std, var_mean, std_mean today)."""
+    slower than ATen's there (the README's op list says which and by how much)."""
     return [entry.split("\t")[0] for entry in torch.ops.gems._available_overrides() if entry.endswith("\topt_in")]
 
 

@@ -22,6 +22,11 @@ name, and leaves anything else alone:
   matmuls side by side into one buffer, which ``gems::silu_and_mul`` / ``gelu_and_mul`` reads in
   one pass; the backward is one fused kernel for both halves, then the matmuls. The unfused
   activation, product and their intermediates are not materialised.
+- causal LMs (``LlamaForCausalLM``, ``GPT2LMHeadModel``, ...: a linear ``lm_head``): a call with
+  labels while gradients are enabled computes transformers' loss with
+  ``fused_linear_cross_entropy`` and returns it without logits (``logits=None``): the
+  [tokens x vocabulary] logits are never materialised (python/gems_aot/_patch_lm_loss.py). Other
+  calls are the model's own.
 - the optimizer, if given: torch.optim.Adam / AdamW param groups whose parameters are all CUDA
   floating-point tensors switch from the default foreach path (a dozen passes over every parameter
   per step) to ``fused=True`` (one pass: aten ``_fused_adam_`` / ``_fused_adamw_``, which gems
@@ -43,6 +48,7 @@ import torch
 from torch import nn
 
 from gems_aot._fused import rotary_embedding
+from gems_aot._patch_lm_loss import causal_lm_forward, is_causal_lm
 
 _ORIGINAL_ROTARY = "_gems_original_apply_rotary_pos_emb"
 _FUSED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)  # what the fused kernels take
@@ -213,9 +219,11 @@ def _unfuse_optimizer(optimizer: torch.optim.Optimizer) -> int:
 
 def patch(model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> dict[str, int]:
     """Swaps the RMSNorm modules, gated MLPs and the rotary embedding of a transformers model for
-    gems' fused kernels, and an Adam / AdamW optimizer's foreach step for the fused one; returns what it
-    changed, e.g. {"rms_norm": 17, "gated_mlp": 8, "rotary": 1, "fused_optimizer_groups": 1} (rotary counts
-    modeling modules). Patching twice changes nothing more; unpatch(model, optimizer) restores."""
+    gems' fused kernels, a causal LM's training loss for the fused linear + cross-entropy (its
+    logits are then None), and an Adam / AdamW optimizer's foreach step for the fused one; returns
+    what it changed, e.g. {"rms_norm": 17, "gated_mlp": 8, "lm_loss": 1, "rotary": 1,
+    "fused_optimizer_groups": 1} (rotary counts modeling modules). Patching twice changes nothing
+    more; unpatch(model, optimizer) restores."""
     changed: Counter = Counter()
     if optimizer is not None:
         changed["fused_optimizer_groups"] += _fuse_optimizer(optimizer)
@@ -228,6 +236,10 @@ def patch(model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> d
         if _gated_activation(module) is not None and "forward" not in vars(module):
             module.forward = types.MethodType(_gated_mlp_forward, module)
             changed["gated_mlp"] += 1
+    for module in model.modules():
+        if is_causal_lm(module) and "forward" not in vars(module):
+            module.forward = types.MethodType(causal_lm_forward, module)
+            changed["lm_loss"] += 1
     for mod in _modeling_modules(model):
         if not hasattr(mod.apply_rotary_pos_emb, _ORIGINAL_ROTARY):
             mod.apply_rotary_pos_emb = _gems_apply_rotary(mod.apply_rotary_pos_emb)
@@ -235,7 +247,7 @@ def patch(model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> d
     return {k: v for k, v in changed.items() if v}
 
 
-_PATCHED_FORWARDS = {_rms_norm_forward: "rms_norm", _gated_mlp_forward: "gated_mlp"}
+_PATCHED_FORWARDS = {_rms_norm_forward: "rms_norm", _gated_mlp_forward: "gated_mlp", causal_lm_forward: "lm_loss"}
 
 
 def unpatch(model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> dict[str, int]:
