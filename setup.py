@@ -17,8 +17,13 @@ import subprocess
 import sys
 
 from setuptools import Extension, setup
-from setuptools.command.bdist_wheel import bdist_wheel
 from setuptools.command.build_ext import build_ext
+
+try:
+    from setuptools.command.bdist_wheel import bdist_wheel
+except ImportError:  # pyproject.toml's setuptools>=70.1 is not enforced without build isolation
+    sys.exit("gems-aot: the build needs setuptools >= 70.1 (for its bdist_wheel); "
+             "pip install 'setuptools>=70.1,<82'")
 
 ROOT = pathlib.Path(__file__).parent.resolve()
 sys.path[:0] = [str(ROOT), str(ROOT / "build_tools")]

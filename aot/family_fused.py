@@ -16,7 +16,7 @@ torch.ops.gems.rotary_embedding(q, k, cos, sin, position_ids, interleaved) rotat
 for q and one for k; its backward op applies the transposed rotation to the gradients.
 """
 
-from aot.ops import GemsOp, bench_case
+from aot.ops import Example, GemsOp, T, bench_case
 from aot.variants import FLOAT_DTYPES, KernelGrid, Variant, ptr
 
 
@@ -121,15 +121,21 @@ GRIDS = [
     ),
 ]
 
+# No aten op computes these: their C++ Meta functions compute with SymInts. Examples: rows of
+# 2H = 10; q [batch 2, 4 heads, seq 6, head_dim 8] and k of 2 heads rotated by cos / sin rows
+# shared by the batch (forward) or by a table of 5 positions gathered by position_ids (backward).
+_Q, _K = T((2, 4, 6, 8)), T((2, 2, 6, 8))
 GEMS_OPS = [
-    GemsOp("silu_and_mul(Tensor x) -> Tensor"),
-    GemsOp('gelu_and_mul(Tensor x, str approximate="none") -> Tensor'),
-    GemsOp("silu_and_mul_backward(Tensor grad, Tensor x) -> Tensor"),
-    GemsOp('gelu_and_mul_backward(Tensor grad, Tensor x, str approximate="none") -> Tensor'),
+    GemsOp("silu_and_mul(Tensor x) -> Tensor", example=Example((T((6, 10)),))),
+    GemsOp('gelu_and_mul(Tensor x, str approximate="none") -> Tensor', example=Example((T((6, 10)), "tanh"))),
+    GemsOp("silu_and_mul_backward(Tensor grad, Tensor x) -> Tensor", example=Example((T((6, 5)), T((6, 10))))),
+    GemsOp('gelu_and_mul_backward(Tensor grad, Tensor x, str approximate="none") -> Tensor',
+           example=Example((T((6, 5)), T((6, 10)), "tanh"))),
     GemsOp("rotary_embedding(Tensor q, Tensor k, Tensor cos, Tensor sin, Tensor? position_ids=None, "
-           "bool interleaved=False) -> (Tensor, Tensor)"),
+           "bool interleaved=False) -> (Tensor, Tensor)", example=Example((_Q, _K, T((1, 6, 8)), T((1, 6, 8))))),
     GemsOp("rotary_embedding_backward(Tensor grad_q, Tensor grad_k, Tensor cos, Tensor sin, "
-           "Tensor? position_ids=None, bool interleaved=False) -> (Tensor, Tensor)"),
+           "Tensor? position_ids=None, bool interleaved=False) -> (Tensor, Tensor)",
+           example=Example((_Q, _K, T((5, 8)), T((5, 8)), T((2, 6), "i64"), True))),
 ]
 
 ATEN_OVERRIDES = []
@@ -149,7 +155,9 @@ def generated_sources() -> dict:
               "inline int rotary_tile_for(int64_t pairs) {"]
     for name, (block_half, _, _) in ROTARY_TILES.items():
         lines.append(f"  if (pairs <= {block_half}) return gen::rotary::tile_{name};")
-    lines += ["  return -1;", "}", "", "}  // namespace gems::fused_tiles", ""]
+    lines += ["  return -1;", "}", "", "// The most pairs a rotary tile takes (the checks compare symbolic sizes with it).",
+              f"constexpr int64_t kRotaryMaxPairs = {max(block_half for block_half, _, _ in ROTARY_TILES.values())};",
+              "", "}  // namespace gems::fused_tiles", ""]
     return {TILE_HEADER: "\n".join(lines)}
 
 

@@ -78,7 +78,7 @@ ATen where cuBLAS measured faster for that mm bucket. A split-K configuration al
 workspace per matrix: batch x split_k fp32 partial tiles of the output.
 """
 
-from aot.ops import AtenOverride, GemsOp, bench_case
+from aot.ops import AtenOverride, Example, GemsOp, T, bench_case
 from aot import gemm_tuning
 from aot.variants import FLOAT_DTYPES, KernelGrid, Variant, ptr
 
@@ -340,11 +340,14 @@ GRIDS = [
     ),
 ]
 
+# aten's schemas and results: aten's fake implementations serve them.
 GEMS_OPS = [
-    GemsOp("mm(Tensor self, Tensor mat2) -> Tensor"),
-    GemsOp("addmm(Tensor self, Tensor mat1, Tensor mat2, *, Scalar beta=1, Scalar alpha=1) -> Tensor"),
-    GemsOp("bmm(Tensor self, Tensor mat2) -> Tensor"),
-    GemsOp("baddbmm(Tensor self, Tensor batch1, Tensor batch2, *, Scalar beta=1, Scalar alpha=1) -> Tensor"),
+    GemsOp("mm(Tensor self, Tensor mat2) -> Tensor", True, Example((T((6, 10)), T((10, 7))))),
+    GemsOp("addmm(Tensor self, Tensor mat1, Tensor mat2, *, Scalar beta=1, Scalar alpha=1) -> Tensor", True,
+           Example((T((7,)), T((6, 10)), T((10, 7))))),
+    GemsOp("bmm(Tensor self, Tensor mat2) -> Tensor", True, Example((T((3, 6, 10)), T((3, 10, 7))))),
+    GemsOp("baddbmm(Tensor self, Tensor batch1, Tensor batch2, *, Scalar beta=1, Scalar alpha=1) -> Tensor", True,
+           Example((T((3, 6, 7)), T((3, 6, 10)), T((3, 10, 7))))),
 ]
 
 # Every one has a CUDA kernel of its own in ATen (bmm.dtype and baddbmm.dtype, the out_dtype

@@ -21,7 +21,7 @@ than 256 row blocks, into up to about 1024 programs of at least 2 chunks each; t
 depends on the shape only, so a shape sums in the same order on every GPU.
 """
 
-from aot.ops import AtenOverride, GemsOp, bench_case
+from aot.ops import AtenOverride, Example, GemsOp, T, bench_case
 from aot.variants import FLOAT_DTYPES, KernelGrid, Variant, ptr
 
 KERNEL = "kernels.gemv:gemv_kernel"
@@ -122,11 +122,13 @@ GRIDS = [
     ),
 ]
 
+# aten's schemas and results: aten's fake implementations serve them.
 GEMS_OPS = [
-    GemsOp("addmv(Tensor self, Tensor mat, Tensor vec, *, Scalar beta=1, Scalar alpha=1) -> Tensor"),
-    GemsOp("mv(Tensor self, Tensor vec) -> Tensor"),
-    GemsOp("dot(Tensor self, Tensor tensor) -> Tensor"),
-    GemsOp("vdot(Tensor self, Tensor other) -> Tensor"),
+    GemsOp("addmv(Tensor self, Tensor mat, Tensor vec, *, Scalar beta=1, Scalar alpha=1) -> Tensor", True,
+           Example((T((6,)), T((6, 10)), T((10,))))),
+    GemsOp("mv(Tensor self, Tensor vec) -> Tensor", True, Example((T((6, 10)), T((10,))))),
+    GemsOp("dot(Tensor self, Tensor tensor) -> Tensor", True, Example((T((10,)), T((10,))))),
+    GemsOp("vdot(Tensor self, Tensor other) -> Tensor", True, Example((T((10,)), T((10,))))),
 ]
 
 # mv, mv.out, dot.out and vdot.out have no CUDA kernel of their own in ATen: their composites

@@ -40,7 +40,7 @@ from __future__ import annotations
 import dataclasses
 
 from aot import schemas
-from aot.ops import AtenOverride, GemsOp
+from aot.ops import AtenOverride, Example, GemsOp, T
 from aot.variants import FLOAT_DTYPES, KernelGrid, Variant, ptr
 
 KERNELS = "kernels.loss"
@@ -191,11 +191,23 @@ def _aten_schema_text(name: str) -> str:
 
 # The gems ops mirror the aten ops (same names and schemas): the aten op is their fake
 # implementation (gems_aot registers it at load), which traces symbolic shapes.
-GEMS_OPS = [GemsOp(_aten_schema_text(name), meta_from_aten=True) for name in OPS]
+# Class-index losses over 10 classes (2d: 3 x 4 positions), mean reduction.
+_LOGITS = {"nll_loss": (T((6, 10)), T((6,), "i64")), "nll_loss2d": (T((2, 10, 3, 4)), T((2, 3, 4), "i64"))}
+_NLL = (None, 1, -100)  # weight, reduction, ignore_index
+EXAMPLES = {
+    "nll_loss_forward": Example(_LOGITS["nll_loss"] + _NLL),
+    "nll_loss2d_forward": Example(_LOGITS["nll_loss2d"] + _NLL),
+    "nll_loss_backward": Example((T(()),) + _LOGITS["nll_loss"] + _NLL + (T(()),)),
+    "nll_loss2d_backward": Example((T(()),) + _LOGITS["nll_loss2d"] + _NLL + (T(()),)),
+    "mse_loss": Example((T((6, 10)), T((6, 10)), 1)),
+    "mse_loss_backward": Example((T(()), T((6, 10)), T((6, 10)), 1)),
+}
+GEMS_OPS = [GemsOp(_aten_schema_text(name), meta_from_aten=True, example=EXAMPLES[name]) for name in OPS]
 # No aten op computes it: a Meta function of its own. logits is written (the gradient), the losses
 # are a new fp32 tensor.
 CE_LOSS_AND_GRAD = GemsOp("cross_entropy_loss_and_grad_(Tensor(a!) logits, Tensor target, int ignore_index=-100, "
-                          "float label_smoothing=0.0, float? softcap=None, float scale=1.0) -> Tensor")
+                          "float label_smoothing=0.0, float? softcap=None, float scale=1.0) -> Tensor",
+                          example=Example(_LOGITS["nll_loss"]))
 GEMS_OPS.append(CE_LOSS_AND_GRAD)
 ATEN_OVERRIDES = [AtenOverride(o) for name in OPS for o in (name, f"{name}.{OUT_FORMS[name]}")]
 

@@ -22,7 +22,7 @@ chunks of CHUNK elements (a multiple of every BLOCK), about equal numbers of chu
 step over tensors of any sizes is balanced to within a chunk. Untuned (no GPU measurements yet).
 """
 
-from aot.ops import AtenOverride, GemsOp
+from aot.ops import AtenOverride, Example, GemsOp, T
 from aot.schemas import aten_schema
 from aot.targets import TARGETS
 from aot.variants import FLOAT_DTYPES, KernelGrid, Variant
@@ -89,8 +89,20 @@ GRIDS = [
     ),
 ]
 
-# The gems ops take aten's schemas, so that torch.ops.gems.<op> is a drop-in for torch.<op>.
-GEMS_OPS = [GemsOp(str(aten_schema(name)).removeprefix("aten::")) for name in OVERLOADS]
+
+def _example(name: str) -> Example:
+    """One parameter of 6 x 10 with its state (no max_exp_avg_sqs), lr a float or a tensor."""
+    lists = tuple((T((6, 10)),) for _ in range(4)) + ((), (T(()),))
+    lr = T(()) if name.endswith("tensor_lr") else 1e-3
+    return Example(lists, (("lr", lr), ("beta1", 0.9), ("beta2", 0.999), ("weight_decay", 0.01), ("eps", 1e-8),
+                           ("amsgrad", False), ("maximize", False)))
+
+
+# The gems ops take aten's schemas, so that torch.ops.gems.<op> is a drop-in for torch.<op>, and
+# aten's fake implementations, where torch has one: not for the tensor_lr forms, whose C++ Meta
+# functions do nothing (the ops write their arguments in place; no size is read).
+GEMS_OPS = [GemsOp(str(aten_schema(name)).removeprefix("aten::"), not name.endswith(".tensor_lr"), _example(name))
+            for name in OVERLOADS]
 
 ATEN_OVERRIDES = [AtenOverride(name) for name in OVERLOADS]
 

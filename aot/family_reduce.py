@@ -33,7 +33,7 @@ import dataclasses
 import json
 
 from aot import schemas
-from aot.ops import AtenOverride, GemsOp, bench_case
+from aot.ops import AtenOverride, Example, GemsOp, T, bench_case
 from aot.variants import FLOAT_DTYPES, KernelGrid, Variant, ptr
 
 
@@ -481,7 +481,16 @@ def _aten_schema_text(name: str) -> str:
     return str(schemas.aten_schema(name)).removeprefix("aten::")
 
 
-GEMS_OPS = [GemsOp(_aten_schema_text(name)) for r in REDUCTIONS for name in r.gems_ops]
+def _example(name: str) -> Example:
+    """A (6, 10) input reduced over dim 1, where the overload takes a dim."""
+    dim = {"int": (1,), "List[int]": ((1,),), "Optional[List[int]]": ((1,),)}
+    types_ = {a.name: str(a.real_type) for a in schemas.aten_schema(name).arguments}
+    return Example((T((6, 10)),) + dim.get(types_.get("dim"), ()))
+
+
+# The gems ops are aten's (same schemas and results): aten's fake implementations serve them.
+GEMS_OPS = [GemsOp(_aten_schema_text(name), meta_from_aten=True, example=_example(name))
+            for r in REDUCTIONS for name in r.gems_ops]
 ATEN_OVERRIDES = [AtenOverride(name, r.opt_in) for r in REDUCTIONS for name in r.aten_overrides]
 
 
@@ -624,8 +633,6 @@ def _entry_points(reduction: Reduction) -> list:
         lines += [f"{ret} cuda::{cpp}({params}) {{", f"  {call}", "  reduce::Results r;",
                   "  const Fallback reason = reduce::functional(call, r);",
                   f"  if (reason != Fallback::kNone) reduce::unsupported(\"gems::{name}\", reason, call);",
-                  f"  return {_returned(reduction, 'r')};", "}", "",
-                  f"{ret} meta::{cpp}({params}) {{", f"  {call}", "  const reduce::Results r = reduce::meta(call);",
                   f"  return {_returned(reduction, 'r')};", "}", ""]
     for name in reduction.aten_overrides:
         schema = schemas.aten_schema(name)
@@ -653,7 +660,7 @@ def _entry_points(reduction: Reduction) -> list:
 
 
 def ops_source() -> str:
-    """The C++ entry points of every overload (gems::cuda::, gems::meta::, gems::aten_impl::):
+    """The C++ entry points of every overload (gems::cuda::, gems::aten_impl::):
     each turns its arguments into a reduce::Call for the driver and, in an aten override, calls
     ATen's CUDA kernel with its own arguments where the driver falls back."""
     bases = sorted({name.split(".")[0] for r in REDUCTIONS for name in r.aten_overrides})

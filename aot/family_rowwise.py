@@ -34,7 +34,7 @@ from __future__ import annotations
 import dataclasses
 
 from aot import schemas
-from aot.ops import AtenOverride, GemsOp, bench_case
+from aot.ops import AtenOverride, Example, GemsOp, T, bench_case
 from aot.variants import FLOAT_DTYPES, KernelGrid, Variant, ptr
 
 
@@ -311,9 +311,26 @@ def _aten_schema_text(name: str) -> str:
     return str(schemas.aten_schema(name)).removeprefix("aten::")
 
 
-RMS_NORM = GemsOp("rms_norm(Tensor input, int[] normalized_shape, Tensor? weight=None, float? eps=None) -> Tensor")
-GEMS_OPS = ([GemsOp(_aten_schema_text(name)) for s in SOFTMAXES for name in s.gems_ops] + [RMS_NORM]
-            + [op for m in NORMS for op in m.gems_ops])
+# Rows of 10 normalised along dim 1; a norm's hidden size is its normalized_shape argument too,
+# so it stays concrete under tracing (a ScalarType argument is written as its name).
+_ROWS, _HIDDEN, _VEC, _STAT = T((6, 10)), T((6, 10), static=(1,)), T((10,), static=(0,)), T((6, 1))
+EXAMPLES = {
+    "_softmax": Example((_ROWS, 1, False)),
+    "_log_softmax": Example((_ROWS, 1, False)),
+    "_softmax_backward_data": Example((_ROWS, _ROWS, 1, "fp32")),
+    "_log_softmax_backward_data": Example((_ROWS, _ROWS, 1, "fp32")),
+    "rms_norm": Example((_HIDDEN, (10,), _VEC, 1e-6)),
+    "_fused_rms_norm": Example((_HIDDEN, (10,), _VEC, 1e-6)),
+    "_fused_rms_norm_backward": Example((_HIDDEN, _HIDDEN, (10,), _STAT, _VEC, (True, True))),
+    "native_layer_norm": Example((_HIDDEN, (10,), _VEC, _VEC, 1e-5)),
+    "native_layer_norm_backward": Example((_HIDDEN, _HIDDEN, (10,), _STAT, _STAT, _VEC, _VEC, (True, True, True))),
+}
+# Every gems op means what the aten op of its name does (rms_norm: torch.rms_norm, whose schema
+# takes SymInt[]): aten's fake implementations serve them.
+RMS_NORM = "rms_norm(Tensor input, int[] normalized_shape, Tensor? weight=None, float? eps=None) -> Tensor"
+GEMS_OPS = [GemsOp(schema, meta_from_aten=True, example=EXAMPLES[schema.split("(", 1)[0]])
+            for schema in [_aten_schema_text(name) for s in SOFTMAXES for name in s.gems_ops] + [RMS_NORM]
+            + [op.schema for m in NORMS for op in m.gems_ops]]
 ATEN_OVERRIDES = ([AtenOverride(name) for s in SOFTMAXES for name in s.aten_overrides]
                   + [AtenOverride(name, opt_in=m.opt_in) for m in NORMS for name in m.aten_overrides])
 
@@ -417,7 +434,6 @@ def _entry_points(s: Softmax) -> list:
                   "  const Fallback reason = rowwise::functional(call, result);",
                   f"  if (reason != Fallback::kNone) rowwise::unsupported(\"gems::{name}\", reason, call);",
                   "  return result;", "}", "",
-                  f"at::Tensor meta::{name}({params}) {{", f"  {call}", "  return rowwise::meta(call);", "}", "",
                   f"at::Tensor aten_impl::{name}({params}) {{",
                   f"  static FallbackCounter& counter = fallback_counter(\"{name}\");", f"  {call}",
                   "  at::Tensor result;", "  const Fallback reason = rowwise::functional(call, result);",
@@ -461,8 +477,6 @@ def _norm_entry_points(m: Norm) -> list:
         lines += [f"{ret} cuda::{op.cpp}({params}) {{", f"  {call}", "  norm::Results r;",
                   f"  const Fallback reason = norm::{run}(call, r);",
                   f"  if (reason != Fallback::kNone) norm::unsupported(\"gems::{op.name}\", reason, call);",
-                  f"  {result}", "}", "",
-                  f"{ret} meta::{op.cpp}({params}) {{", f"  {call}", "  const norm::Results r = norm::meta(call);",
                   f"  {result}", "}", ""]
         if op.name in overrides:
             # Shapes torch rejects go to ATen's kernel uncounted: its error is torch's, word for word.

@@ -40,13 +40,33 @@ def header_name(module: str) -> str:
 
 
 @dataclasses.dataclass(frozen=True)
+class T:
+    """A tensor argument of an Example: its shape and dtype ("fp32", "i64", ...). Its dims are
+    symbolic when traced, but for those in `static`: a size an int argument repeats (a norm's
+    normalized_shape), which the op compares with it."""
+    shape: tuple
+    dtype: str = "fp32"
+    static: tuple = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Example:
+    """A valid call of a gems op (tensors as T, lists as tuples): the tests trace every op on it
+    with symbolic sizes and compare with its results at other sizes."""
+    args: tuple
+    kwargs: tuple = ()  # (name, value) pairs
+
+
+@dataclasses.dataclass(frozen=True)
 class GemsOp:
     schema: str  # "add.Tensor(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor"
-    # The aten op of the same name and schema gives the output's shape, dtype and strides: no C++
-    # Meta kernel; gems_aot registers the aten op as its fake implementation at load, which also
-    # traces with symbolic shapes (torch.compile(dynamic=True), torch.export), where a C++ Meta
-    # kernel built on TensorIterator cannot.
+    # The aten op of the same name and semantics (its schema the same up to int / SymInt) gives
+    # the output's shape, dtype and strides: no C++ Meta kernel; gems_aot registers the aten op as
+    # its fake implementation at load (the build's _aten_fakes() lists them). torch's fake
+    # implementations trace with symbolic shapes (torch.compile(dynamic=True), torch.export);
+    # a C++ Meta kernel that reads sizes() or size(d) specialises every dim of that tensor.
     meta_from_aten: bool = False
+    example: Example | None = None
 
     @property
     def name(self) -> str:

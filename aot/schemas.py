@@ -72,6 +72,15 @@ def parse(schema: str):
     return torch._C.parse_schema(schema)
 
 
+def same_up_to_symint(gems, aten) -> bool:
+    """Whether a gems op's parsed schema is the aten op's, but for SymInt arguments it takes as
+    int (gems::rms_norm's normalized_shape): calls of one are calls of the other."""
+    def text(schema):
+        return str(schema).split("::", 1)[-1].replace("SymInt", "int")
+
+    return text(gems) == text(aten)
+
+
 def written(schema) -> list:
     """The arguments the op writes (Tensor(a!)): self for in-place, out= arguments."""
     return [a.name for a in schema.arguments if a.alias_info is not None and a.alias_info.is_write]

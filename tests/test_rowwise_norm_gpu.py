@@ -366,6 +366,20 @@ def test_gems_rms_norm_autograd(gems, shape, normalized, dtype):
     close(gems, dx, r[1], dtype)
 
 
+@pytest.mark.parametrize("dtype", FLOATS, ids=str)
+def test_gems_rms_norm_backward_of_a_transposed_gradient(gems, dtype):
+    """The gradient reaching gems.rms_norm need not be contiguous (a transpose after the norm, as
+    Qwen3's per-head q / k norms): the same gradients as from a contiguous one."""
+    x, w = make((2, 40, 2, 16), dtype, offset=0.5), make((16,), dtype, seed=1)
+    grad = make((2, 2, 40, 16), dtype, seed=3)
+    ref = reference_step(x, [16], w, None, grad.transpose(1, 2), 1e-6, rms=True)
+    xr, wr = x.detach().requires_grad_(), w.detach().requires_grad_()
+    y = gems.rms_norm(xr, [16], wr, 1e-6)
+    dx, dw = torch.autograd.grad(y.transpose(1, 2), [xr, wr], grad)
+    close(gems, dx, ref[1], dtype)
+    close(gems, dw, ref[2], dtype, 2 * 40 * 2)
+
+
 def test_gems_rms_norm_errors(gems):
     g = torch.ops.gems
     x = make((4, 6), torch.float32)

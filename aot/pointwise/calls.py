@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from aot import family_pointwise as fam
 from aot import schemas
+from aot.ops import Example, T
 from aot.pointwise.rules import param_argument
 
 OPS = {op.name: op for op in fam.OPS}
@@ -95,3 +96,20 @@ def bench_cases() -> list:
                          "out": op.out_dtype(dt)}
         cases.append({"op": name, "call": call, "family": "pointwise", "kind": "elementwise", "calls": calls})
     return cases
+
+
+def examples() -> dict:
+    """{gems op name: Example} of every pointwise gems op (a functional overload), at its op's first
+    dtype: (6, 10) operands, every argument by name."""
+    out = {}
+    for ov in fam.OVERLOADS:
+        schema = schemas.aten_schema(ov.aten)
+        if not ov.gems or schemas.overload_kind(schema) != "functional":
+            continue
+        name = uses(ov)[0]
+        op, types_ = OPS[name], {a.name: str(a.type) for a in schema.arguments}
+        dt = op.dtypes[0]
+        operands = [(a, scalar_operand(name, op.operand_dtype(i, dt)) if types_[a] == "number"
+                     else T((6, 10), op.operand_dtype(i, dt))) for i, a in enumerate(ov.operands)]
+        out[ov.aten] = Example((), tuple(operands) + tuple(call_kwargs(ov, name, dt).items()))
+    return out

@@ -152,21 +152,6 @@ at::Tensor baddbmm(const at::Tensor& self, const at::Tensor& batch1, const at::T
 }
 }  // namespace cuda
 
-namespace meta {
-at::Tensor bmm(const at::Tensor& self, const at::Tensor& mat2) {
-  gemm::check_bmm_inputs(self, mat2);
-  gemm::check_same_dtype(self, mat2);
-  return at::empty({self.size(0), self.size(1), mat2.size(2)}, mat2.options());
-}
-
-at::Tensor baddbmm(const at::Tensor& self, const at::Tensor& batch1, const at::Tensor& batch2,
-                   const c10::Scalar& beta, const c10::Scalar& alpha) {
-  const std::array<int64_t, 3> shape = gemm::check_baddbmm_inputs(self, batch1, batch2);
-  gemm::check_same_dtype(batch1, batch2);
-  return at::empty(shape, batch2.options());
-}
-}  // namespace meta
-
 namespace aten_impl {
 at::Tensor bmm(const at::Tensor& self, const at::Tensor& mat2) {
   static FallbackCounter& counter = fallback_counter("bmm");

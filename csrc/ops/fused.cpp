@@ -231,9 +231,12 @@ void check_rotary(const char* op, const at::Tensor& q, const at::Tensor& k, cons
                   const at::Tensor& sin, const std::optional<at::Tensor>& position_ids) {
   TORCH_CHECK(q.dim() == 4 && k.dim() == 4, op, ": expected q and k of 4 dims [batch, heads, seq, head_dim], got ",
               q.sym_sizes(), " and ", k.sym_sizes());
-  // Batch and sequence stay symbolic under tracing (guards, not constants); head dims are concrete.
-  TORCH_CHECK(k.sym_size(0) == q.sym_size(0) && k.sym_size(2) == q.sym_size(2) && k.size(3) == q.size(3), op,
-              ": q and k must agree in batch, seq and head_dim, got ", q.sym_sizes(), " and ", k.sym_sizes());
+  // Sizes as SymInts only, compared with sym_* (expect_true: a runtime assert or a relation, never
+  // a constant): under tracing, size(d) turns every size of the tensor into an int, which
+  // specialises them all (batch and seq included) to the example's values.
+  const c10::SymInt B = q.sym_size(0), S = q.sym_size(2), D = q.sym_size(3), R = cos.sym_size(-1);
+  TORCH_SYM_CHECK(k.sym_size(0).sym_eq(B).sym_and(k.sym_size(2).sym_eq(S)).sym_and(k.sym_size(3).sym_eq(D)), op,
+                  ": q and k must agree in batch, seq and head_dim, got ", q.sym_sizes(), " and ", k.sym_sizes());
   TORCH_CHECK(cos.sym_sizes() == sin.sym_sizes(), op, ": cos and sin must have one shape, got ", cos.sym_sizes(),
               " and ", sin.sym_sizes());
   for (const at::Tensor* t : {&k, &cos, &sin}) {
@@ -243,25 +246,26 @@ void check_rotary(const char* op, const at::Tensor& q, const at::Tensor& k, cons
   }
   TORCH_CHECK(rot::dtype_of(q.scalar_type()) >= 0, op, ": unsupported dtype ", q.scalar_type(),
               " (supported: Float, Half, BFloat16)");
-  const c10::SymInt B = q.sym_size(0), S = q.sym_size(2);
-  const int64_t D = q.size(3), R = cos.size(-1);
-  TORCH_CHECK(R % 2 == 0 && R <= D, op, ": the rotated dims (cos.size(-1) = ", R,
-              ") must be even and at most head_dim = ", D);
-  TORCH_CHECK(fused_tiles::rotary_tile_for(R / 2) >= 0, op, ": at most 256 rotated dims are supported, got ", R);
+  TORCH_SYM_CHECK((R % 2).sym_eq(0).sym_and(R.sym_le(D)), op, ": the rotated dims (cos.size(-1) = ", R,
+                  ") must be even and at most head_dim = ", D);
+  TORCH_SYM_CHECK(R.sym_le(2 * fused_tiles::kRotaryMaxPairs), op, ": at most ", 2 * fused_tiles::kRotaryMaxPairs,
+                  " rotated dims are supported, got ", R);
   if (position_ids.has_value()) {
     const at::Tensor& p = *position_ids;
     TORCH_CHECK(p.scalar_type() == at::kLong && p.device() == q.device(), op,
                 ": position_ids must be an int64 tensor on ", q.device());
-    TORCH_CHECK(p.dim() == 2 && p.sym_size(0) == B && p.sym_size(1) == S, op, ": expected position_ids of shape [",
-                B, ", ", S, "], got ", p.sym_sizes());
+    TORCH_CHECK(p.dim() == 2, op, ": expected position_ids of shape [", B, ", ", S, "], got ", p.sym_sizes());
+    TORCH_SYM_CHECK(p.sym_size(0).sym_eq(B).sym_and(p.sym_size(1).sym_eq(S)), op, ": expected position_ids of shape [",
+                    B, ", ", S, "], got ", p.sym_sizes());
     TORCH_CHECK(cos.dim() == 2, op, ": with position_ids, cos and sin are tables [positions, rotated dims], got ",
                 cos.sym_sizes());
   } else {
-    const bool rows = cos.dim() == 2 ? cos.sym_size(0) == S
-                                     : cos.dim() == 3 && (cos.sym_size(0) == B || cos.sym_size(0) == 1) &&
-                                           cos.sym_size(1) == S;
-    TORCH_CHECK(rows, op, ": expected cos and sin of shape [", B, " or 1, ", S, ", R] or [", S, ", R], got ",
-                cos.sym_sizes());
+    const c10::SymBool rows = cos.dim() == 2 ? cos.sym_size(0).sym_eq(S)
+                              : cos.dim() == 3 ? cos.sym_size(0).sym_eq(B).sym_or(cos.sym_size(0).sym_eq(1)).sym_and(
+                                                     cos.sym_size(1).sym_eq(S))
+                                               : c10::SymBool(false);
+    TORCH_SYM_CHECK(rows, op, ": expected cos and sin of shape [", B, " or 1, ", S, ", R] or [", S, ", R], got ",
+                    cos.sym_sizes());
   }
 }
 
@@ -479,8 +483,8 @@ struct RotaryFn : public torch::autograd::Function<RotaryFn> {
     ctx->save_for_backward({cos, sin, position_ids.value_or(at::Tensor())});
     ctx->saved_data["interleaved"] = interleaved;
     ctx->saved_data["backward"] = backward;
-    ctx->saved_data["a_sizes"] = a.sizes().vec();
-    ctx->saved_data["b_sizes"] = b.sizes().vec();
+    ctx->saved_data["a_sizes"] = a.sym_sizes().vec();  // symbolic under tracing
+    ctx->saved_data["b_sizes"] = b.sym_sizes().vec();
     auto [ra, rb] = call_rotary(backward ? kRotaryBackward : kRotary, a, b, cos, sin, position_ids, interleaved);
     return {ra, rb};
   }
@@ -490,10 +494,12 @@ struct RotaryFn : public torch::autograd::Function<RotaryFn> {
     std::optional<at::Tensor> position_ids;
     if (saved[2].defined()) position_ids = saved[2];
     const bool transposed = !ctx->saved_data["backward"].toBool();
-    const at::Tensor ga = grads[0].defined() ? grads[0] : at::zeros(ctx->saved_data["a_sizes"].toIntVector(),
-                                                                     saved[0].options());
-    const at::Tensor gb = grads[1].defined() ? grads[1] : at::zeros(ctx->saved_data["b_sizes"].toIntVector(),
-                                                                     saved[0].options());
+    const at::Tensor ga = grads[0].defined() ? grads[0]
+                                             : at::zeros_symint(ctx->saved_data["a_sizes"].toSymIntVector(),
+                                                                saved[0].options());
+    const at::Tensor gb = grads[1].defined() ? grads[1]
+                                             : at::zeros_symint(ctx->saved_data["b_sizes"].toSymIntVector(),
+                                                                saved[0].options());
     const variable_list r = rotary_with_autograd(transposed, ga, gb, saved[0], saved[1], position_ids,
                                                  ctx->saved_data["interleaved"].toBool());
     return {r[0], r[1], at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};

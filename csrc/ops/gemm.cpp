@@ -447,21 +447,6 @@ at::Tensor addmm(const at::Tensor& self, const at::Tensor& mat1, const at::Tenso
 }
 }  // namespace cuda
 
-namespace meta {
-at::Tensor mm(const at::Tensor& self, const at::Tensor& mat2) {
-  gemm::check_inputs(self, mat2);
-  return at::empty({self.size(0), mat2.size(1)}, self.options());
-}
-
-at::Tensor addmm(const at::Tensor& self, const at::Tensor& mat1, const at::Tensor& mat2, const c10::Scalar& beta,
-                 const c10::Scalar& alpha) {
-  gemm::check_addmm_inputs(self, mat1, mat2);
-  // self must broadcast to the result: torch expands it, with expand's error.
-  self.expand({mat1.size(0), mat2.size(1)});
-  return at::empty({mat1.size(0), mat2.size(1)}, mat1.options());
-}
-}  // namespace meta
-
 namespace aten_impl {
 at::Tensor mm(const at::Tensor& self, const at::Tensor& mat2) {
   static FallbackCounter& counter = fallback_counter("mm");

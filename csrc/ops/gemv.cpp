@@ -348,32 +348,6 @@ at::Tensor vdot(const at::Tensor& self, const at::Tensor& other) {
 }
 }  // namespace cuda
 
-namespace meta {
-at::Tensor addmv(const at::Tensor& self, const at::Tensor& mat, const at::Tensor& vec, const at::Scalar& beta,
-                 const at::Scalar& alpha) {
-  check_addmv(self, mat, vec);
-  check_addmv_dtypes(self, mat, vec);
-  return at::empty({mat.size(0)}, vec.options());
-}
-
-at::Tensor mv(const at::Tensor& self, const at::Tensor& vec) {
-  at::Tensor out = at::empty({self.size(0)}, vec.options());
-  check_addmv(out, self, vec);
-  check_addmv_dtypes(out, self, vec);
-  return out;
-}
-
-at::Tensor dot(const at::Tensor& self, const at::Tensor& tensor) {
-  check_dot(self, tensor);
-  return at::empty({}, self.options());
-}
-
-at::Tensor vdot(const at::Tensor& self, const at::Tensor& other) {
-  check_dot(self, other);
-  return at::empty({}, self.options());
-}
-}  // namespace meta
-
 namespace aten_impl {
 at::Tensor addmv(const at::Tensor& self, const at::Tensor& mat, const at::Tensor& vec, const at::Scalar& beta,
                  const at::Scalar& alpha) {

@@ -297,11 +297,10 @@ void _fused_adamw__tensor_lr(GEMS_ADAM_LISTS, const at::Tensor& lr, GEMS_ADAM_SC
 }
 }  // namespace cuda
 
-// Nothing to compute on meta tensors: the ops write their arguments in place.
+// Nothing to compute on meta tensors: the ops write their arguments in place. (The other forms'
+// fake implementation is aten's.)
 namespace meta {
-void _fused_adam_(GEMS_ADAM_LISTS, double lr, GEMS_ADAM_SCALARS) {}
 void _fused_adam__tensor_lr(GEMS_ADAM_LISTS, const at::Tensor& lr, GEMS_ADAM_SCALARS) {}
-void _fused_adamw_(GEMS_ADAM_LISTS, double lr, GEMS_ADAM_SCALARS) {}
 void _fused_adamw__tensor_lr(GEMS_ADAM_LISTS, const at::Tensor& lr, GEMS_ADAM_SCALARS) {}
 }  // namespace meta
 

@@ -403,17 +403,6 @@ Fallback into(const Call& c, const Outs& outs) {
   return r;
 }
 
-Results meta(const Call& c) {
-  const c10::ScalarType dtype = result_dtype(c);
-  DimMask mask;
-  const at::DimVector shape = reduction_shape(c, mask);
-  Results out;
-  if (t::kWithValue[c.reduction]) out.value = at::empty(shape, c.self.options().dtype(dtype));
-  if (t::kWithMean[c.reduction]) out.mean = at::empty(shape, c.self.options().dtype(dtype));
-  if (t::kWithIndex[c.reduction]) out.index = at::empty(shape, c.self.options().dtype(at::kLong));
-  return out;
-}
-
 void unsupported(const char* op, Fallback reason, const Call& c) {
   std::ostringstream s;
   s << c.self.scalar_type() << c.self.sizes() << " strides " << c.self.strides() << " -> " << result_dtype(c);

@@ -40,8 +40,6 @@ struct Outs {
 Fallback functional(const Call& call, Results& results);
 // Into the out= tensors, which are checked and resized as torch does first; or why no gems kernel ran.
 Fallback into(const Call& call, const Outs& outs);
-// The results' shapes and dtypes on the meta device.
-Results meta(const Call& call);
 // The error of a torch.ops.gems call for input no gems kernel covers.
 [[noreturn]] void unsupported(const char* op, Fallback reason, const Call& call);
 

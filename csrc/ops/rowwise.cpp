@@ -215,17 +215,6 @@ Fallback into(const Backward& c, at::Tensor& out) {
   return r;
 }
 
-at::Tensor meta(const Forward& c) {
-  at::maybe_wrap_dim(c.dim, c.self.dim());
-  return at::empty(c.self.sizes(), c.self.options().dtype(result_dtype(c)));
-}
-
-at::Tensor meta(const Backward& c) {
-  check_meta(c);
-  at::maybe_wrap_dim(c.dim, c.grad_output.dim());
-  return at::empty(c.grad_output.sizes(), c.grad_output.options().dtype(result_dtype(c)));
-}
-
 void unsupported(const char* op, Fallback reason, const Forward& c) {
   gems::unsupported(op, reason, describe({&c.self}, result_dtype(c), c.dim));
 }
@@ -286,10 +275,9 @@ at::DimVector stat_shape(const at::Tensor& input, size_t normalized_dims) {
   return shape;
 }
 
-at::Tensor stats_tensor(const at::Tensor& input, int64_t m, size_t normalized_dims, bool on_meta) {
+at::Tensor stats_tensor(const at::Tensor& input, int64_t m, size_t normalized_dims) {
   const c10::ScalarType acc = at::toAccumulateType(input.scalar_type(), /*is_cuda=*/true);
-  at::Tensor flat = on_meta ? at::empty({m}, input.options().dtype(acc))
-                            : at::detail::empty_cuda({m}, acc, input.device(), std::nullopt);
+  at::Tensor flat = at::detail::empty_cuda({m}, acc, input.device(), std::nullopt);
   return flat.view(stat_shape(input, normalized_dims));
 }
 
@@ -353,8 +341,8 @@ Fallback forward(const Forward& c, Results& out) {
   if (programs > std::numeric_limits<int32_t>::max()) return Fallback::kIndex64;
   out.a = at::detail::empty_cuda(x.sizes(), x.scalar_type(), x.device(), std::nullopt);
   if (c.stats) {
-    if (!c.rms) out.b = stats_tensor(x, rows.m, c.normalized_shape.size(), false);
-    out.c = stats_tensor(x, rows.m, c.normalized_shape.size(), false);
+    if (!c.rms) out.b = stats_tensor(x, rows.m, c.normalized_shape.size());
+    out.c = stats_tensor(x, rows.m, c.normalized_shape.size());
   }
   if (rows.m == 0) return Fallback::kNone;
   KernelArgs args;
@@ -452,29 +440,6 @@ Fallback backward(const Backward& c, Results& out) {
   sum_args.i32(c.mask[1] ? 0 : 1);
   launch(*k_cols, device, static_cast<uint32_t>((rows.n + block - 1) / block), c.mask[1] + c.mask[2], 1, sum_args);
   return Fallback::kNone;
-}
-
-Results meta(const Forward& c) {
-  const at::Tensor& x = c.input;
-  const Rows rows = check_inputs(c.composite_checks, x, c.normalized_shape, given(c.weight), given(c.bias));
-  Results out;
-  out.a = at::empty(x.sizes(), x.options());
-  if (c.stats) {
-    if (!c.rms) out.b = stats_tensor(x, rows.m, c.normalized_shape.size(), true);
-    out.c = stats_tensor(x, rows.m, c.normalized_shape.size(), true);
-  }
-  return out;
-}
-
-Results meta(const Backward& c) {
-  const at::Tensor& w = given(c.weight);
-  const at::Tensor& bias = given(c.bias);
-  check_inputs(false, c.input, c.normalized_shape, w, bias);
-  Results out;
-  if (c.mask[0]) out.a = at::empty(c.input.sizes(), c.input.options());
-  if (c.mask[1] && w.defined()) out.b = at::empty(w.sizes(), w.options());
-  if (c.mask[2] && bias.defined()) out.c = at::empty(bias.sizes(), bias.options());
-  return out;
 }
 
 void unsupported(const char* op, Fallback reason, const Forward& c) {
@@ -590,6 +555,9 @@ struct RmsNormFn : public torch::autograd::Function<RmsNormFn> {
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const variable_list saved = ctx->get_saved_variables();
     const std::vector<int64_t> shape = ctx->saved_data["shape"].toIntVector();
+    // The input was contiguous; its gradient need not be (a transpose after the norm, as Qwen3's
+    // per-head q / k norms), and the backward kernels read contiguous rows.
+    grads[0] = grads[0].contiguous();
     // needs_input_grad counts the tensor arguments given: input 0, weight 1 where there is one.
     const bool grad_input = ctx->needs_input_grad(0), grad_weight = saved[1].defined() && ctx->needs_input_grad(1);
     at::Tensor dx, dw;
@@ -629,11 +597,6 @@ at::Tensor cuda::rms_norm(const at::Tensor& input, at::IntArrayRef normalized_sh
   const Fallback reason = norm::forward(call, r);
   if (reason != Fallback::kNone) norm::unsupported(kRmsNorm, reason, call);
   return r.a;
-}
-
-at::Tensor meta::rms_norm(const at::Tensor& input, at::IntArrayRef normalized_shape,
-                          const std::optional<at::Tensor>& weight, std::optional<double> eps) {
-  return norm::meta(norm::Forward{true, input, normalized_shape, weight, norm::kAbsent, eps, false, true}).a;
 }
 
 }  // namespace gems

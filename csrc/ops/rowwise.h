@@ -36,9 +36,6 @@ Fallback functional(const Backward& call, at::Tensor& result);
 // Into out=, which is checked and resized as torch does first; or why no gems kernel ran.
 Fallback into(const Forward& call, at::Tensor& out);
 Fallback into(const Backward& call, at::Tensor& out);
-// The result's shape, dtype and strides on the meta device.
-at::Tensor meta(const Forward& call);
-at::Tensor meta(const Backward& call);
 // The error of a torch.ops.gems call for input no gems kernel covers.
 [[noreturn]] void unsupported(const char* op, Fallback reason, const Forward& call);
 [[noreturn]] void unsupported(const char* op, Fallback reason, const Backward& call);
@@ -92,9 +89,6 @@ Fallback backward(const Backward& call, Results& out);
 // raises its own error.
 bool valid(const Forward& call);
 bool valid(const Backward& call);
-// The results' shapes, dtypes and strides on the meta device.
-Results meta(const Forward& call);
-Results meta(const Backward& call);
 [[noreturn]] void unsupported(const char* op, Fallback reason, const Forward& call);
 [[noreturn]] void unsupported(const char* op, Fallback reason, const Backward& call);
 
