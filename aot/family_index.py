@@ -29,7 +29,7 @@ summed by one program (per BLOCK_D columns): a hot row costs its length in seque
 from __future__ import annotations
 
 from aot import schemas
-from aot.ops import AtenOverride, GemsOp
+from aot.ops import AtenOverride, Example, GemsOp, T
 from aot.variants import FLOAT_DTYPES, INT_DTYPES, KernelGrid, Variant, ptr
 
 KERNELS = "kernels.index"
@@ -104,7 +104,12 @@ GRIDS = [
 # own). embedding_dense_backward.out is a composite of the functional one. Opt-in until measured.
 OVERRIDES = ("embedding", "embedding_dense_backward", "index_select", "index_select.out")
 # The gems ops mirror the functional aten ops; the aten op is their fake implementation.
-GEMS_OPS = [GemsOp(str(schemas.aten_schema(name)).removeprefix("aten::"), meta_from_aten=True)
+EXAMPLES = {
+    "embedding": Example((T((10, 6)), T((2, 3), "i64"))),
+    "embedding_dense_backward": Example((T((2, 3, 6)), T((2, 3), "i64"), 10, -1, False)),
+    "index_select": Example((T((10, 6)), 0, T((4,), "i64"))),
+}
+GEMS_OPS = [GemsOp(str(schemas.aten_schema(name)).removeprefix("aten::"), meta_from_aten=True, example=EXAMPLES[name])
             for name in OVERRIDES if "." not in name]
 ATEN_OVERRIDES = [AtenOverride(name, opt_in=True) for name in OVERRIDES]
 
