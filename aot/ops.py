@@ -26,6 +26,7 @@ FAMILIES = (
     "aot.family_gemv",
     "aot.family_fused",
     "aot.family_multi_tensor",
+    "aot.family_index",
 )
 
 
@@ -125,9 +126,11 @@ def families(modules=FAMILIES) -> list:
 # inputs by role (each call's "roles": a (rows, classes) input, int64 targets, one-element
 # gradients), the class count a vocabulary dividing the size (aot/family_loss.py bench_cases); norm:
 # rows x hidden, normalised over hidden, each input by its role (NORM_ROLES), 4096 rows at the
-# large sizes unless the size names both ("16384x4096"; a case's own `sizes` are such names).
+# large sizes unless the size names both ("16384x4096"; a case's own `sizes` are such names);
+# embedding: tokens x hidden as norm's, a table of the case's "vocab" rows, inputs by role
+# (aot/family_index.py bench_cases).
 BENCH_KINDS = ("elementwise", "rows", "matmul", "act_and_mul", "matvec", "dot", "rowwise", "rowwise_reduce", "full",
-               "rotary", "loss", "norm")
+               "rotary", "loss", "norm", "embedding")
 # A norm case's inputs: "x" (rows, hidden) of the call's dtype, "vec" (hidden,) of the call's
 # dtype (weight, bias), "stat" (rows, 1) fp32 (a saved mean or rstd).
 NORM_ROLES = ("x", "vec", "stat")

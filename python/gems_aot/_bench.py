@@ -57,6 +57,10 @@ ROTARY_HEADS = (32, 8, 128, 4)  # "rotary": q heads, k heads, head dim, batch
 # divides the size (--sizes 131072000: 4096 x 32000; 2101346304: 16384 x 128256), else rows as the
 # "rowwise" cases take them.
 LOSS_VOCABS = (128256, 32000)
+# "embedding" cases gather or scatter tokens x hidden rows of a table of the case's vocabulary
+# (sizes as the norm cases'); below EMBEDDING_MIN_TOKENS tokens (the host timing, the CPU tests)
+# the table has 8 rows a token instead.
+EMBEDDING_MIN_TOKENS = 1024
 # The unfused ATen form of gems' fused ops, and FlagGems' own fused op, from the same input.
 def _rotate_half(x):
     return torch.cat((-x[..., x.shape[-1] // 2:], x[..., : x.shape[-1] // 2]), dim=-1)
@@ -138,6 +142,17 @@ def norm_shape(n) -> tuple[int, int]:
     return n // hidden, hidden
 
 
+def embedding_vocab(case: dict, tokens: int) -> int:
+    """The table rows of an "embedding" case over this many tokens."""
+    return case["vocab"] if tokens >= EMBEDDING_MIN_TOKENS else 8 * tokens
+
+
+def embedding_shape(case: dict, n) -> tuple[int, int, int]:
+    """(tokens, hidden, vocabulary) of an "embedding" case at size n."""
+    tokens, hidden = norm_shape(n)
+    return tokens, hidden, embedding_vocab(case, tokens)
+
+
 def elements(n) -> int:
     """The element count of a size (rows x hidden: their product)."""
     return math.prod(n) if isinstance(n, (tuple, list)) else n
@@ -186,6 +201,8 @@ def make_inputs(case: dict, dtype: str, n: int, layout: str = "contiguous", devi
     spec = case["calls"][dtype]
     if "roles" in spec:
         return _role_inputs(spec, n, device)
+    if case["kind"] == "embedding":
+        return _embedding_inputs(case, spec, n, device)
     out = []
     shapes = input_shapes(case["kind"], len(spec["tensors"]), n, case.get("roles"))
     for shape, name in zip(shapes, spec["tensors"]):
@@ -221,6 +238,20 @@ def _role_inputs(spec: dict, n: int, device: str) -> list[torch.Tensor]:
     return out
 
 
+def _embedding_inputs(case: dict, spec: dict, n, device: str) -> list[torch.Tensor]:
+    """An "embedding" case's inputs by role: table (vocabulary, hidden) and grad (tokens, hidden)
+    floats 0.5 + rand, ids int64 uniform over the vocabulary."""
+    tokens, hidden, vocab = embedding_shape(case, n)
+    out = []
+    for role, name in zip(case["roles"], spec["tensors"]):
+        if role == "ids":
+            out.append(torch.randint(0, vocab, (tokens,), device=device, dtype=DTYPES[name]))
+        else:
+            shape = (vocab if role == "table" else tokens, hidden)
+            out.append((torch.rand(shape, device=device) + 0.5).to(DTYPES[name]))
+    return out
+
+
 def _aten_op(name: str):
     base, _, overload = name.partition(".")
     return getattr(getattr(torch.ops.aten, base), overload or "default")
@@ -241,6 +272,8 @@ def make_call(case: dict, dtype: str, inputs: list[torch.Tensor], side: str = "a
             args.append(DTYPES[a["dtype"]])
         elif "hidden" in a:
             args.append([inputs[0].shape[-1]])
+        elif "vocab" in a:  # an embedding case's table rows, from its ids
+            args.append(embedding_vocab(case, inputs[a["vocab"]].numel()))
         else:
             args.append(a["value"])
     kwargs = spec["kwargs"]
@@ -264,6 +297,11 @@ def work(case: dict, dtype: str, inputs: list[torch.Tensor]) -> tuple[float, str
         (m, k), (_, n) = inputs[0].shape, inputs[1].shape
         return 2 * m * n * k / 1e12, "TFLOP/s"
     read = sum(inputs[i].numel() * inputs[i].element_size() for i in spec["reads"])
+    if case["kind"] == "embedding":  # the result: the gathered rows (read too), or the table
+        tokens, hidden = inputs[case["roles"].index("ids")].numel(), inputs[0].shape[-1]
+        rows = tokens if case["result"] == "gathered" else embedding_vocab(case, tokens)
+        written = rows * hidden * DTYPES[spec["out"]].itemsize
+        return (read + written * (2 if case["result"] == "gathered" else 1)) / 1e9, "GB/s"
     if case["kind"] == "norm":  # the first result like the first input, the others by role
         rows, hidden = inputs[0].shape[0], inputs[0].shape[-1]
         written = inputs[0].numel() * DTYPES[spec["out"]].itemsize
