@@ -62,6 +62,9 @@ def test_embedding_against_aten(gems, counts, v, d, shape, padding_idx, freq, in
     with gems.use_gems(include=OPS):
         out, dw, grad = embedding_step(weight, ids, padding_idx, freq)
     assert counts() == {}
+    if freq and ids.numel() == 0:  # ATen's scale_grad_by_freq kernel raises 'invalid argument' here
+        assert torch.equal(dw, torch.zeros_like(weight)) and out.shape == (*shape, d)
+        return
     with gems.use_gems(include=[]):
         aten_out, aten_dw, _ = embedding_step(weight, ids, padding_idx, freq)
         assert torch.equal(out, aten_out) and out.stride() == aten_out.stride()
@@ -126,7 +129,10 @@ def test_fallbacks(gems, counts):
         torch.ops.aten.embedding_dense_backward(torch.ones(3, 8, device="cuda").double(), ids, 20, -1, False)
         # An expanded gradient (a sum's) is made contiguous, as ATen's kernel does: served.
         torch.ops.aten.embedding_dense_backward(torch.ones((), device="cuda").expand(3, 8), ids, 20, -1, False)
+    # F.embedding's fallback is ATen's composite, whose index_select reaches gems' override and
+    # falls back again for the same reason.
     assert counts() == {("embedding", "dtype"): 1, ("embedding", "layout"): 1, ("index_select", "args"): 1,
+                        ("index_select", "dtype"): 1, ("index_select", "layout"): 1,
                         ("embedding_dense_backward", "dtype"): 1}
 
 

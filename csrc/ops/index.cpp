@@ -148,10 +148,13 @@ Fallback index_select_into(const at::Tensor& self, int64_t dim, const at::Tensor
   if (r != Fallback::kNone) return r;
   if (out.scalar_type() != self.scalar_type()) return Fallback::kArgs;
   if (out.device() != self.device()) return Fallback::kDevice;
-  if (at::get_overlap_status(out, self) != at::MemOverlapStatus::No ||
-      at::get_overlap_status(out, index) != at::MemOverlapStatus::No) {
-    return Fallback::kLayout;
-  }
+  // As ATen's assert_no_overlap: only a known overlap counts (a strided index is "too hard" to
+  // tell, and ATen's kernel goes ahead there too).
+  const auto overlaps = [&](const at::Tensor& other) {
+    const at::MemOverlapStatus status = at::get_overlap_status(out, other);
+    return status == at::MemOverlapStatus::Full || status == at::MemOverlapStatus::Partial;
+  };
+  if (overlaps(self) || overlaps(index)) return Fallback::kLayout;
   at::native::resize_output(out, sizes);
   if (!out.is_contiguous() || !plain(out)) return Fallback::kLayout;
   if (!aligned16(out.const_data_ptr())) {  // replan with the unaligned kernel
